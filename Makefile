@@ -1,0 +1,61 @@
+# mod_sse: build, run, test.
+#
+#   make            build .libs/mod_sse.so with apxs
+#   make run        build and start a local httpd on 127.0.0.1 with the demo page
+#   make test       install what the tests need, build, run unit and httpd tests
+#   make unit       only the C unit tests of the pure units (wire, ring, body)
+#   make install    copy the module into httpd's module directory (apxs -i)
+
+APXS    ?= apxs
+PYTEST  ?= /usr/bin/python3 -m pytest
+CFLAGS_EXTRA ?=
+
+# The module's units; each sse_*.c holds one idea (see README "Layout").
+SRC = mod_sse.c sse_wire.c sse_body.c sse_ring.c sse_shm.c sse_hub.c \
+      sse_stream.c sse_publish.c
+HDR = mod_sse.h sse_wire.h sse_body.h sse_ring.h sse_shm.h sse_hub.h \
+      sse_private.h
+
+# Pure units: no httpd, only APR (for pools) and jansson.
+UNIT_SRC = sse_wire.c sse_body.c sse_ring.c
+APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes 2>/dev/null)
+APR_LIBS   := $(shell apr-1-config --link-ld --libs 2>/dev/null)
+
+.PHONY: all run test unit itest deps install clean
+
+all: .libs/mod_sse.so
+
+.libs/mod_sse.so: $(SRC) $(HDR)
+	$(APXS) -c -o mod_sse.la -Wc,-Wall -Wc,-Wextra -Wc,-Wno-unused-parameter \
+	    -Wc,-std=gnu11 $(CFLAGS_EXTRA) $(SRC) -ljansson
+
+install: .libs/mod_sse.so
+	$(APXS) -i -n sse mod_sse.la
+
+deps:
+	scripts/deps.sh
+
+run: deps-run all
+	scripts/run.sh
+
+deps-run:
+	scripts/deps.sh --run
+
+tests/unit/test_units: tests/unit/test_units.c $(UNIT_SRC) sse_wire.h sse_body.h sse_ring.h
+	$(CC) -std=gnu11 -g -O1 -Wall -Wextra -Wno-unused-parameter -I. $(APR_CFLAGS) \
+	    -fsanitize=address,undefined -fno-omit-frame-pointer \
+	    -o $@ tests/unit/test_units.c $(UNIT_SRC) $(APR_LIBS) -ljansson -lpthread
+
+unit: tests/unit/test_units
+	tests/unit/test_units
+
+itest: all
+	$(PYTEST) -q tests $(PYTEST_ARGS)
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) itest
+
+clean:
+	rm -rf .libs *.la *.lo *.slo *.o tests/unit/test_units

@@ -1,0 +1,550 @@
+/* sse_hub.c -- the child's dispatcher thread, its subscriber registry, and
+ * replay from the ring.
+ *
+ * Locks, always taken in this order: the registry mutex (hub.mu), then a
+ * stream's own mutex (sub->mu). The global `sse-ring` lock is never held
+ * together with either, except in sse_hub_subscribe, where it is released
+ * before hub.mu is taken.
+ *
+ * Memory: a queued event is one malloc'd copy of the frame per child,
+ * shared by every stream of the child that waits for it and freed by the
+ * last one done with it. A stream owns only its small struct, allocated
+ * from its request pool, and at most SSE_HUB_QUEUE references.
+ */
+#include "sse_hub.h"
+#include "sse_shm.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <apr_atomic.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
+#include <http_log.h>
+#include <http_request.h>
+#include <ap_mpm.h>
+
+APLOG_USE_MODULE(sse);
+
+#define DISPATCH_POLL apr_time_from_msec(200)   /* stop checks, futex timeout */
+
+typedef struct sse_node sse_node;
+struct sse_node {
+    sse_sub  *sub;
+    int       k;                /* index into sub->slots */
+    sse_node *prev, *next;
+};
+
+struct sse_sub {
+    apr_thread_mutex_t *mu;
+    apr_thread_cond_t  *cv;
+    int           nchan;
+    int           slots[SSE_BODY_MAX_CHANNELS];
+    apr_uint32_t  epochs[SSE_BODY_MAX_CHANNELS];
+    sse_node      nodes[SSE_BODY_MAX_CHANNELS];
+    sse_hub_ev   *q[SSE_HUB_QUEUE];
+    int           qhead, qlen;
+    apr_uint64_t  queued;       /* stamp of the newest event queued */
+    int           waiting, overflow, ended;
+    int           registered;
+    sse_sub      *prev, *next;  /* all streams of the child */
+};
+
+static struct {
+    apr_thread_mutex_t *mu;
+    sse_node          **by_slot;
+    sse_sub            *all;
+    apr_uint64_t        cursor;     /* ring offset of the next record */
+    apr_uint64_t        processed;  /* stamp of the last record fanned out */
+    volatile apr_uint32_t stopping;
+    apr_thread_t       *thread;
+    server_rec         *s;
+} hub;
+
+/* ---- events shared by the streams of this child ---- */
+
+static sse_hub_ev *ev_make(const sse_ring_rec *rec)
+{
+    sse_hub_ev *ev = malloc(sizeof(*ev) + rec->frame_len);
+
+    if (!ev)
+        return NULL;
+    ev->refs = 1;
+    ev->stamp = rec->stamp;
+    ev->len = rec->frame_len;
+    memcpy(ev->frame, rec->frame, rec->frame_len);
+    return ev;
+}
+
+static void ev_release(sse_hub_ev *ev)
+{
+    if (apr_atomic_dec32(&ev->refs) == 0)
+        free(ev);
+}
+
+void sse_hub_release(sse_hub_batch *b)
+{
+    int i;
+
+    for (i = 0; i < b->n; i++)
+        ev_release(b->ev[i]);
+    b->n = 0;
+}
+
+/* ---- fan-out (dispatcher thread, hub.mu held) ---- */
+
+static void sub_drop_queue(sse_sub *sub)
+{
+    while (sub->qlen) {
+        ev_release(sub->q[sub->qhead]);
+        sub->qhead = (sub->qhead + 1) % SSE_HUB_QUEUE;
+        sub->qlen--;
+    }
+}
+
+static void sub_signal(sse_sub *sub)
+{
+    if (sub->waiting)
+        apr_thread_cond_signal(sub->cv);
+}
+
+static void fan_out(const sse_ring_rec *rec)
+{
+    sse_hub_ev *ev = NULL;
+    int i;
+
+    for (i = 0; i < rec->nchan; i++) {
+        const sse_ring_link *l = &rec->links[i];
+        sse_node *n;
+
+        if (l->chan >= sse_ring_chan_slots(sse_shm_get()->ring))
+            continue;
+        for (n = hub.by_slot[l->chan]; n; n = n->next) {
+            sse_sub *sub = n->sub;
+
+            if (sub->epochs[n->k] != l->epoch)
+                continue;
+            apr_thread_mutex_lock(sub->mu);
+            if (rec->kind == SSE_REC_DELETE) {
+                sub->ended = 1;
+                sub_signal(sub);
+            }
+            else if (!sub->overflow && !sub->ended && rec->stamp > sub->queued) {
+                if (!ev && !(ev = ev_make(rec))) {
+                    sub->overflow = 1;      /* out of memory: catch up later */
+                }
+                else if (sub->qlen == SSE_HUB_QUEUE) {
+                    /* A slow client: stop queueing, let its thread read the
+                     * ring at its own pace instead. */
+                    sub->overflow = 1;
+                    sub_drop_queue(sub);
+                }
+                else {
+                    apr_atomic_inc32(&ev->refs);
+                    sub->q[(sub->qhead + sub->qlen) % SSE_HUB_QUEUE] = ev;
+                    sub->qlen++;
+                    sub->queued = rec->stamp;
+                }
+                sub_signal(sub);
+            }
+            apr_thread_mutex_unlock(sub->mu);
+        }
+    }
+    if (ev)
+        ev_release(ev);
+}
+
+static void broadcast(int overflow)
+{
+    sse_sub *sub;
+
+    for (sub = hub.all; sub; sub = sub->next) {
+        apr_thread_mutex_lock(sub->mu);
+        if (overflow) {
+            sub->overflow = 1;
+            sub_drop_queue(sub);
+        }
+        apr_thread_cond_signal(sub->cv);
+        apr_thread_mutex_unlock(sub->mu);
+    }
+}
+
+static int mpm_stopping(void)
+{
+    int state = AP_MPMQ_RUNNING;
+
+    ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
+    return state == AP_MPMQ_STOPPING;
+}
+
+static void *APR_THREAD_FUNC dispatcher(apr_thread_t *thd, void *unused)
+{
+    sse_ring *ring = sse_shm_get()->ring;
+    apr_size_t size = 64 * 1024, need;
+    void *buf = malloc(size);
+    sse_ring_rec rec;
+
+    while (!hub.stopping) {
+        apr_uint32_t seen = __atomic_load_n(sse_ring_wake_word(ring), __ATOMIC_ACQUIRE);
+        int rv;
+
+        while ((rv = sse_ring_read(ring, &hub.cursor, buf, size, &need, &rec))
+               != SSE_RING_EMPTY) {
+            if (rv == SSE_RING_SMALL) {
+                void *bigger = realloc(buf, need);
+                if (!bigger)
+                    break;
+                buf = bigger;
+                size = need;
+                continue;
+            }
+            apr_thread_mutex_lock(hub.mu);
+            if (rv == SSE_RING_LOST) {
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, hub.s,
+                             "dispatcher fell a whole ring behind; streams of this "
+                             "child catch up from the ring (SSEBufferSize too small?)");
+                broadcast(1);
+            }
+            else {
+                if (rec.kind == SSE_REC_EVENT || rec.kind == SSE_REC_DELETE)
+                    fan_out(&rec);
+                hub.processed = rec.stamp;
+            }
+            apr_thread_mutex_unlock(hub.mu);
+        }
+        if (mpm_stopping()) {
+            sse_hub_stop();
+            break;
+        }
+        sse_shm_wait(seen, DISPATCH_POLL);
+    }
+    free(buf);
+    apr_thread_exit(thd, APR_SUCCESS);
+    return NULL;
+}
+
+void sse_hub_stop(void)
+{
+    if (!hub.mu || apr_atomic_cas32(&hub.stopping, 1, 0) != 0)
+        return;
+    apr_thread_mutex_lock(hub.mu);
+    broadcast(0);
+    apr_thread_mutex_unlock(hub.mu);
+}
+
+int sse_hub_stopping(void)
+{
+    return hub.stopping != 0;
+}
+
+static apr_status_t hub_cleanup(void *unused)
+{
+    apr_status_t rv;
+
+    if (hub.thread) {
+        apr_atomic_set32(&hub.stopping, 1);
+        apr_thread_join(&rv, hub.thread);
+        hub.thread = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+void sse_hub_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    sse_shm *sh = sse_shm_get();
+    apr_threadattr_t *attr;
+    apr_status_t rv;
+
+    if (!sh)
+        return;
+    hub.s = s;
+    apr_thread_mutex_create(&hub.mu, APR_THREAD_MUTEX_DEFAULT, pchild);
+    hub.by_slot = apr_pcalloc(pchild, sse_ring_chan_slots(sh->ring) * sizeof(sse_node *));
+    /* Start at the present, consistently: no record may be half-counted
+     * between the cursor and the stamp that says what was processed. */
+    if (sse_shm_lock(s) == APR_SUCCESS) {
+        hub.cursor = sse_ring_head(sh->ring);
+        hub.processed = sse_ring_last_stamp(sh->ring);
+        sse_shm_unlock();
+    }
+    apr_threadattr_create(&attr, pchild);
+    apr_threadattr_stacksize_set(attr, 256 * 1024);
+    rv = apr_thread_create(&hub.thread, attr, dispatcher, NULL, pchild);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "cannot start the event dispatcher thread: streams of this "
+                     "child will receive no live events");
+        return;
+    }
+    apr_pool_cleanup_register(pchild, NULL, hub_cleanup, apr_pool_cleanup_null);
+}
+
+/* ---- streams ---- */
+
+static apr_status_t unsubscribe_cleanup(void *data)
+{
+    sse_hub_unsubscribe(data);
+    return APR_SUCCESS;
+}
+
+int sse_hub_subscribe(request_rec *r, const apr_array_header_t *channels,
+                      sse_sub **out, apr_uint64_t *upto, const char **why)
+{
+    sse_shm *sh = sse_shm_get();
+    const sse_bytes *c = (const sse_bytes *)channels->elts;
+    sse_sub *sub;
+    int i, j;
+
+    if (!sh || !hub.mu) {
+        *why = "the event ring is not available in this process";
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    sub = apr_pcalloc(r->pool, sizeof(*sub));
+    apr_thread_mutex_create(&sub->mu, APR_THREAD_MUTEX_DEFAULT, r->pool);
+    apr_thread_cond_create(&sub->cv, r->pool);
+
+    if (sse_shm_lock(r->server) != APR_SUCCESS) {
+        *why = "cannot take the sse-ring mutex";
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    for (i = 0; i < channels->nelts; i++) {
+        int slot = sse_ring_chan_intern(sh->ring, c[i].s, c[i].len);
+        if (slot < 0) {
+            for (j = 0; j < sub->nchan; j++) {
+                if (sh->proc >= 0)
+                    sse_ring_subs_add(sh->ring, sh->proc, sub->slots[j], -1);
+            }
+            sse_shm_unlock();
+            *why = "too many channels in use (SSEMaxChannels)";
+            return HTTP_SERVICE_UNAVAILABLE;
+        }
+        for (j = 0; j < sub->nchan && sub->slots[j] != slot; j++)
+            ;
+        if (j < sub->nchan)
+            continue;                   /* named twice */
+        sub->slots[sub->nchan] = slot;
+        sub->epochs[sub->nchan] = sse_ring_chan_epoch(sh->ring, slot);
+        sub->nchan++;
+        if (sh->proc >= 0)
+            sse_ring_subs_add(sh->ring, sh->proc, slot, 1);
+    }
+    sse_shm_unlock();
+
+    apr_thread_mutex_lock(hub.mu);
+    for (i = 0; i < sub->nchan; i++) {
+        sse_node *n = &sub->nodes[i], **head = &hub.by_slot[sub->slots[i]];
+        n->sub = sub;
+        n->k = i;
+        n->prev = NULL;
+        n->next = *head;
+        if (*head)
+            (*head)->prev = n;
+        *head = n;
+    }
+    sub->next = hub.all;
+    if (hub.all)
+        hub.all->prev = sub;
+    hub.all = sub;
+    sub->registered = 1;
+    *upto = sub->queued = hub.processed;
+    /* A DELETE fanned out between the epoch read and now would be missed. */
+    for (i = 0; i < sub->nchan; i++) {
+        if (sse_ring_chan_epoch(sh->ring, sub->slots[i]) != sub->epochs[i])
+            sub->ended = 1;
+    }
+    apr_thread_mutex_unlock(hub.mu);
+
+    apr_pool_cleanup_register(r->pool, sub, unsubscribe_cleanup, apr_pool_cleanup_null);
+    *out = sub;
+    return OK;
+}
+
+void sse_hub_unsubscribe(sse_sub *sub)
+{
+    sse_shm *sh = sse_shm_get();
+    int i;
+
+    if (!sub->registered)
+        return;
+    apr_thread_mutex_lock(hub.mu);
+    for (i = 0; i < sub->nchan; i++) {
+        sse_node *n = &sub->nodes[i];
+        if (n->prev)
+            n->prev->next = n->next;
+        else
+            hub.by_slot[sub->slots[i]] = n->next;
+        if (n->next)
+            n->next->prev = n->prev;
+    }
+    if (sub->prev)
+        sub->prev->next = sub->next;
+    else
+        hub.all = sub->next;
+    if (sub->next)
+        sub->next->prev = sub->prev;
+    sub->registered = 0;
+    apr_thread_mutex_unlock(hub.mu);
+
+    apr_thread_mutex_lock(sub->mu);
+    sub_drop_queue(sub);
+    apr_thread_mutex_unlock(sub->mu);
+    if (sh->proc >= 0) {
+        for (i = 0; i < sub->nchan; i++)
+            sse_ring_subs_add(sh->ring, sh->proc, sub->slots[i], -1);
+    }
+}
+
+void sse_hub_wait(sse_sub *sub, apr_interval_time_t timeout, sse_hub_batch *b)
+{
+    apr_thread_mutex_lock(sub->mu);
+    if (!sub->qlen && !sub->overflow && !sub->ended && !hub.stopping) {
+        sub->waiting = 1;
+        apr_thread_cond_timedwait(sub->cv, sub->mu, timeout);
+        sub->waiting = 0;
+    }
+    b->n = 0;
+    while (sub->qlen) {
+        b->ev[b->n++] = sub->q[sub->qhead];
+        sub->qhead = (sub->qhead + 1) % SSE_HUB_QUEUE;
+        sub->qlen--;
+    }
+    b->overflow = sub->overflow;
+    b->ended = sub->ended;
+    b->stopping = hub.stopping != 0;
+    apr_thread_mutex_unlock(sub->mu);
+}
+
+apr_uint64_t sse_hub_resync(sse_sub *sub)
+{
+    apr_uint64_t upto;
+
+    apr_thread_mutex_lock(hub.mu);
+    apr_thread_mutex_lock(sub->mu);
+    sub_drop_queue(sub);
+    sub->overflow = 0;
+    upto = sub->queued = hub.processed;
+    apr_thread_mutex_unlock(sub->mu);
+    apr_thread_mutex_unlock(hub.mu);
+    return upto;
+}
+
+/* ---- replay ---- */
+
+int sse_hub_read(sse_hub_reader *rd, apr_uint64_t off, sse_ring_rec *rec)
+{
+    sse_ring *ring = sse_shm_get()->ring;
+
+    for (;;) {
+        apr_size_t need = 0;
+        int rv = sse_ring_read_at(ring, off, rd->buf, rd->size, &need, rec);
+        if (rv != SSE_RING_SMALL)
+            return rv == SSE_RING_OK ? SSE_RING_OK : SSE_RING_LOST;
+        rd->size = need > rd->size * 2 ? need : rd->size * 2;
+        rd->buf = apr_palloc(rd->pool, rd->size);
+    }
+}
+
+static void reader_init(sse_hub_reader *rd, apr_pool_t *p)
+{
+    rd->pool = p;
+    rd->size = 4096;
+    rd->buf = apr_palloc(p, rd->size);
+}
+
+/* The link of rec that belongs to slot in epoch, or NULL. */
+static const sse_ring_link *link_of(const sse_ring_rec *rec, int slot, apr_uint32_t epoch)
+{
+    int i;
+
+    for (i = 0; i < rec->nchan; i++) {
+        if ((int)rec->links[i].chan == slot)
+            return rec->links[i].epoch == epoch ? &rec->links[i] : NULL;
+    }
+    return NULL;
+}
+
+int sse_hub_gap(const sse_sub *sub, apr_uint64_t from)
+{
+    sse_ring *ring = sse_shm_get()->ring;
+    int i;
+
+    for (i = 0; i < sub->nchan; i++) {
+        if (sse_ring_chan_epoch(ring, sub->slots[i]) == sub->epochs[i]
+            && sse_ring_chan_evicted(ring, sub->slots[i]) > from)
+            return 1;
+    }
+    return 0;
+}
+
+int sse_hub_resolve(const sse_sub *sub, apr_pool_t *p, const char *id, apr_size_t len,
+                    apr_uint64_t *stamp)
+{
+    sse_ring *ring = sse_shm_get()->ring;
+    sse_hub_reader rd;
+    sse_ring_rec rec;
+    int i;
+
+    if (sse_wire_parse_server_id(id, len, stamp))
+        return *stamp >= sse_ring_born(ring);
+    reader_init(&rd, p);
+    for (i = 0; i < sub->nchan; i++) {
+        apr_uint64_t off = sse_ring_chan_last(ring, sub->slots[i]);
+        while (sse_hub_read(&rd, off, &rec) == SSE_RING_OK) {
+            const sse_ring_link *l = link_of(&rec, sub->slots[i], sub->epochs[i]);
+            if (!l)
+                break;
+            if (rec.id_len == len && memcmp(rec.id, id, len) == 0) {
+                *stamp = rec.stamp;
+                return 1;
+            }
+            off = l->prev;
+        }
+    }
+    return 0;
+}
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const sse_hub_ref *x = a, *y = b;
+
+    return x->stamp < y->stamp ? -1 : x->stamp > y->stamp;
+}
+
+apr_array_header_t *sse_hub_collect(const sse_sub *sub, apr_pool_t *p, apr_uint64_t from,
+                                    apr_uint64_t upto, int limit)
+{
+    sse_ring *ring = sse_shm_get()->ring;
+    apr_array_header_t *refs = apr_array_make(p, 16, sizeof(sse_hub_ref));
+    sse_hub_reader rd;
+    sse_ring_rec rec;
+    sse_hub_ref *r;
+    int i, n, kept;
+
+    reader_init(&rd, p);
+    for (i = 0; i < sub->nchan; i++) {
+        apr_uint64_t off = sse_ring_chan_last(ring, sub->slots[i]);
+        int taken = 0;
+        while (sse_hub_read(&rd, off, &rec) == SSE_RING_OK) {
+            const sse_ring_link *l = link_of(&rec, sub->slots[i], sub->epochs[i]);
+            if (!l || rec.stamp <= from)
+                break;
+            if (rec.kind == SSE_REC_EVENT && rec.stamp <= upto) {
+                sse_hub_ref *ref = apr_array_push(refs);
+                ref->stamp = rec.stamp;
+                ref->off = rec.off;
+                if (limit > 0 && ++taken >= limit)
+                    break;
+            }
+            off = l->prev;
+        }
+    }
+    r = (sse_hub_ref *)refs->elts;
+    qsort(r, (size_t)refs->nelts, sizeof(*r), ref_cmp);
+    for (i = 0, n = 0; i < refs->nelts; i++) {
+        if (n == 0 || r[n - 1].stamp != r[i].stamp)
+            r[n++] = r[i];
+    }
+    kept = limit > 0 && n > limit ? limit : n;
+    memmove(r, r + (n - kept), (size_t)kept * sizeof(*r));
+    refs->nelts = kept;
+    return refs;
+}

@@ -1,0 +1,281 @@
+/* sse_publish.c -- the sse-publish handler: POST publishes, GET describes a
+ * channel, DELETE ends a channel's streams and drops what it retains.
+ *
+ * A POST is read whole (it is at most SSEMaxMessageSize), parsed into
+ * events (sse_body.c), and every field and size is checked before the ring
+ * lock is taken: a request publishes all of its events, in order, or none.
+ * Who may publish is Apache's business (Require, auth modules), not ours.
+ */
+#include "sse_private.h"
+#include "sse_shm.h"
+
+#include <string.h>
+#include <jansson.h>
+#include <apr_strings.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <http_request.h>
+
+APLOG_USE_MODULE(sse);
+
+#define PUBLISH_ALLOW "GET, HEAD, POST, DELETE, OPTIONS"
+
+/* Reads the body, at most max bytes. Returns OK or an HTTP status. */
+static int read_body(request_rec *r, apr_int64_t max, char **body, apr_size_t *len,
+                     const char **why)
+{
+    apr_size_t cap = 8192, n = 0;
+    char *buf;
+    long got;
+    int rc;
+
+    if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
+        *why = "cannot read the request body";
+        return rc;
+    }
+    if (r->remaining > max) {
+        *why = apr_psprintf(r->pool, "body of %" APR_OFF_T_FMT " bytes is over the "
+                            "limit of %" APR_INT64_T_FMT " (SSEMaxMessageSize)",
+                            r->remaining, max);
+        return HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+    buf = apr_palloc(r->pool, cap + 1);
+    if (ap_should_client_block(r)) {
+        for (;;) {
+            if (n == cap) {
+                char *bigger = apr_palloc(r->pool, cap * 2 + 1);
+                memcpy(bigger, buf, n);
+                buf = bigger;
+                cap *= 2;
+            }
+            got = ap_get_client_block(r, buf + n, cap - n);
+            if (got == 0)
+                break;
+            if (got < 0) {
+                *why = "error reading the request body";
+                return HTTP_BAD_REQUEST;
+            }
+            n += (apr_size_t)got;
+            if ((apr_int64_t)n > max) {
+                *why = apr_psprintf(r->pool, "body is over the limit of %" APR_INT64_T_FMT
+                                    " bytes (SSEMaxMessageSize)", max);
+                return HTTP_REQUEST_ENTITY_TOO_LARGE;
+            }
+        }
+    }
+    buf[n] = '\0';
+    *body = buf;
+    *len = n;
+    return OK;
+}
+
+static int media_type_is(const char *ct, const char *type)
+{
+    apr_size_t n = strlen(type);
+
+    if (!ct || strncasecmp(ct, type, n) != 0)
+        return 0;
+    ct += n;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
+/* Channels in the body must stay within SSEChannel where it is set. */
+static int within(const apr_array_header_t *allowed, const sse_bytes *c)
+{
+    const sse_bytes *a = (const sse_bytes *)allowed->elts;
+    int i;
+
+    for (i = 0; i < allowed->nelts; i++) {
+        if (a[i].len == c->len && memcmp(a[i].s, c->s, c->len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int publish(request_rec *r, const sse_dir_conf *dc, const apr_array_header_t *pairs)
+{
+    const char *ct = apr_table_get(r->headers_in, "Content-Type");
+    apr_array_header_t *events, *fallback = NULL;
+    sse_body_event *ev;
+    sse_shm_result *res;
+    sse_shm *sh = sse_shm_get();
+    const char *why = NULL, *fallback_why = NULL;
+    char *body;
+    apr_size_t len;
+    int i, j, status, is_array = 0;
+    json_t *out;
+    char *text;
+
+    if ((status = read_body(r, SSE_DIR_MAX_MESSAGE(dc), &body, &len, &why)) != OK)
+        return sse_error(r, status, why);
+    if (media_type_is(ct, "application/x-www-form-urlencoded")) {
+        why = sse_body_parse_form(r->pool, body, len, &events);
+    }
+    else if (media_type_is(ct, "application/json")) {
+        why = sse_body_parse_json(r->pool, body, len, &events);
+        while (len && (*body == ' ' || *body == '\t' || *body == '\r' || *body == '\n'))
+            body++, len--;
+        is_array = len && *body == '[';
+    }
+    else {
+        why = sse_body_raw(r->pool, body, len, apr_table_get(r->headers_in, "SSE-Event"),
+                           apr_table_get(r->headers_in, "SSE-Id"),
+                           apr_table_get(r->headers_in, "SSE-Retry"), &events);
+    }
+    if (why)
+        return sse_error(r, HTTP_BAD_REQUEST, why);
+
+    fallback = sse_request_channels(r, dc, pairs, &fallback_why);
+    ev = (sse_body_event *)events->elts;
+    for (i = 0; i < events->nelts; i++) {
+        if (dc->channel && ev[i].channels->nelts) {
+            const sse_bytes *c = (const sse_bytes *)ev[i].channels->elts;
+            for (j = 0; j < ev[i].channels->nelts; j++) {
+                if (!fallback || !within(fallback, &c[j]))
+                    return sse_error(r, HTTP_FORBIDDEN, apr_psprintf(r->pool,
+                        "channel '%.*s' is not allowed here: this location publishes "
+                        "only to the channel(s) SSEChannel names", (int)c[j].len, c[j].s));
+            }
+        }
+        if (ev[i].channels->nelts == 0) {
+            if (!fallback)
+                return sse_error(r, HTTP_BAD_REQUEST, fallback_why);
+            ev[i].channels = fallback;
+        }
+        if ((why = sse_body_check_channels(r->pool, ev[i].channels))
+            || (why = sse_body_check(&ev[i])))
+            return sse_error(r, HTTP_BAD_REQUEST, events->nelts > 1
+                             ? apr_psprintf(r->pool, "event %d: %s", i, why) : why);
+        if (sh) {
+            sse_wire_event w = { ev[i].id.s ? ev[i].id.s : "", ev[i].id.s ? ev[i].id.len : SSE_ID_BUFSIZE,
+                                 ev[i].event.s, ev[i].event.s ? ev[i].event.len : 0,
+                                 ev[i].retry, ev[i].data.s, ev[i].data.len };
+            if (sse_wire_frame_size(&w) > sse_ring_max_frame(sh->ring))
+                return sse_error(r, HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                 "event too large for the event ring (raise SSEBufferSize)");
+        }
+    }
+
+    res = apr_pcalloc(r->pool, sizeof(*res) * (apr_size_t)events->nelts);
+    if ((status = sse_shm_publish(r->server, ev, events->nelts, res, &why)) != OK)
+        return sse_error(r, status, why);
+
+    out = is_array ? json_array() : NULL;
+    for (i = 0; i < events->nelts; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "id", json_string(res[i].id));
+        json_object_set_new(o, "subscribers", json_integer((json_int_t)res[i].subscribers));
+        if (!is_array) {
+            out = o;
+            break;
+        }
+        json_array_append_new(out, o);
+    }
+    text = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+    status = sse_send_json(r, HTTP_OK, text ? text : "{}");
+    free(text);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "published %d event(s), first id %s",
+                  events->nelts, res[0].id);
+    return status;
+}
+
+/* The one channel a GET or DELETE is about. */
+static const sse_bytes *one_channel(request_rec *r, const sse_dir_conf *dc,
+                                    const apr_array_header_t *pairs, const char **why)
+{
+    apr_array_header_t *channels = sse_request_channels(r, dc, pairs, why);
+
+    if (!channels)
+        return NULL;
+    if ((*why = sse_body_check_channels(r->pool, channels)))
+        return NULL;
+    if (channels->nelts != 1) {
+        *why = "name exactly one channel";
+        return NULL;
+    }
+    return (const sse_bytes *)channels->elts;
+}
+
+static int describe_or_delete(request_rec *r, const sse_dir_conf *dc,
+                              const apr_array_header_t *pairs, int delete)
+{
+    sse_shm *sh = sse_shm_get();
+    const sse_bytes *c;
+    const char *why;
+    sse_ring_chan_info info;
+    apr_uint32_t dropped = 0;
+    int slot, found = 0;
+    json_t *o;
+    char *text;
+
+    if (!(c = one_channel(r, dc, pairs, &why)))
+        return sse_error(r, HTTP_BAD_REQUEST, why);
+    if (!sh)
+        return sse_error(r, HTTP_SERVICE_UNAVAILABLE, "the event ring is not available");
+    if (sse_shm_lock(r->server) != APR_SUCCESS)
+        return sse_error(r, HTTP_SERVICE_UNAVAILABLE, "cannot take the sse-ring mutex");
+    slot = sse_ring_chan_find(sh->ring, c->s, c->len);
+    if (slot >= 0) {
+        sse_ring_chan_get(sh->ring, slot, &info);
+        found = info.published || info.retained || info.subscribers;
+        if (found && delete)
+            dropped = sse_ring_delete(sh->ring, slot, sse_now_ms());
+    }
+    sse_shm_unlock();
+    if (!found)
+        return sse_error(r, HTTP_NOT_FOUND, apr_psprintf(r->pool,
+                         "channel '%.*s' has no events and no subscribers",
+                         (int)c->len, c->s));
+    o = json_object();
+    json_object_set_new(o, "channel", json_stringn(c->s, c->len));
+    if (delete) {
+        sse_shm_wake();
+        json_object_set_new(o, "messages", json_integer(dropped));
+        json_object_set_new(o, "subscribers", json_integer((json_int_t)info.subscribers));
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "channel '%.*s' deleted: %u event(s) "
+                      "dropped, %" APR_UINT64_T_FMT " stream(s) ended",
+                      (int)c->len, c->s, dropped, info.subscribers);
+    }
+    else {
+        json_object_set_new(o, "subscribers", json_integer((json_int_t)info.subscribers));
+        json_object_set_new(o, "messages", json_integer(info.retained));
+        json_object_set_new(o, "last_id", info.last_id[0] ? json_string(info.last_id)
+                                                          : json_null());
+    }
+    text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    slot = sse_send_json(r, HTTP_OK, text ? text : "{}");
+    free(text);
+    return slot;
+}
+
+int sse_publish_handler(request_rec *r)
+{
+    const sse_dir_conf *dc = ap_get_module_config(r->per_dir_config, &sse_module);
+    apr_array_header_t *pairs;
+    const char *why;
+
+    if (r->method_number == M_OPTIONS) {
+        apr_table_setn(r->headers_out, "Allow", PUBLISH_ALLOW);
+        r->status = HTTP_NO_CONTENT;
+        return OK;
+    }
+    if ((why = sse_body_parse_pairs(r->pool, r->args ? r->args : "",
+                                    r->args ? strlen(r->args) : 0, &pairs)))
+        return sse_error(r, HTTP_BAD_REQUEST, why);
+    switch (r->method_number) {
+    case M_POST:
+        return publish(r, dc, pairs);
+    case M_GET:
+        return describe_or_delete(r, dc, pairs, 0);
+    case M_DELETE:
+        return describe_or_delete(r, dc, pairs, 1);
+    default:
+        apr_table_setn(r->headers_out, "Allow", PUBLISH_ALLOW);
+        return sse_error(r, HTTP_METHOD_NOT_ALLOWED, apr_psprintf(r->pool,
+                         "method %s not allowed on a publish location", r->method));
+    }
+}

@@ -1,0 +1,650 @@
+/* sse_ring.c -- the shared event ring and channel table.
+ *
+ * See sse_ring.h for the layout and the concurrency contract. The invariants
+ * every function here keeps:
+ *
+ *   tail <= head, both multiples of 8;
+ *   [tail, head) holds complete records, back to back, except that a record
+ *   never straddles the end of the data area: the gap before the end is an
+ *   explicit PAD record, or implicit when it is smaller than a record header;
+ *   head - tail <= data_size;
+ *   a channel's last_off is SSE_RING_NONE or the offset of a record that
+ *   was complete when last_off was stored.
+ */
+#include "sse_ring.h"
+
+#include <string.h>
+
+#define RING_MAGIC  0x52455353u     /* "SSER" */
+#define RING_LAYOUT 1u
+
+enum { CHAN_FREE = 0, CHAN_LIVE = 1, CHAN_GONE = 2 };
+
+typedef struct {
+    uint32_t size;          /* whole record, multiple of 8 */
+    uint16_t kind;
+    uint16_t nchan;
+    uint64_t stamp;
+    uint32_t id_len;
+    uint32_t frame_len;
+} rec_hdr;
+
+#define HDR ((uint64_t)sizeof(rec_hdr))
+
+typedef struct {
+    uint32_t state;
+    uint32_t epoch;
+    uint32_t hash;
+    uint32_t retained;
+    uint64_t last_off;
+    uint64_t last_stamp;
+    uint64_t evicted;
+    uint64_t published;
+    uint16_t name_len;
+    uint16_t last_id_len;
+    char     name[SSE_CHANNEL_MAX + 1];
+    char     last_id[SSE_FIELD_MAX + 1];
+} chan_slot;
+
+struct sse_ring {
+    uint32_t magic;
+    uint32_t layout;
+    sse_ring_params params;
+    uint32_t chan_cap;          /* power of two, > max_channels */
+    uint32_t chan_live;
+    uint64_t born;
+    uint64_t last_stamp;
+    uint64_t chan_off, procs_off, counts_off, data_off;
+
+    /* Written by every publish and read by every process: own cache lines. */
+    uint64_t head __attribute__((aligned(64)));
+    uint64_t tail __attribute__((aligned(64)));
+    uint32_t wake __attribute__((aligned(64)));
+};
+
+#define ALIGN(x, a) (((x) + ((a) - 1)) & ~(uint64_t)((a) - 1))
+
+#define LOAD(p)        __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE(p, v)    __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+static chan_slot *chans(const sse_ring *r)
+{
+    return (chan_slot *)((char *)r + r->chan_off);
+}
+
+static uint32_t *procs(const sse_ring *r)
+{
+    return (uint32_t *)((char *)r + r->procs_off);
+}
+
+static uint32_t *counts(const sse_ring *r)
+{
+    return (uint32_t *)((char *)r + r->counts_off);
+}
+
+static char *data(const sse_ring *r)
+{
+    return (char *)r + r->data_off;
+}
+
+static uint32_t table_cap(uint32_t max_channels)
+{
+    uint64_t want = (uint64_t)max_channels + max_channels / 3 + 1, cap = 16;
+
+    while (cap < want)
+        cap <<= 1;
+    return (uint32_t)cap;
+}
+
+static void layout(const sse_ring_params *p, uint64_t *chan_off, uint64_t *procs_off,
+                   uint64_t *counts_off, uint64_t *data_off, uint64_t *total)
+{
+    uint32_t cap = table_cap(p->max_channels);
+
+    *chan_off = ALIGN(sizeof(sse_ring), 64);
+    *procs_off = ALIGN(*chan_off + (uint64_t)cap * sizeof(chan_slot), 64);
+    *counts_off = ALIGN(*procs_off + (uint64_t)p->max_procs * sizeof(uint32_t), 64);
+    *data_off = ALIGN(*counts_off + (uint64_t)p->max_procs * cap * sizeof(uint32_t), 4096);
+    *total = *data_off + ALIGN(p->data_size, 8);
+}
+
+size_t sse_ring_size(const sse_ring_params *p)
+{
+    uint64_t a, b, c, d, total;
+
+    layout(p, &a, &b, &c, &d, &total);
+    return (size_t)total;
+}
+
+sse_ring *sse_ring_init(void *mem, const sse_ring_params *p, uint64_t now_ms)
+{
+    sse_ring *r = mem;
+    uint64_t total;
+
+    /* The block comes zeroed (anonymous shared memory): touching it all here
+     * would make every page resident for nothing. Only the header is set. */
+    memset(r, 0, sizeof(*r));
+    r->magic = RING_MAGIC;
+    r->layout = RING_LAYOUT;
+    r->params = *p;
+    r->params.data_size = ALIGN(p->data_size, 8);
+    r->chan_cap = table_cap(p->max_channels);
+    layout(p, &r->chan_off, &r->procs_off, &r->counts_off, &r->data_off, &total);
+    r->born = SSE_STAMP(now_ms, 0);
+    r->last_stamp = r->born;
+    return r;
+}
+
+sse_ring *sse_ring_attach(void *mem, const sse_ring_params *p)
+{
+    sse_ring *r = mem;
+
+    if (r->magic != RING_MAGIC || r->layout != RING_LAYOUT
+        || r->params.data_size != ALIGN(p->data_size, 8)
+        || r->params.max_channels != p->max_channels
+        || r->params.max_procs != p->max_procs)
+        return NULL;
+    return r;
+}
+
+void sse_ring_get_params(const sse_ring *r, sse_ring_params *p)
+{
+    *p = r->params;
+}
+
+static uint64_t max_record(const sse_ring *r)
+{
+    return r->params.data_size / 4;
+}
+
+size_t sse_ring_max_frame(const sse_ring *r)
+{
+    uint64_t over = HDR + SSE_RING_MAX_CHANNELS_PER_EVENT * sizeof(sse_ring_link)
+                    + SSE_FIELD_MAX + 8;
+
+    return max_record(r) > over ? (size_t)(max_record(r) - over) : 0;
+}
+
+uint32_t *sse_ring_wake_word(sse_ring *r)
+{
+    return &r->wake;
+}
+
+uint64_t sse_ring_head(const sse_ring *r)
+{
+    return LOAD(&r->head);
+}
+
+uint64_t sse_ring_last_stamp(const sse_ring *r)
+{
+    return r->last_stamp;
+}
+
+uint64_t sse_ring_born(const sse_ring *r)
+{
+    return r->born;
+}
+
+/* ---- channel table ---- */
+
+static uint32_t hash_name(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u;           /* FNV-1a */
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+uint32_t sse_ring_chan_slots(const sse_ring *r)
+{
+    return r->chan_cap;
+}
+
+int sse_ring_chan_find(const sse_ring *r, const char *name, size_t len)
+{
+    uint32_t h = hash_name(name, len), mask = r->chan_cap - 1, i, n;
+    const chan_slot *t = chans(r);
+
+    for (i = h & mask, n = 0; n < r->chan_cap; i = (i + 1) & mask, n++) {
+        const chan_slot *c = &t[i];
+        uint32_t state = LOAD(&c->state);
+        if (state == CHAN_FREE)
+            return -1;
+        if (state == CHAN_LIVE && c->hash == h && c->name_len == len
+            && memcmp(c->name, name, len) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Forgets channels nobody uses any more, to make room. */
+static void chan_reclaim(sse_ring *r)
+{
+    chan_slot *t = chans(r);
+    uint32_t i;
+
+    for (i = 0; i < r->chan_cap; i++) {
+        chan_slot *c = &t[i];
+        if (c->state == CHAN_LIVE && c->retained == 0 && sse_ring_subs_total(r, (int)i) == 0) {
+            STORE(&c->state, CHAN_GONE);
+            r->chan_live--;
+        }
+    }
+}
+
+int sse_ring_chan_intern(sse_ring *r, const char *name, size_t len)
+{
+    uint32_t h, mask = r->chan_cap - 1, i, n;
+    chan_slot *t = chans(r), *c;
+    int slot = sse_ring_chan_find(r, name, len);
+
+    if (slot >= 0)
+        return slot;
+    if (len == 0 || len > SSE_CHANNEL_MAX)
+        return -1;
+    if (r->chan_live >= r->params.max_channels) {
+        chan_reclaim(r);
+        if (r->chan_live >= r->params.max_channels)
+            return -1;
+    }
+    h = hash_name(name, len);
+    for (i = h & mask, n = 0; n < r->chan_cap; i = (i + 1) & mask, n++) {
+        if (t[i].state != CHAN_LIVE)
+            break;
+    }
+    if (n == r->chan_cap)
+        return -1;
+    c = &t[i];
+    /* A new epoch: records of the slot's previous owner no longer match. */
+    STORE(&c->epoch, c->epoch + 1);
+    c->hash = h;
+    c->retained = 0;
+    STORE(&c->last_off, SSE_RING_NONE);
+    c->last_stamp = 0;
+    c->evicted = 0;
+    c->published = 0;
+    c->name_len = (uint16_t)len;
+    memcpy(c->name, name, len);
+    c->name[len] = '\0';
+    c->last_id_len = 0;
+    c->last_id[0] = '\0';
+    STORE(&c->state, CHAN_LIVE);
+    r->chan_live++;
+    return (int)i;
+}
+
+void sse_ring_chan_get(const sse_ring *r, int slot, sse_ring_chan_info *out)
+{
+    const chan_slot *c = &chans(r)[slot];
+
+    memcpy(out->name, c->name, c->name_len);
+    out->name[c->name_len] = '\0';
+    memcpy(out->last_id, c->last_id, c->last_id_len);
+    out->last_id[c->last_id_len] = '\0';
+    out->retained = c->retained;
+    out->epoch = LOAD(&c->epoch);
+    out->published = c->published;
+    out->subscribers = sse_ring_subs_total(r, slot);
+}
+
+uint32_t sse_ring_chan_epoch(const sse_ring *r, int slot)
+{
+    return LOAD(&chans(r)[slot].epoch);
+}
+
+uint64_t sse_ring_chan_last(const sse_ring *r, int slot)
+{
+    return LOAD(&chans(r)[slot].last_off);
+}
+
+uint64_t sse_ring_chan_evicted(const sse_ring *r, int slot)
+{
+    return LOAD(&chans(r)[slot].evicted);
+}
+
+/* ---- processes and subscriber counts ---- */
+
+int sse_ring_proc_claim(sse_ring *r, uint32_t pid)
+{
+    uint32_t *p = procs(r), i;
+
+    for (i = 0; i < r->params.max_procs; i++) {
+        uint32_t expect = 0;
+        if (__atomic_compare_exchange_n(&p[i], &expect, pid, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            return (int)i;
+    }
+    return -1;
+}
+
+void sse_ring_proc_release(sse_ring *r, int proc)
+{
+    uint32_t *col = counts(r) + (uint64_t)proc * r->chan_cap, i;
+
+    for (i = 0; i < r->chan_cap; i++) {
+        if (col[i])
+            __atomic_store_n(&col[i], 0, __ATOMIC_RELAXED);
+    }
+    STORE(&procs(r)[proc], 0);
+}
+
+int sse_ring_proc_reap(sse_ring *r, int (*alive)(uint32_t pid))
+{
+    uint32_t *p = procs(r), i;
+    int reaped = 0;
+
+    for (i = 0; i < r->params.max_procs; i++) {
+        uint32_t pid = LOAD(&p[i]);
+        if (pid && !alive(pid)) {
+            sse_ring_proc_release(r, (int)i);
+            reaped++;
+        }
+    }
+    return reaped;
+}
+
+void sse_ring_subs_add(sse_ring *r, int proc, int slot, int delta)
+{
+    uint32_t *n = counts(r) + (uint64_t)proc * r->chan_cap + (uint32_t)slot;
+
+    __atomic_add_fetch(n, (uint32_t)delta, __ATOMIC_RELAXED);
+}
+
+uint64_t sse_ring_subs_total(const sse_ring *r, int slot)
+{
+    const uint32_t *n = counts(r) + (uint32_t)slot;
+    uint64_t sum = 0;
+    uint32_t i;
+
+    for (i = 0; i < r->params.max_procs; i++, n += r->chan_cap)
+        sum += __atomic_load_n(n, __ATOMIC_RELAXED);
+    return sum;
+}
+
+/* ---- writing ---- */
+
+/* The stamp after last: strictly increasing even when the clock stalls or
+ * steps back (the sequence part absorbs it, and its overflow carries into
+ * the milliseconds). */
+static uint64_t stamp_after(uint64_t last, uint64_t now_ms)
+{
+    uint64_t now = SSE_STAMP(now_ms, 0);
+
+    return now > last ? now : last + 1;
+}
+
+static uint64_t next_stamp(sse_ring *r, uint64_t now_ms)
+{
+    r->last_stamp = stamp_after(r->last_stamp, now_ms);
+    return r->last_stamp;
+}
+
+/* Forgets the record at tail; returns the offset after it. */
+static uint64_t evict_one(sse_ring *r, uint64_t tail, uint64_t head)
+{
+    uint64_t ds = r->params.data_size, phys = tail % ds, room = ds - phys;
+    const rec_hdr *h;
+    const sse_ring_link *links;
+    chan_slot *t = chans(r);
+    int i;
+
+    if (room < HDR)
+        return tail + room;
+    h = (const rec_hdr *)(data(r) + phys);
+    if (h->size < HDR || h->size % 8 || h->size > room)
+        return head;        /* cannot happen (see the invariants); never loop */
+    if (h->kind == SSE_REC_EVENT) {
+        links = (const sse_ring_link *)(h + 1);
+        for (i = 0; i < h->nchan; i++) {
+            chan_slot *c = &t[links[i].chan % r->chan_cap];
+            if (c->state != CHAN_LIVE || c->epoch != links[i].epoch)
+                continue;
+            if (c->retained)
+                c->retained--;
+            if (h->stamp > c->evicted)
+                STORE(&c->evicted, h->stamp);
+            if (c->last_off == tail)
+                STORE(&c->last_off, SSE_RING_NONE);
+        }
+    }
+    return tail + h->size;
+}
+
+/* Makes room for a record of size bytes; returns its offset. */
+static uint64_t reserve(sse_ring *r, uint64_t size)
+{
+    uint64_t ds = r->params.data_size, head = r->head, tail = r->tail;
+    uint64_t room = ds - head % ds, start = head, end;
+
+    if (room < size)
+        start = head + room;
+    end = start + size;
+    while (end - tail > ds && tail < head)
+        tail = evict_one(r, tail, head);
+    if (end - tail > ds)
+        tail = end - ds;        /* only padding was left; nothing to account */
+    if (tail != r->tail) {
+        /* Readers must see the new tail before any byte is overwritten. */
+        STORE(&r->tail, tail);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    }
+    if (start != head && room >= HDR) {
+        rec_hdr *pad = (rec_hdr *)(data(r) + head % ds);
+        memset(pad, 0, sizeof(*pad));
+        pad->size = (uint32_t)room;
+        pad->kind = SSE_REC_PAD;
+    }
+    return start;
+}
+
+static void commit(sse_ring *r, uint64_t end)
+{
+    STORE(&r->head, end);
+    __atomic_add_fetch(&r->wake, 1, __ATOMIC_RELEASE);
+}
+
+int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
+                     uint64_t *stamp_out, char id_out[SSE_FIELD_MAX + 1])
+{
+    uint64_t ds = r->params.data_size, stamp, size, off, end;
+    char idbuf[SSE_ID_BUFSIZE];
+    sse_wire_event ev;
+    size_t frame_len;
+    rec_hdr *h;
+    sse_ring_link *links;
+    chan_slot *t = chans(r);
+    char *p;
+    int i;
+
+    if (m->nchan < 1 || m->nchan > SSE_RING_MAX_CHANNELS_PER_EVENT)
+        return -1;
+    stamp = stamp_after(r->last_stamp, now_ms);
+    ev.event = m->event;
+    ev.event_len = m->event_len;
+    ev.retry = m->retry;
+    ev.data = m->data;
+    ev.data_len = m->data_len;
+    ev.id = m->id ? m->id : idbuf;
+    ev.id_len = m->id ? m->id_len : sse_wire_format_id(stamp, idbuf);
+    frame_len = sse_wire_frame_size(&ev);
+    size = ALIGN(HDR + (uint64_t)m->nchan * sizeof(sse_ring_link) + ev.id_len + frame_len, 8);
+    if (frame_len > sse_ring_max_frame(r) || size > max_record(r))
+        return -1;
+    r->last_stamp = stamp;
+
+    off = reserve(r, size);
+    end = off + size;
+    h = (rec_hdr *)(data(r) + off % ds);
+    h->size = (uint32_t)size;
+    h->kind = SSE_REC_EVENT;
+    h->nchan = (uint16_t)m->nchan;
+    h->stamp = stamp;
+    h->id_len = (uint32_t)ev.id_len;
+    h->frame_len = (uint32_t)frame_len;
+    links = (sse_ring_link *)(h + 1);
+    for (i = 0; i < m->nchan; i++) {
+        chan_slot *c = &t[m->chan[i]];
+        links[i].chan = (uint32_t)m->chan[i];
+        links[i].epoch = c->epoch;
+        links[i].prev = c->last_off;
+    }
+    p = (char *)(links + m->nchan);
+    memcpy(p, ev.id, ev.id_len);
+    sse_wire_frame(p + ev.id_len, &ev);
+    commit(r, end);
+
+    for (i = 0; i < m->nchan; i++) {
+        chan_slot *c = &t[m->chan[i]];
+        c->retained++;
+        c->published++;
+        c->last_stamp = stamp;
+        memcpy(c->last_id, ev.id, ev.id_len);
+        c->last_id_len = (uint16_t)ev.id_len;
+        STORE(&c->last_off, off);
+    }
+    *stamp_out = stamp;
+    if (id_out) {
+        memcpy(id_out, ev.id, ev.id_len);
+        id_out[ev.id_len] = '\0';
+    }
+    return 0;
+}
+
+uint32_t sse_ring_delete(sse_ring *r, int slot, uint64_t now_ms)
+{
+    chan_slot *c = &chans(r)[slot];
+    uint64_t ds = r->params.data_size, size, off;
+    uint32_t dropped = c->retained, old_epoch = c->epoch;
+    sse_ring_link *link;
+    rec_hdr *h;
+
+    c->retained = 0;
+    c->published = 0;
+    c->last_id_len = 0;
+    c->last_id[0] = '\0';
+    STORE(&c->last_off, SSE_RING_NONE);
+    STORE(&c->epoch, old_epoch + 1);
+
+    size = ALIGN(HDR + sizeof(sse_ring_link), 8);
+    off = reserve(r, size);
+    h = (rec_hdr *)(data(r) + off % ds);
+    memset(h, 0, size);
+    h->size = (uint32_t)size;
+    h->kind = SSE_REC_DELETE;
+    h->nchan = 1;
+    h->stamp = next_stamp(r, now_ms);
+    link = (sse_ring_link *)(h + 1);
+    link->chan = (uint32_t)slot;
+    link->epoch = old_epoch;
+    link->prev = SSE_RING_NONE;
+    commit(r, off + size);
+    return dropped;
+}
+
+/* ---- reading ---- */
+
+static int load_record(const sse_ring *r, uint64_t off, const rec_hdr *h,
+                       void *buf, size_t bufsize, size_t *need, sse_ring_rec *rec)
+{
+    uint64_t ds = r->params.data_size, phys = off % ds;
+    const rec_hdr *copy = buf;
+    uint64_t body;
+
+    if (h->size > bufsize) {
+        *need = h->size;
+        return SSE_RING_SMALL;
+    }
+    memcpy(buf, data(r) + phys, h->size);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (LOAD(&r->tail) > off)
+        return SSE_RING_LOST;
+    body = HDR + (uint64_t)copy->nchan * sizeof(sse_ring_link)
+           + copy->id_len + copy->frame_len;
+    if (body > copy->size)
+        return SSE_RING_LOST;
+    rec->off = off;
+    rec->next = off + copy->size;
+    rec->stamp = copy->stamp;
+    rec->kind = copy->kind;
+    rec->nchan = copy->nchan;
+    rec->links = (const sse_ring_link *)(copy + 1);
+    rec->id = (const char *)(rec->links + copy->nchan);
+    rec->id_len = copy->id_len;
+    rec->frame = rec->id + copy->id_len;
+    rec->frame_len = copy->frame_len;
+    return SSE_RING_OK;
+}
+
+/* Reads the header at off into h; SSE_RING_LOST if it may be torn. */
+static int peek_header(const sse_ring *r, uint64_t off, rec_hdr *h)
+{
+    uint64_t ds = r->params.data_size, phys = off % ds;
+
+    memcpy(h, data(r) + phys, sizeof(*h));
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (LOAD(&r->tail) > off)
+        return SSE_RING_LOST;
+    if (h->size < HDR || h->size % 8 || h->size > ds - phys)
+        return SSE_RING_LOST;
+    return SSE_RING_OK;
+}
+
+int sse_ring_read(const sse_ring *r, uint64_t *cursor, void *buf, size_t bufsize,
+                  size_t *need, sse_ring_rec *rec)
+{
+    uint64_t ds = r->params.data_size, head = LOAD(&r->head);
+
+    for (;;) {
+        uint64_t c = *cursor, tail = LOAD(&r->tail), room;
+        rec_hdr h;
+        int rv;
+
+        if (c >= head)
+            return SSE_RING_EMPTY;
+        if (c < tail) {
+            *cursor = tail;
+            return SSE_RING_LOST;
+        }
+        room = ds - c % ds;
+        if (room < HDR) {
+            *cursor = c + room;
+            continue;
+        }
+        if (peek_header(r, c, &h) != SSE_RING_OK) {
+            tail = LOAD(&r->tail);
+            *cursor = tail > c ? tail : head;
+            return SSE_RING_LOST;
+        }
+        if (h.kind == SSE_REC_PAD) {
+            *cursor = c + h.size;
+            continue;
+        }
+        rv = load_record(r, c, &h, buf, bufsize, need, rec);
+        if (rv == SSE_RING_LOST) {
+            tail = LOAD(&r->tail);
+            *cursor = tail > c ? tail : head;
+        }
+        else if (rv == SSE_RING_OK) {
+            *cursor = rec->next;
+        }
+        return rv;
+    }
+}
+
+int sse_ring_read_at(const sse_ring *r, uint64_t off, void *buf, size_t bufsize,
+                     size_t *need, sse_ring_rec *rec)
+{
+    rec_hdr h;
+
+    if (off == SSE_RING_NONE || off < LOAD(&r->tail))
+        return SSE_RING_LOST;
+    if (off >= LOAD(&r->head))
+        return SSE_RING_EMPTY;
+    if (peek_header(r, off, &h) != SSE_RING_OK || h.kind == SSE_REC_PAD)
+        return SSE_RING_LOST;
+    return load_record(r, off, &h, buf, bufsize, need, rec);
+}

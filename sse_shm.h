@@ -1,0 +1,54 @@
+/* sse_shm.h -- the ring's shared memory and lock, and their lifetime.
+ *
+ * One segment and one `sse-ring` global mutex exist per httpd instance. Both
+ * are created once, on the process pool, and found again through that
+ * pool's userdata on every later generation: old and new children of a
+ * graceful restart share one ring, so nobody who reconnects loses events.
+ */
+#ifndef SSE_SHM_H
+#define SSE_SHM_H
+
+#include <httpd.h>
+#include <apr_global_mutex.h>
+
+#include "sse_ring.h"
+#include "sse_private.h"
+
+typedef struct {
+    sse_ring           *ring;
+    apr_global_mutex_t *lock;
+    int                 proc;       /* this process's subscriber column */
+} sse_shm;
+
+/* The shared store of this process; NULL before post_config. */
+sse_shm *sse_shm_get(void);
+
+apr_status_t sse_shm_pre_config(apr_pool_t *pconf);
+int  sse_shm_post_config(apr_pool_t *pconf, server_rec *s);
+void sse_shm_child_init(apr_pool_t *pchild, server_rec *s);
+void sse_shm_monitor(server_rec *s);
+
+/* The lock; a failure is logged against s and returned. */
+apr_status_t sse_shm_lock(server_rec *s);
+void sse_shm_unlock(void);
+
+/* Wakes every process's dispatcher after a publish. */
+void sse_shm_wake(void);
+/* Sleeps until the wake word differs from seen or timeout passes. */
+void sse_shm_wait(apr_uint32_t seen, apr_interval_time_t timeout);
+
+apr_uint64_t sse_now_ms(void);
+
+/* One validated event, published on the channels named in it. */
+typedef struct {
+    char         id[SSE_FIELD_MAX + 1];
+    apr_uint64_t subscribers;
+} sse_shm_result;
+
+/* Publishes events (validated sse_body_event, channels checked) in order,
+ * all or none. Returns an HTTP status: OK (0) when published, or
+ * HTTP_REQUEST_ENTITY_TOO_LARGE / HTTP_SERVICE_UNAVAILABLE with *why. */
+int sse_shm_publish(server_rec *s, const sse_body_event *events, int n,
+                    sse_shm_result *out, const char **why);
+
+#endif

@@ -1,0 +1,302 @@
+/* sse_stream.c -- the sse-stream handler: one subscriber's response.
+ *
+ * httpd 2.4 cannot park a response without its thread, so a stream holds a
+ * worker thread for its whole life; it sleeps on its own condition variable
+ * and is woken by the child's dispatcher only when one of its channels has
+ * an event (see sse_hub.c). What it touches per stream is kept small: the
+ * request pool, one sub-pool cleared after each replay, one brigade reused.
+ *
+ * The order of a stream: headers (flushed at once, so `open` fires before
+ * any event exists), `retry:`, the sse-gap notice if events were lost,
+ * replayed events, then live events, each batch with its own FLUSH. It ends
+ * when the client goes away (found by writing: heartbeats), when its
+ * channel is deleted, or when the child stops, so that clients reconnect
+ * to the next generation instead of holding the old one alive.
+ */
+#include "sse_private.h"
+#include "sse_hub.h"
+#include "sse_shm.h"
+
+#include <string.h>
+#include <jansson.h>
+#include <apr_strings.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <util_filter.h>
+
+APLOG_USE_MODULE(sse);
+
+#define STREAM_ALLOW "GET, HEAD, OPTIONS"
+#define REPLAY_FLUSH_BYTES (64 * 1024)
+#define IDLE_WAIT apr_time_from_sec(60)   /* wait slice when heartbeats are off */
+
+typedef struct {
+    request_rec        *r;
+    apr_bucket_brigade *bb;
+    sse_sub            *sub;
+    apr_uint64_t        last;       /* stamp of the newest event written */
+    char                last_id[SSE_FIELD_MAX + 1];
+    apr_time_t          last_write;
+    apr_size_t          pending;    /* bytes in bb not yet flushed */
+} stream;
+
+static apr_status_t flush(stream *st)
+{
+    conn_rec *c = st->r->connection;
+    apr_status_t rv;
+
+    APR_BRIGADE_INSERT_TAIL(st->bb, apr_bucket_flush_create(c->bucket_alloc));
+    rv = ap_pass_brigade(st->r->output_filters, st->bb);
+    apr_brigade_cleanup(st->bb);
+    st->pending = 0;
+    st->last_write = apr_time_now();
+    if (rv == APR_SUCCESS && c->aborted)
+        rv = APR_ECONNABORTED;
+    return rv;
+}
+
+/* Copies bytes into the brigade (for data that does not outlive the call). */
+static void put_copy(stream *st, const char *s, apr_size_t len)
+{
+    apr_brigade_write(st->bb, NULL, NULL, s, len);
+    st->pending += len;
+}
+
+static void put_gap(stream *st, apr_pool_t *p, const char *asked, apr_size_t asked_len,
+                    const char *oldest)
+{
+    json_t *o = json_object();
+    char *text;
+    sse_wire_event ev;
+    char *frame;
+
+    json_object_set_new(o, "last_event_id", json_stringn(asked, asked_len));
+    json_object_set_new(o, "oldest_id", oldest ? json_string(oldest) : json_null());
+    text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!text)
+        return;
+    memset(&ev, 0, sizeof(ev));
+    /* The notice keeps the client's position: if the stream breaks right
+     * after it, the client asks from the same id and hears of the gap again. */
+    ev.id = asked;
+    ev.id_len = asked_len;
+    ev.event = "sse-gap";
+    ev.event_len = 7;
+    ev.retry = -1;
+    ev.data = text;
+    ev.data_len = strlen(text);
+    frame = apr_palloc(p, sse_wire_frame_size(&ev));
+    put_copy(st, frame, sse_wire_frame(frame, &ev));
+    free(text);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, st->r,
+                  "stream resumed from '%.*s': events were lost, sent sse-gap",
+                  (int)asked_len, asked);
+}
+
+/* Writes retained events with from < stamp <= upto (the newest `limit` if
+ * limit > 0), preceded by an sse-gap notice when gap says so. If the ring
+ * overwrites what is being replayed, starts again from the last event
+ * written, with a notice: events may be missed, never silently. */
+static apr_status_t replay(stream *st, apr_pool_t *p, apr_uint64_t from, apr_uint64_t upto,
+                           int limit, const char *asked, apr_size_t asked_len, int gap)
+{
+    sse_hub_reader rd;
+    apr_status_t rv = APR_SUCCESS;
+
+    rd.pool = p;
+    rd.size = 4096;
+    rd.buf = apr_palloc(p, rd.size);
+    for (;;) {
+        apr_array_header_t *refs;
+        const sse_hub_ref *ref;
+        sse_ring_rec rec;
+        int i, lost = 0;
+
+        gap = gap || (asked && sse_hub_gap(st->sub, from));
+        refs = sse_hub_collect(st->sub, p, from, upto, limit);
+        ref = (const sse_hub_ref *)refs->elts;
+        if (gap) {
+            const char *oldest = NULL;
+            if (refs->nelts && sse_hub_read(&rd, ref[0].off, &rec) == SSE_RING_OK)
+                oldest = apr_pstrmemdup(p, rec.id, rec.id_len);
+            put_gap(st, p, asked, asked_len, oldest);
+        }
+        for (i = 0; i < refs->nelts; i++) {
+            if (sse_hub_read(&rd, ref[i].off, &rec) != SSE_RING_OK) {
+                lost = 1;
+                break;
+            }
+            put_copy(st, rec.frame, rec.frame_len);
+            st->last = rec.stamp;
+            memcpy(st->last_id, rec.id, rec.id_len);
+            st->last_id[rec.id_len] = '\0';
+            if (st->pending >= REPLAY_FLUSH_BYTES && (rv = flush(st)) != APR_SUCCESS)
+                return rv;
+        }
+        if (!lost)
+            break;
+        from = st->last;
+        asked = st->last_id;
+        asked_len = strlen(st->last_id);
+        gap = 1;
+    }
+    if (st->last < upto)
+        st->last = upto;
+    return rv;
+}
+
+static apr_status_t write_batch(stream *st, sse_hub_batch *b)
+{
+    conn_rec *c = st->r->connection;
+    int i;
+
+    for (i = 0; i < b->n; i++) {
+        sse_hub_ev *ev = b->ev[i];
+        if (ev->stamp <= st->last)
+            continue;       /* replayed already, or queued twice */
+        /* The batch holds a reference until after the flush below: the
+         * bytes can go out without a copy. Filters that keep them set them
+         * aside, as the bucket contract requires. */
+        APR_BRIGADE_INSERT_TAIL(st->bb,
+            apr_bucket_transient_create(ev->frame, ev->len, c->bucket_alloc));
+        st->last = ev->stamp;
+    }
+    return flush(st);
+}
+
+static const char *last_event_id(request_rec *r, const apr_array_header_t *pairs,
+                                 apr_size_t *len)
+{
+    const char *id = apr_table_get(r->headers_in, "Last-Event-ID");
+    apr_array_header_t *q;
+
+    if (id) {
+        *len = strlen(id);
+        return *len ? id : NULL;
+    }
+    q = sse_body_values(r->pool, pairs, "lastEventId");
+    if (q->nelts == 0)
+        return NULL;
+    *len = ((sse_bytes *)q->elts)[q->nelts - 1].len;
+    return *len ? ((sse_bytes *)q->elts)[q->nelts - 1].s : NULL;
+}
+
+static void set_stream_headers(request_rec *r)
+{
+    ap_set_content_type(r, "text/event-stream; charset=utf-8");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+    apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
+    apr_table_unset(r->headers_out, "Content-Length");
+    /* Compression would hold events back until a block fills. */
+    apr_table_setn(r->subprocess_env, "no-gzip", "1");
+    apr_table_setn(r->subprocess_env, "no-brotli", "1");
+    r->no_cache = 1;
+}
+
+int sse_stream_handler(request_rec *r)
+{
+    const sse_dir_conf *dc = ap_get_module_config(r->per_dir_config, &sse_module);
+    apr_array_header_t *pairs = NULL, *channels;
+    const char *why, *asked;
+    apr_size_t asked_len = 0;
+    apr_uint64_t upto, from = 0;
+    apr_interval_time_t beat;
+    apr_pool_t *scratch;
+    sse_hub_batch *batch;
+    stream st;
+    int status, known = 1;
+    apr_status_t rv = APR_SUCCESS;
+
+    if (r->method_number == M_OPTIONS) {
+        apr_table_setn(r->headers_out, "Allow", STREAM_ALLOW);
+        r->status = HTTP_NO_CONTENT;
+        return OK;
+    }
+    if (r->method_number != M_GET) {
+        apr_table_setn(r->headers_out, "Allow", STREAM_ALLOW);
+        return sse_error(r, HTTP_METHOD_NOT_ALLOWED,
+                         apr_psprintf(r->pool, "method %s not allowed on an event stream; "
+                                      "subscribe with GET", r->method));
+    }
+    if ((why = sse_body_parse_pairs(r->pool, r->args ? r->args : "",
+                                    r->args ? strlen(r->args) : 0, &pairs)))
+        return sse_error(r, HTTP_BAD_REQUEST, why);
+    if (!(channels = sse_request_channels(r, dc, pairs, &why)))
+        return sse_error(r, HTTP_BAD_REQUEST, why);
+    if ((why = sse_body_check_channels(r->pool, channels)))
+        return sse_error(r, HTTP_BAD_REQUEST, why);
+    asked = last_event_id(r, pairs, &asked_len);
+
+    memset(&st, 0, sizeof(st));
+    st.r = r;
+    if ((status = sse_hub_subscribe(r, channels, &st.sub, &upto, &why)) != OK)
+        return sse_error(r, status, why);
+
+    set_stream_headers(r);
+    if (r->header_only)
+        return OK;
+    /* Reading the body of a GET would only return EOS; discard it so that
+     * nothing waits on it, then keep the socket to ourselves. */
+    ap_discard_request_body(r);
+
+    st.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    apr_pool_create(&scratch, r->pool);
+    apr_pool_tag(scratch, "sse_stream_scratch");
+    batch = apr_palloc(r->pool, sizeof(*batch));
+
+    if (dc->retry_set && dc->retry >= 0) {
+        char line[32];
+        put_copy(&st, line, (apr_size_t)apr_snprintf(line, sizeof(line), "retry: %ld\n\n",
+                                                      dc->retry));
+    }
+    if (asked) {
+        known = sse_hub_resolve(st.sub, scratch, asked, asked_len, &from);
+        rv = replay(&st, scratch, known ? from : 0, upto, 0, asked, asked_len, !known);
+    }
+    else if (SSE_DIR_REPLAY(dc) > 0) {
+        rv = replay(&st, scratch, 0, upto, SSE_DIR_REPLAY(dc), NULL, 0, 0);
+    }
+    else {
+        st.last = upto;
+    }
+    apr_pool_clear(scratch);
+    if (rv == APR_SUCCESS)
+        rv = flush(&st);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "stream open on %d channel(s)%s%s",
+                  channels->nelts, asked ? ", resumed from " : "", asked ? asked : "");
+
+    beat = apr_time_from_sec(SSE_DIR_HEARTBEAT(dc));
+    while (rv == APR_SUCCESS) {
+        apr_interval_time_t wait = IDLE_WAIT;
+
+        if (beat) {
+            apr_time_t due = st.last_write + beat;
+            wait = due > apr_time_now() ? due - apr_time_now() : 0;
+        }
+        sse_hub_wait(st.sub, wait, batch);
+        if (batch->n)
+            rv = write_batch(&st, batch);
+        sse_hub_release(batch);
+        if (rv != APR_SUCCESS || batch->ended || batch->stopping)
+            break;
+        if (batch->overflow) {
+            apr_uint64_t to = sse_hub_resync(st.sub);
+            rv = replay(&st, scratch, st.last, to, 0, st.last_id, strlen(st.last_id), 0);
+            apr_pool_clear(scratch);
+            if (rv == APR_SUCCESS)
+                rv = flush(&st);
+            continue;
+        }
+        if (beat && apr_time_now() >= st.last_write + beat) {
+            put_copy(&st, SSE_WIRE_HEARTBEAT, SSE_WIRE_HEARTBEAT_LEN);
+            rv = flush(&st);
+        }
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, "stream ends: %s",
+                  rv != APR_SUCCESS ? "client gone" :
+                  batch->ended ? "channel deleted" : "child stopping");
+    sse_hub_unsubscribe(st.sub);
+    return OK;
+}

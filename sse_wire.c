@@ -1,0 +1,233 @@
+/* sse_wire.c -- text/event-stream framing and field validation.
+ *
+ * The rules come from the WHATWG parser, read from the client's side:
+ *  - a client splits lines on CRLF, LF and lone CR, so data is cut on all
+ *    three and each piece becomes its own "data: " line; we always write the
+ *    space, because the parser eats exactly one and a value that starts with
+ *    a space would otherwise lose it;
+ *  - "event" and "id" are single-line fields: CR, LF (field injection) and
+ *    NUL (a client ignores such an id and resumes from a stale one) are
+ *    refused, never escaped;
+ *  - "retry" counts only when it is all ASCII digits;
+ *  - we write LF only; mixing line endings has broken real clients.
+ */
+#include "sse_wire.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int is_channel_char(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return 1;
+    return c != 0 && strchr("-._~:/@!$&'()*+,;=", c) != NULL;
+}
+
+const char *sse_wire_check_channel(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0)
+        return "empty channel name";
+    if (len > SSE_CHANNEL_MAX)
+        return "channel name longer than 255 bytes";
+    for (i = 0; i < len; i++) {
+        if (!is_channel_char((unsigned char)s[i]))
+            return "channel name may only hold letters, digits and -._~:/@!$&'()*+,;=";
+    }
+    return NULL;
+}
+
+static const char *check_line_field(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len > SSE_FIELD_MAX)
+        return "longer than 255 bytes";
+    for (i = 0; i < len; i++) {
+        if (s[i] == '\r' || s[i] == '\n')
+            return "contains a line break";
+        if (s[i] == '\0')
+            return "contains a NUL byte";
+    }
+    return NULL;
+}
+
+const char *sse_wire_check_event(const char *s, size_t len)
+{
+    const char *why = check_line_field(s, len);
+
+    if (why) {
+        if (len > SSE_FIELD_MAX)
+            return "event type longer than 255 bytes";
+        return s && memchr(s, '\0', len) ? "event type contains a NUL byte"
+                                         : "event type contains a line break";
+    }
+    if (len >= 4 && memcmp(s, "sse-", 4) == 0)
+        return "event types beginning with 'sse-' are reserved";
+    return NULL;
+}
+
+const char *sse_wire_check_id(const char *s, size_t len)
+{
+    const char *why = check_line_field(s, len);
+
+    if (why) {
+        if (len > SSE_FIELD_MAX)
+            return "id longer than 255 bytes";
+        return memchr(s, '\0', len) ? "id contains a NUL byte" : "id contains a line break";
+    }
+    if (sse_wire_is_server_form(s, len))
+        return "ids of the form <digits>-<digits> are reserved for server-assigned ids";
+    return NULL;
+}
+
+const char *sse_wire_parse_retry(const char *s, size_t len, uint32_t *out)
+{
+    uint64_t v = 0;
+    size_t i;
+
+    if (len == 0)
+        return "retry is empty";
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return "retry must be all digits (milliseconds)";
+        v = v * 10 + (uint64_t)(s[i] - '0');
+        if (v > SSE_RETRY_MAX)
+            return "retry is larger than 2147483647";
+    }
+    *out = (uint32_t)v;
+    return NULL;
+}
+
+/* Parses leading digits; returns how many, 0 on overflow past max. */
+static size_t parse_digits(const char *s, size_t len, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t i;
+
+    for (i = 0; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (max - d) / 10)
+            return 0;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return i;
+}
+
+int sse_wire_is_server_form(const char *s, size_t len)
+{
+    size_t i = 0, a, b;
+
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++;
+    a = i;
+    if (a == 0 || i == len || s[i] != '-')
+        return 0;
+    i++;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++;
+    b = i - a - 1;
+    return b > 0 && i == len;
+}
+
+int sse_wire_parse_server_id(const char *s, size_t len, uint64_t *stamp)
+{
+    uint64_t ms, seq;
+    size_t n, m;
+
+    if (!sse_wire_is_server_form(s, len))
+        return 0;
+    n = parse_digits(s, len, UINT64_MAX >> SSE_STAMP_SEQ_BITS, &ms);
+    if (n == 0 || s[n] != '-')
+        return 0;
+    m = parse_digits(s + n + 1, len - n - 1, SSE_STAMP_SEQ_MASK, &seq);
+    if (m == 0 || n + 1 + m != len)
+        return 0;
+    *stamp = SSE_STAMP(ms, seq);
+    return 1;
+}
+
+size_t sse_wire_format_id(uint64_t stamp, char buf[SSE_ID_BUFSIZE])
+{
+    return (size_t)snprintf(buf, SSE_ID_BUFSIZE, "%llu-%llu",
+                            (unsigned long long)SSE_STAMP_MS(stamp),
+                            (unsigned long long)SSE_STAMP_SEQ(stamp));
+}
+
+static size_t retry_digits(long retry, char buf[16])
+{
+    return (size_t)snprintf(buf, 16, "%ld", retry);
+}
+
+size_t sse_wire_frame_size(const sse_wire_event *ev)
+{
+    size_t size = 0, lines = 1, breaks = 0, i;
+    char tmp[16];
+
+    if (ev->id_len)
+        size += 4 + ev->id_len + 1;                     /* "id: " v "\n" */
+    if (ev->event_len)
+        size += 7 + ev->event_len + 1;                  /* "event: " v "\n" */
+    if (ev->retry >= 0)
+        size += 7 + retry_digits(ev->retry, tmp) + 1;   /* "retry: " v "\n" */
+    for (i = 0; i < ev->data_len; i++) {
+        char c = ev->data[i];
+        if (c == '\r' || c == '\n') {
+            lines++;
+            breaks++;
+            if (c == '\r' && i + 1 < ev->data_len && ev->data[i + 1] == '\n') {
+                i++;
+                breaks++;
+            }
+        }
+    }
+    size += lines * 7 + (ev->data_len - breaks);        /* "data: " line "\n" */
+    return size + 1;                                    /* blank line */
+}
+
+static char *put(char *p, const char *s, size_t n)
+{
+    if (n)
+        memcpy(p, s, n);
+    return p + n;
+}
+
+size_t sse_wire_frame(char *out, const sse_wire_event *ev)
+{
+    char *p = out;
+    const char *d = ev->data, *end = ev->data + ev->data_len, *line;
+    char tmp[16];
+
+    if (ev->id_len) {
+        p = put(p, "id: ", 4);
+        p = put(p, ev->id, ev->id_len);
+        *p++ = '\n';
+    }
+    if (ev->event_len) {
+        p = put(p, "event: ", 7);
+        p = put(p, ev->event, ev->event_len);
+        *p++ = '\n';
+    }
+    if (ev->retry >= 0) {
+        p = put(p, "retry: ", 7);
+        p = put(p, tmp, retry_digits(ev->retry, tmp));
+        *p++ = '\n';
+    }
+    for (line = d;; ) {
+        const char *q = line;
+        while (q < end && *q != '\r' && *q != '\n')
+            q++;
+        p = put(p, "data: ", 6);
+        p = put(p, line, (size_t)(q - line));
+        *p++ = '\n';
+        if (q == end)
+            break;
+        line = q + 1;
+        if (*q == '\r' && line < end && *line == '\n')
+            line++;
+    }
+    *p++ = '\n';
+    return (size_t)(p - out);
+}

@@ -1,0 +1,64 @@
+/* sse_wire.h -- the text/event-stream wire format and its field rules.
+ *
+ * Everything a publisher hands us is checked here before it can reach the
+ * ring, and every event is framed here exactly once, at publish time: the
+ * ring stores the finished bytes, so a stream only ever copies them.
+ *
+ * Pure C: no httpd, no APR, no allocation. Tested by tests/unit.
+ */
+#ifndef SSE_WIRE_H
+#define SSE_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SSE_CHANNEL_MAX   255   /* bytes in a channel name */
+#define SSE_FIELD_MAX     255   /* bytes in an event type or an id */
+#define SSE_RETRY_MAX     2147483647u
+#define SSE_ID_BUFSIZE    48    /* "<ms>-<seq>" plus NUL, with room */
+
+/* A server id is a stamp: unix milliseconds in the high bits, a sequence
+ * within that millisecond in the low SSE_STAMP_SEQ_BITS. Stamps compare as
+ * integers, so "strictly increasing ids" is "strictly increasing stamps". */
+#define SSE_STAMP_SEQ_BITS 22
+#define SSE_STAMP_SEQ_MASK ((UINT64_C(1) << SSE_STAMP_SEQ_BITS) - 1)
+#define SSE_STAMP(ms, seq) (((uint64_t)(ms) << SSE_STAMP_SEQ_BITS) | (uint64_t)(seq))
+#define SSE_STAMP_MS(st)   ((st) >> SSE_STAMP_SEQ_BITS)
+#define SSE_STAMP_SEQ(st)  ((st) & SSE_STAMP_SEQ_MASK)
+
+/* Field checks: NULL when acceptable, otherwise a message for the client. */
+const char *sse_wire_check_channel(const char *s, size_t len);
+const char *sse_wire_check_event(const char *s, size_t len);
+const char *sse_wire_check_id(const char *s, size_t len);
+const char *sse_wire_parse_retry(const char *s, size_t len, uint32_t *out);
+
+/* True when s has the server's "<digits>-<digits>" form (publishers may not
+ * choose such ids: they would collide with the ordering of server ids). */
+int sse_wire_is_server_form(const char *s, size_t len);
+
+/* Parses a server-form id into a stamp; 0 when it is not one we could have
+ * issued (wrong form, or numbers out of range). */
+int sse_wire_parse_server_id(const char *s, size_t len, uint64_t *stamp);
+
+/* Writes the id of a stamp, NUL-terminated; returns its length. */
+size_t sse_wire_format_id(uint64_t stamp, char buf[SSE_ID_BUFSIZE]);
+
+/* One event to frame. event and id may be NULL/0; retry < 0 means none. */
+typedef struct {
+    const char *id;     size_t id_len;
+    const char *event;  size_t event_len;
+    long        retry;
+    const char *data;   size_t data_len;
+} sse_wire_event;
+
+/* Exact size of the frame of ev, and the framing itself (out must hold
+ * sse_wire_frame_size(ev) bytes; returns the bytes written). Data is split
+ * on CRLF, LF and lone CR into one "data: " line each; NUL passes through. */
+size_t sse_wire_frame_size(const sse_wire_event *ev);
+size_t sse_wire_frame(char *out, const sse_wire_event *ev);
+
+/* Fixed frames. */
+#define SSE_WIRE_HEARTBEAT     ": heartbeat\n\n"
+#define SSE_WIRE_HEARTBEAT_LEN (sizeof(SSE_WIRE_HEARTBEAT) - 1)
+
+#endif
