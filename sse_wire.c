@@ -38,31 +38,66 @@ const char *sse_wire_check_channel(const char *s, size_t len)
     return NULL;
 }
 
-static const char *check_line_field(const char *s, size_t len)
+/* Length of the UTF-8 sequence at s (at most len bytes), 0 if invalid:
+ * clients decode the stream as UTF-8, so an id that is not would come
+ * back in Last-Event-ID altered and never match again. */
+static size_t utf8_seq(const unsigned char *s, size_t len)
 {
-    size_t i;
+    size_t n, i;
+    uint32_t cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2, cp = s[0] & 0x1f;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        n = 3, cp = s[0] & 0x0f;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        n = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    if (len < n)
+        return 0;
+    for (i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff))
+        || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+enum { FIELD_OK, FIELD_LONG, FIELD_BREAK, FIELD_NUL, FIELD_UTF8 };
+
+static int check_line_field(const char *s, size_t len)
+{
+    size_t i, n;
 
     if (len > SSE_FIELD_MAX)
-        return "longer than 255 bytes";
-    for (i = 0; i < len; i++) {
+        return FIELD_LONG;
+    for (i = 0; i < len; i += n) {
         if (s[i] == '\r' || s[i] == '\n')
-            return "contains a line break";
+            return FIELD_BREAK;
         if (s[i] == '\0')
-            return "contains a NUL byte";
+            return FIELD_NUL;
+        if (!(n = utf8_seq((const unsigned char *)s + i, len - i)))
+            return FIELD_UTF8;
     }
-    return NULL;
+    return FIELD_OK;
 }
 
 const char *sse_wire_check_event(const char *s, size_t len)
 {
-    const char *why = check_line_field(s, len);
+    static const char *const why[] = {
+        NULL, "event type longer than 255 bytes", "event type contains a line break",
+        "event type contains a NUL byte", "event type is not valid UTF-8",
+    };
+    int problem = check_line_field(s, len);
 
-    if (why) {
-        if (len > SSE_FIELD_MAX)
-            return "event type longer than 255 bytes";
-        return s && memchr(s, '\0', len) ? "event type contains a NUL byte"
-                                         : "event type contains a line break";
-    }
+    if (problem != FIELD_OK)
+        return why[problem];
     if (len >= 4 && memcmp(s, "sse-", 4) == 0)
         return "event types beginning with 'sse-' are reserved";
     return NULL;
@@ -70,13 +105,14 @@ const char *sse_wire_check_event(const char *s, size_t len)
 
 const char *sse_wire_check_id(const char *s, size_t len)
 {
-    const char *why = check_line_field(s, len);
+    static const char *const why[] = {
+        NULL, "id longer than 255 bytes", "id contains a line break",
+        "id contains a NUL byte", "id is not valid UTF-8",
+    };
+    int problem = check_line_field(s, len);
 
-    if (why) {
-        if (len > SSE_FIELD_MAX)
-            return "id longer than 255 bytes";
-        return memchr(s, '\0', len) ? "id contains a NUL byte" : "id contains a line break";
-    }
+    if (problem != FIELD_OK)
+        return why[problem];
     if (sse_wire_is_server_form(s, len))
         return "ids of the form <digits>-<digits> are reserved for server-assigned ids";
     return NULL;

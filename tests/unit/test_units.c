@@ -1,0 +1,464 @@
+/* test_units.c -- unit tests of the pure units: sse_wire, sse_ring, sse_body.
+ *
+ * No httpd: the ring lives in calloc'd memory and the lock is this single
+ * thread. Built under AddressSanitizer and UBSan by `make unit`. Prints one
+ * line per failed check and a closing "N passed, N failed" line.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <apr_general.h>
+
+#include "sse_wire.h"
+#include "sse_ring.h"
+#include "sse_body.h"
+
+static int passed, failed;
+
+#define CHECK(cond) check((cond), #cond, __FILE__, __LINE__)
+static void check(int ok, const char *what, const char *file, int line)
+{
+    if (ok) {
+        passed++;
+    }
+    else {
+        failed++;
+        printf("FAIL %s:%d: %s\n", file, line, what);
+    }
+}
+
+static void check_bytes(const char *got, size_t got_len, const char *want, size_t want_len,
+                        int line)
+{
+    int ok = got_len == want_len && memcmp(got, want, want_len) == 0;
+    check(ok, "bytes equal", __FILE__, line);
+    if (!ok)
+        printf("  got  [%.*s]\n  want [%.*s]\n", (int)got_len, got, (int)want_len, want);
+}
+
+/* ---- wire ---- */
+
+static void frame_is(const char *id, const char *event, long retry, const char *data,
+                     size_t data_len, const char *want, size_t want_len, int line)
+{
+    sse_wire_event ev = { id, id ? strlen(id) : 0, event, event ? strlen(event) : 0,
+                          retry, data, data_len };
+    size_t size = sse_wire_frame_size(&ev);
+    char *buf = malloc(size + 1);
+    size_t n = sse_wire_frame(buf, &ev);
+
+    check(n == size, "frame size matches sse_wire_frame_size", __FILE__, line);
+    check_bytes(buf, n, want, want_len, line);
+    free(buf);
+}
+#define FRAME(id, ev, retry, data, want) \
+    frame_is(id, ev, retry, data, sizeof(data) - 1, want, sizeof(want) - 1, __LINE__)
+
+static void test_wire(void)
+{
+    uint64_t st;
+    uint32_t retry;
+    char buf[SSE_ID_BUFSIZE];
+
+    FRAME("1-0", NULL, -1, "hello", "id: 1-0\ndata: hello\n\n");
+    FRAME("a", "upd", 1500, "x", "id: a\nevent: upd\nretry: 1500\ndata: x\n\n");
+    FRAME("a", NULL, -1, "", "id: a\ndata: \n\n");
+    FRAME("a", NULL, -1, "one\r\ntwo\nthree\rfour", "id: a\ndata: one\ndata: two\ndata: three\ndata: four\n\n");
+    FRAME("a", NULL, -1, "end\n", "id: a\ndata: end\ndata: \n\n");
+    FRAME("a", NULL, -1, "\r\n\r\n", "id: a\ndata: \ndata: \ndata: \n\n");
+    FRAME("a", NULL, -1, "\n\r", "id: a\ndata: \ndata: \ndata: \n\n");
+    FRAME("a", NULL, -1, " lead", "id: a\ndata:  lead\n\n");
+    FRAME("a", NULL, -1, "n\0ul", "id: a\ndata: n\0ul\n\n");
+
+    CHECK(sse_wire_check_channel("news", 4) == NULL);
+    CHECK(sse_wire_check_channel("a-b.c_d~e:f/g@h!i$j&k'l(m)n*o+p,q;r=s", 37) == NULL);
+    CHECK(sse_wire_check_channel("", 0) != NULL);
+    CHECK(sse_wire_check_channel("a b", 3) != NULL);
+    CHECK(sse_wire_check_channel("a\"b", 3) != NULL);
+    CHECK(sse_wire_check_channel("a%b", 3) != NULL);
+    CHECK(sse_wire_check_channel("caf\xc3\xa9", 5) != NULL);
+    {
+        char name[257];
+        memset(name, 'x', sizeof(name));
+        CHECK(sse_wire_check_channel(name, 255) == NULL);
+        CHECK(sse_wire_check_channel(name, 256) != NULL);
+    }
+    CHECK(sse_wire_check_event("update", 6) == NULL);
+    CHECK(sse_wire_check_event("a\nb", 3) != NULL);
+    CHECK(sse_wire_check_event("a\rb", 3) != NULL);
+    CHECK(sse_wire_check_event("a\0b", 3) != NULL);
+    CHECK(sse_wire_check_event("sse-gap", 7) != NULL);
+    CHECK(sse_wire_check_event("ssex", 4) == NULL);
+    CHECK(sse_wire_check_event("\xff", 1) != NULL);
+    CHECK(sse_wire_check_id("order-17", 8) == NULL);
+    CHECK(sse_wire_check_id("17-3", 4) != NULL);
+    CHECK(sse_wire_check_id("17-", 3) == NULL);
+    CHECK(sse_wire_check_id("a\nb", 3) != NULL);
+    CHECK(sse_wire_check_id("a\0b", 3) != NULL);
+    CHECK(sse_wire_check_id("\xc3\xa9t\xc3\xa9", 5) == NULL);
+    CHECK(sse_wire_check_id("\xc3", 1) != NULL);
+
+    CHECK(sse_wire_parse_retry("0", 1, &retry) == NULL && retry == 0);
+    CHECK(sse_wire_parse_retry("2500", 4, &retry) == NULL && retry == 2500);
+    CHECK(sse_wire_parse_retry("1000ms", 6, &retry) != NULL);
+    CHECK(sse_wire_parse_retry("-1", 2, &retry) != NULL);
+    CHECK(sse_wire_parse_retry("1.5", 3, &retry) != NULL);
+    CHECK(sse_wire_parse_retry("", 0, &retry) != NULL);
+    CHECK(sse_wire_parse_retry("2147483648", 10, &retry) != NULL);
+
+    CHECK(sse_wire_parse_server_id("1795475281660-3", 15, &st) && SSE_STAMP_MS(st) == 1795475281660ull
+          && SSE_STAMP_SEQ(st) == 3);
+    CHECK(!sse_wire_parse_server_id("x-1", 3, &st));
+    CHECK(!sse_wire_parse_server_id("1-99999999", 10, &st));   /* seq out of range */
+    CHECK(!sse_wire_parse_server_id("99999999999999999999-0", 22, &st));
+    CHECK(sse_wire_format_id(SSE_STAMP(1795475281660ull, 12), buf) == 16
+          && strcmp(buf, "1795475281660-12") == 0);
+}
+
+/* ---- ring ---- */
+
+static sse_ring *new_ring(uint64_t data_size, uint32_t max_channels, void **mem)
+{
+    sse_ring_params p = { data_size, max_channels, 4 };
+
+    *mem = calloc(1, sse_ring_size(&p) + 64);
+    return sse_ring_init(*mem, &p, 1000);
+}
+
+static int pub(sse_ring *r, const char *channel, const char *id, const char *data,
+               uint64_t now, uint64_t *stamp, char *id_out)
+{
+    int slot = sse_ring_chan_intern(r, channel, strlen(channel));
+    sse_ring_msg m = { 1, &slot, id, id ? strlen(id) : 0, NULL, 0, -1, data, strlen(data) };
+
+    return slot < 0 ? -2 : sse_ring_publish(r, &m, now, stamp, id_out);
+}
+
+static int never_alive(uint32_t pid) { return 0; }
+static int always_alive(uint32_t pid) { return 1; }
+
+static void test_ring_basic(void)
+{
+    void *mem;
+    sse_ring *r = new_ring(64 * 1024, 16, &mem);
+    uint64_t cursor = sse_ring_head(r), s1, s2, s3;
+    char id[SSE_FIELD_MAX + 1], buf[4096];
+    size_t need;
+    sse_ring_rec rec;
+    sse_ring_chan_info info;
+    int a, b, slots[2];
+
+    CHECK(pub(r, "a", NULL, "one", 2000, &s1, id) == 0 && strcmp(id, "2000-0") == 0);
+    CHECK(pub(r, "b", NULL, "two", 2000, &s2, id) == 0 && strcmp(id, "2000-1") == 0);
+    /* The clock going back never makes ids go back. */
+    CHECK(pub(r, "a", "mine", "three", 1500, &s3, id) == 0 && strcmp(id, "mine") == 0);
+    CHECK(s1 < s2 && s2 < s3);
+
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_OK);
+    CHECK(rec.stamp == s1 && rec.kind == SSE_REC_EVENT && rec.nchan == 1);
+    check_bytes(rec.frame, rec.frame_len, "id: 2000-0\ndata: one\n\n", 22, __LINE__);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_OK && rec.stamp == s2);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_OK && rec.stamp == s3);
+    check_bytes(rec.id, rec.id_len, "mine", 4, __LINE__);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_EMPTY);
+    CHECK(sse_ring_read(r, &cursor, buf, 8, &need, &rec) == SSE_RING_EMPTY);
+
+    /* The chain of channel a: three -> one. */
+    a = sse_ring_chan_find(r, "a", 1);
+    b = sse_ring_chan_find(r, "b", 1);
+    CHECK(a >= 0 && b >= 0 && a != b);
+    CHECK(sse_ring_read_at(r, sse_ring_chan_last(r, a), buf, sizeof(buf), &need, &rec) == SSE_RING_OK
+          && rec.stamp == s3);
+    CHECK(rec.links[0].chan == (uint32_t)a);
+    CHECK(sse_ring_read_at(r, rec.links[0].prev, buf, sizeof(buf), &need, &rec) == SSE_RING_OK
+          && rec.stamp == s1 && rec.links[0].prev == SSE_RING_NONE);
+    CHECK(sse_ring_read_at(r, sse_ring_chan_last(r, a), buf, 16, &need, &rec) == SSE_RING_SMALL
+          && need > 16);
+
+    sse_ring_chan_get(r, a, &info);
+    CHECK(info.retained == 2 && info.published == 2 && strcmp(info.last_id, "mine") == 0);
+
+    /* One event on two channels is one record. */
+    slots[0] = a;
+    slots[1] = b;
+    {
+        sse_ring_msg m = { 2, slots, NULL, 0, "both", 4, -1, "x", 1 };
+        uint64_t s4;
+        CHECK(sse_ring_publish(r, &m, 3000, &s4, id) == 0);
+        CHECK(sse_ring_chan_last(r, a) == sse_ring_chan_last(r, b));
+    }
+
+    /* Subscriber counts per process, forgotten with the process. */
+    {
+        int p0 = sse_ring_proc_claim(r, 100), p1 = sse_ring_proc_claim(r, 200);
+        CHECK(p0 >= 0 && p1 >= 0 && p0 != p1);
+        sse_ring_subs_add(r, p0, a, 1);
+        sse_ring_subs_add(r, p0, a, 1);
+        sse_ring_subs_add(r, p1, a, 1);
+        CHECK(sse_ring_subs_total(r, a) == 3);
+        sse_ring_subs_add(r, p0, a, -1);
+        CHECK(sse_ring_subs_total(r, a) == 2);
+        CHECK(sse_ring_proc_reap(r, always_alive) == 0 && sse_ring_subs_total(r, a) == 2);
+        CHECK(sse_ring_proc_reap(r, never_alive) == 2 && sse_ring_subs_total(r, a) == 0);
+    }
+
+    /* Delete: drops what is retained, bumps the epoch, tells the readers. */
+    {
+        uint32_t epoch = sse_ring_chan_epoch(r, a);
+        CHECK(sse_ring_delete(r, a, 4000) == 3);
+        CHECK(sse_ring_chan_epoch(r, a) == epoch + 1);
+        CHECK(sse_ring_chan_last(r, a) == SSE_RING_NONE);
+        sse_ring_chan_get(r, a, &info);
+        CHECK(info.retained == 0 && info.published == 0 && info.last_id[0] == '\0');
+        cursor = sse_ring_chan_last(r, b);
+        CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_OK);
+        CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_OK
+              && rec.kind == SSE_REC_DELETE && rec.links[0].chan == (uint32_t)a
+              && rec.links[0].epoch == epoch);
+    }
+    free(mem);
+}
+
+static void test_ring_wrap_and_evict(void)
+{
+    void *mem;
+    sse_ring *r = new_ring(64 * 1024, 16, &mem);
+    uint64_t cursor = sse_ring_head(r), stamp, first = 0, last = 0, prev = 0;
+    char id[SSE_FIELD_MAX + 1], data[301], buf[4096];
+    size_t need;
+    sse_ring_rec rec;
+    int i, a, seen = 0, lost = 0, ok = 1;
+
+    memset(data, 'd', 300);
+    data[300] = '\0';
+    for (i = 0; i < 2000; i++) {
+        if (pub(r, i % 2 ? "odd" : "even", NULL, data, 5000, &stamp, id) != 0)
+            ok = 0;
+        if (i == 0)
+            first = stamp;
+        last = stamp;
+    }
+    CHECK(ok);
+    /* A reader that starts from the beginning has lost the oldest records. */
+    {
+        int rv = sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec);
+        CHECK(rv == SSE_RING_LOST);
+    }
+    while (1) {
+        int rv = sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec);
+        if (rv == SSE_RING_EMPTY)
+            break;
+        if (rv != SSE_RING_OK) {
+            lost++;
+            break;
+        }
+        if (rec.stamp <= prev)
+            ok = 0;
+        prev = rec.stamp;
+        seen++;
+    }
+    CHECK(lost == 0 && ok);
+    CHECK(prev == last);
+    CHECK(seen > 100 && seen < 2000);
+    a = sse_ring_chan_find(r, "even", 4);
+    CHECK(sse_ring_chan_evicted(r, a) >= first);
+    {
+        sse_ring_chan_info info;
+        sse_ring_chan_get(r, a, &info);
+        CHECK(info.retained > 0 && info.retained < 1000);
+        CHECK(info.published == 1000);
+    }
+    /* Walking the chain of "even" visits exactly its retained records. */
+    {
+        sse_ring_chan_info info;
+        uint64_t off = sse_ring_chan_last(r, a);
+        uint32_t n = 0;
+        sse_ring_chan_get(r, a, &info);
+        while (sse_ring_read_at(r, off, buf, sizeof(buf), &need, &rec) == SSE_RING_OK) {
+            n++;
+            off = rec.links[0].prev;
+        }
+        CHECK(n == info.retained);
+    }
+    /* Too large for this ring: refused, and nothing consumed. */
+    {
+        char *big = malloc(40000);
+        memset(big, 'x', 39999);
+        big[39999] = '\0';
+        uint64_t before = sse_ring_head(r);
+        CHECK(pub(r, "even", NULL, big, 6000, &stamp, id) == -1);
+        CHECK(sse_ring_head(r) == before);
+        free(big);
+    }
+    free(mem);
+}
+
+/* A writer that dies after writing part of a record but before moving the
+ * head leaves nothing a reader can see; the next writer overwrites it. */
+static void test_ring_crash_safety(void)
+{
+    void *mem;
+    sse_ring *r = new_ring(64 * 1024, 16, &mem);
+    uint64_t cursor = sse_ring_head(r), stamp;
+    char id[SSE_FIELD_MAX + 1], buf[4096];
+    size_t need;
+    sse_ring_rec rec;
+    sse_ring_params p;
+    char *data;
+
+    CHECK(pub(r, "a", NULL, "before", 7000, &stamp, id) == 0);
+    /* Scribble where the next record would go, as a dying writer would. */
+    sse_ring_get_params(r, &p);
+    data = (char *)r + (sse_ring_size(&p) - p.data_size);
+    memset(data + sse_ring_head(r) % p.data_size, 0xA5, 200);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_OK
+          && rec.stamp == stamp);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_EMPTY);
+    CHECK(pub(r, "a", NULL, "after", 7001, &stamp, id) == 0);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_OK
+          && rec.stamp == stamp);
+    check_bytes(rec.frame, rec.frame_len, "id: 7001-0\ndata: after\n\n", 24, __LINE__);
+    CHECK(sse_ring_attach(mem, &p) == r);
+    p.max_channels++;
+    CHECK(sse_ring_attach(mem, &p) == NULL);
+    free(mem);
+}
+
+static void test_ring_channels(void)
+{
+    void *mem;
+    sse_ring *r = new_ring(64 * 1024, 4, &mem);
+    uint64_t stamp;
+    char id[SSE_FIELD_MAX + 1];
+    int i, s[4], reused;
+
+    for (i = 0; i < 4; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "c%d", i);
+        s[i] = sse_ring_chan_intern(r, name, strlen(name));
+        CHECK(s[i] >= 0);
+    }
+    CHECK(sse_ring_chan_intern(r, "c0", 2) == s[0]);
+    /* Full, but c1..c3 are idle (nothing retained, no subscriber): reusable. */
+    CHECK(pub(r, "c0", NULL, "keep", 8000, &stamp, id) == 0);
+    {
+        int proc = sse_ring_proc_claim(r, 1);
+        sse_ring_subs_add(r, proc, s[1], 1);
+        reused = sse_ring_chan_intern(r, "new", 3);
+        CHECK(reused >= 0);
+        CHECK(sse_ring_chan_find(r, "c0", 2) == s[0]);
+        CHECK(sse_ring_chan_find(r, "c1", 2) == s[1]);
+        CHECK(sse_ring_chan_find(r, "c2", 2) < 0 || sse_ring_chan_find(r, "c3", 2) < 0);
+        sse_ring_proc_release(r, proc);
+    }
+    free(mem);
+}
+
+/* ---- body ---- */
+
+static const sse_body_event *only(apr_array_header_t *events)
+{
+    return events->nelts == 1 ? (const sse_body_event *)events->elts : NULL;
+}
+
+static int bytes_are(sse_bytes b, const char *s, size_t len)
+{
+    return b.s && b.len == len && memcmp(b.s, s, len) == 0;
+}
+#define BYTES(b, lit) bytes_are((b), lit, sizeof(lit) - 1)
+
+#define S(lit) lit, sizeof(lit) - 1
+
+static void test_body(apr_pool_t *p)
+{
+    apr_array_header_t *evs;
+    const sse_body_event *ev;
+    const char *why;
+
+    why = sse_body_parse_form(p, S("channel=a&topic=b&data=x%0Ay+z&type=upd&id=k&retry=10"), &evs);
+    CHECK(why == NULL && (ev = only(evs)) != NULL);
+    if (!why) {
+        CHECK(ev->channels->nelts == 2);
+        CHECK(BYTES(((sse_bytes *)ev->channels->elts)[1], "b"));
+        CHECK(BYTES(ev->data, "x\ny z"));
+        CHECK(BYTES(ev->event, "upd"));
+        CHECK(BYTES(ev->id, "k"));
+        CHECK(ev->retry == 10);
+    }
+    CHECK(sse_body_parse_form(p, S("data=%0"), &evs) != NULL);
+    CHECK(sse_body_parse_form(p, S("data=%zz"), &evs) != NULL);
+    CHECK(sse_body_parse_form(p, S("data=a&data=b"), &evs) != NULL);
+    CHECK(sse_body_parse_form(p, S("event=a&type=b"), &evs) != NULL);
+    CHECK(sse_body_parse_form(p, S("retry=1s"), &evs) != NULL);
+    CHECK(sse_body_parse_form(p, S("data=n%00l"), &evs) == NULL && BYTES(only(evs)->data, "n\0l"));
+    CHECK(sse_body_parse_form(p, S("channel=a"), &evs) == NULL && BYTES(only(evs)->data, ""));
+
+    why = sse_body_parse_json(p, S("{\"channel\":[\"a\",\"b\"],\"event\":\"e\",\"data\":{\"k\":[1,true,null]},\"retry\":5}"), &evs);
+    CHECK(why == NULL);
+    if (!why) {
+        ev = only(evs);
+        CHECK(ev && ev->channels->nelts == 2 && BYTES(ev->data, "{\"k\":[1,true,null]}") && ev->retry == 5);
+    }
+    why = sse_body_parse_json(p, S("[{\"channel\":\"a\",\"data\":\"x\\u0000y\"},{\"channel\":\"b\",\"data\":42}]"), &evs);
+    CHECK(why == NULL && evs->nelts == 2);
+    if (!why) {
+        CHECK(BYTES(((sse_body_event *)evs->elts)[0].data, "x\0y"));
+        CHECK(BYTES(((sse_body_event *)evs->elts)[1].data, "42"));
+    }
+    CHECK(sse_body_parse_json(p, S("{\"data\":"), &evs) != NULL);
+    CHECK(sse_body_parse_json(p, S("[]"), &evs) != NULL);
+    CHECK(sse_body_parse_json(p, S("\"x\""), &evs) != NULL);
+    CHECK(sse_body_parse_json(p, S("{\"event\":1}"), &evs) != NULL);
+    CHECK(sse_body_parse_json(p, S("{\"retry\":-1}"), &evs) != NULL);
+    CHECK(sse_body_parse_json(p, S("{\"retry\":\"5\"}"), &evs) == NULL && only(evs)->retry == 5);
+    CHECK(sse_body_parse_json(p, S("{\"channel\":[1]}"), &evs) != NULL);
+    CHECK(sse_body_parse_json(p, S("{\"a\":1,\"a\":2}"), &evs) != NULL);
+
+    CHECK(sse_body_raw(p, "raw", 3, "e", "i", "7", &evs) == NULL);
+    ev = only(evs);
+    CHECK(ev && BYTES(ev->data, "raw") && BYTES(ev->event, "e") && BYTES(ev->id, "i") && ev->retry == 7);
+    CHECK(sse_body_check(ev) == NULL);
+    CHECK(sse_body_raw(p, "", 0, NULL, NULL, "x", &evs) != NULL);
+    CHECK(sse_body_raw(p, "", 0, "sse-x", NULL, NULL, &evs) == NULL && sse_body_check(only(evs)) != NULL);
+    CHECK(sse_body_raw(p, "", 0, NULL, "1-2", NULL, &evs) == NULL && sse_body_check(only(evs)) != NULL);
+    CHECK(sse_body_raw(p, "", 0, NULL, "", NULL, &evs) == NULL && sse_body_check(only(evs)) != NULL);
+
+    {
+        apr_array_header_t *c = apr_array_make(p, 2, sizeof(sse_bytes));
+        sse_bytes *b;
+        CHECK(sse_body_check_channels(p, c) != NULL);
+        b = apr_array_push(c);
+        b->s = "ok";
+        b->len = 2;
+        CHECK(sse_body_check_channels(p, c) == NULL);
+        b = apr_array_push(c);
+        b->s = "not ok";
+        b->len = 6;
+        why = sse_body_check_channels(p, c);
+        CHECK(why && strstr(why, "'not ok'"));
+    }
+    {
+        apr_array_header_t *pairs;
+        CHECK(sse_body_parse_pairs(p, S("channel=a&x&channel=b&lastEventId=1-2"), &pairs) == NULL);
+        CHECK(sse_body_values(p, pairs, "channel")->nelts == 2);
+        CHECK(BYTES(*(sse_bytes *)sse_body_values(p, pairs, "lastEventId")->elts, "1-2"));
+    }
+}
+
+int main(void)
+{
+    apr_pool_t *p;
+
+    apr_initialize();
+    apr_pool_create(&p, NULL);
+    test_wire();
+    test_ring_basic();
+    test_ring_wrap_and_evict();
+    test_ring_crash_safety();
+    test_ring_channels();
+    test_body(p);
+    apr_pool_destroy(p);
+    apr_terminate();
+    printf("unit: %d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
