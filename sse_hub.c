@@ -14,6 +14,8 @@
 #include "sse_hub.h"
 #include "sse_shm.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <apr_atomic.h>
@@ -56,7 +58,8 @@ static struct {
     apr_uint64_t        cursor;     /* ring offset of the next record */
     apr_uint64_t        processed;  /* stamp of the last record fanned out */
     volatile apr_uint32_t stopping;
-    apr_thread_t       *thread;
+    pthread_t           thread;
+    int                 running;
     server_rec         *s;
 } hub;
 
@@ -176,7 +179,7 @@ static int mpm_stopping(void)
     return state == AP_MPMQ_STOPPING;
 }
 
-static void *APR_THREAD_FUNC dispatcher(apr_thread_t *thd, void *unused)
+static void *dispatcher(void *unused)
 {
     sse_ring *ring = sse_shm_get()->ring;
     apr_size_t size = 64 * 1024, need;
@@ -218,7 +221,6 @@ static void *APR_THREAD_FUNC dispatcher(apr_thread_t *thd, void *unused)
         sse_shm_wait(seen, DISPATCH_POLL);
     }
     free(buf);
-    apr_thread_exit(thd, APR_SUCCESS);
     return NULL;
 }
 
@@ -238,12 +240,10 @@ int sse_hub_stopping(void)
 
 static apr_status_t hub_cleanup(void *unused)
 {
-    apr_status_t rv;
-
-    if (hub.thread) {
+    if (hub.running && !pthread_equal(hub.thread, pthread_self())) {
         apr_atomic_set32(&hub.stopping, 1);
-        apr_thread_join(&rv, hub.thread);
-        hub.thread = NULL;
+        pthread_join(hub.thread, NULL);
+        hub.running = 0;
     }
     return APR_SUCCESS;
 }
@@ -251,8 +251,9 @@ static apr_status_t hub_cleanup(void *unused)
 void sse_hub_child_init(apr_pool_t *pchild, server_rec *s)
 {
     sse_shm *sh = sse_shm_get();
-    apr_threadattr_t *attr;
-    apr_status_t rv;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    int rv;
 
     if (!sh)
         return;
@@ -266,10 +267,19 @@ void sse_hub_child_init(apr_pool_t *pchild, server_rec *s)
         hub.processed = sse_ring_last_stamp(sh->ring);
         sse_shm_unlock();
     }
-    apr_threadattr_create(&attr, pchild);
-    apr_threadattr_stacksize_set(attr, 256 * 1024);
-    rv = apr_thread_create(&hub.thread, attr, dispatcher, NULL, pchild);
-    if (rv != APR_SUCCESS) {
+    /* A plain thread with every signal blocked: the MPM's signals must reach
+     * its own threads (prefork runs its exit path in the signal handler, on
+     * whichever thread takes the signal), and no APR pool of the thread
+     * may be torn down concurrently with pchild. */
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rv = pthread_create(&hub.thread, &attr, dispatcher, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    hub.running = rv == 0;
+    if (rv != 0) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      "cannot start the event dispatcher thread: streams of this "
                      "child will receive no live events");
