@@ -236,9 +236,10 @@ int sse_error(request_rec *r, int status, const char *why)
     json_object_set_new(o, "error", json_string(why));
     text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    /* The request body of a refused publish is of no use: drop it, so the
-     * connection can be kept alive. */
-    ap_discard_request_body(r);
+    /* A body we refused unread is not drained: httpd closes the connection
+     * after statuses that drop it (413 among them). */
+    if (status == HTTP_REQUEST_ENTITY_TOO_LARGE)
+        r->connection->keepalive = AP_CONN_CLOSE;
     rc = sse_send_json(r, status, text ? text : "{\"error\":\"(unprintable)\"}");
     free(text);
     return rc;

@@ -251,7 +251,7 @@ const char *sse_body_parse_json(apr_pool_t *p, const char *body, apr_size_t len,
             why = "JSON array of events is empty";
         json_array_foreach(root, i, item) {
             if ((why = json_event(p, item, *events))) {
-                why = apr_psprintf(p, "event %zu: %s", i, why);
+                why = apr_psprintf(p, "event %" APR_SIZE_T_FMT ": %s", i, why);
                 break;
             }
         }

@@ -2,7 +2,8 @@
  * replay from the ring.
  *
  * Locks, always taken in this order: the registry mutex (hub.mu), then a
- * stream's own mutex (sub->mu). The global `sse-ring` lock is never held
+ * stream's own mutex (sub->mu). Both are plain pthread objects: the
+ * dispatcher is a pthread with a futex, Linux-first by design. The global `sse-ring` lock is never held
  * together with either, except in sse_hub_subscribe, where it is released
  * before hub.mu is taken.
  *
@@ -16,11 +17,10 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <apr_atomic.h>
-#include <apr_thread_cond.h>
-#include <apr_thread_mutex.h>
 #include <http_log.h>
 #include <http_request.h>
 #include <ap_mpm.h>
@@ -37,8 +37,8 @@ struct sse_node {
 };
 
 struct sse_sub {
-    apr_thread_mutex_t *mu;
-    apr_thread_cond_t  *cv;
+    pthread_mutex_t mu;         /* plain pthread objects, not pool-owned: */
+    pthread_cond_t  cv;         /* see unsubscribe_cleanup */
     int           nchan;
     int           slots[SSE_BODY_MAX_CHANNELS];
     apr_uint32_t  epochs[SSE_BODY_MAX_CHANNELS];
@@ -52,7 +52,7 @@ struct sse_sub {
 };
 
 static struct {
-    apr_thread_mutex_t *mu;
+    pthread_mutex_t     mu;
     sse_node          **by_slot;
     sse_sub            *all;
     apr_uint64_t        cursor;     /* ring offset of the next record */
@@ -60,8 +60,10 @@ static struct {
     volatile apr_uint32_t stopping;
     pthread_t           thread;
     int                 running;
+    int                 abandoned;  /* exiting without the dispatcher joined */
+    int                 ready;
     server_rec         *s;
-} hub;
+} hub = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* ---- events shared by the streams of this child ---- */
 
@@ -107,7 +109,7 @@ static void sub_drop_queue(sse_sub *sub)
 static void sub_signal(sse_sub *sub)
 {
     if (sub->waiting)
-        apr_thread_cond_signal(sub->cv);
+        pthread_cond_signal(&sub->cv);
 }
 
 static void fan_out(const sse_ring_rec *rec)
@@ -126,7 +128,7 @@ static void fan_out(const sse_ring_rec *rec)
 
             if (sub->epochs[n->k] != l->epoch)
                 continue;
-            apr_thread_mutex_lock(sub->mu);
+            pthread_mutex_lock(&sub->mu);
             if (rec->kind == SSE_REC_DELETE) {
                 sub->ended = 1;
                 sub_signal(sub);
@@ -149,7 +151,7 @@ static void fan_out(const sse_ring_rec *rec)
                 }
                 sub_signal(sub);
             }
-            apr_thread_mutex_unlock(sub->mu);
+            pthread_mutex_unlock(&sub->mu);
         }
     }
     if (ev)
@@ -161,13 +163,13 @@ static void broadcast(int overflow)
     sse_sub *sub;
 
     for (sub = hub.all; sub; sub = sub->next) {
-        apr_thread_mutex_lock(sub->mu);
+        pthread_mutex_lock(&sub->mu);
         if (overflow) {
             sub->overflow = 1;
             sub_drop_queue(sub);
         }
-        apr_thread_cond_signal(sub->cv);
-        apr_thread_mutex_unlock(sub->mu);
+        pthread_cond_signal(&sub->cv);
+        pthread_mutex_unlock(&sub->mu);
     }
 }
 
@@ -200,7 +202,7 @@ static void *dispatcher(void *unused)
                 size = need;
                 continue;
             }
-            apr_thread_mutex_lock(hub.mu);
+            pthread_mutex_lock(&hub.mu);
             if (rv == SSE_RING_LOST) {
                 ap_log_error(APLOG_MARK, APLOG_WARNING, 0, hub.s,
                              "dispatcher fell a whole ring behind; streams of this "
@@ -212,25 +214,31 @@ static void *dispatcher(void *unused)
                     fan_out(&rec);
                 hub.processed = rec.stamp;
             }
-            apr_thread_mutex_unlock(hub.mu);
+            pthread_mutex_unlock(&hub.mu);
         }
-        if (mpm_stopping()) {
-            sse_hub_stop();
+        if (mpm_stopping())
+            apr_atomic_set32(&hub.stopping, 1);
+        if (hub.stopping)
             break;
-        }
         sse_shm_wait(seen, DISPATCH_POLL);
     }
+    /* Wake every stream so that it ends and its client reconnects to the
+     * next generation. Done here rather than by whoever set the flag: that
+     * may be a signal handler that interrupted a stream holding a lock. */
+    pthread_mutex_lock(&hub.mu);
+    broadcast(0);
+    pthread_mutex_unlock(&hub.mu);
     free(buf);
     return NULL;
 }
 
 void sse_hub_stop(void)
 {
-    if (!hub.mu || apr_atomic_cas32(&hub.stopping, 1, 0) != 0)
-        return;
-    apr_thread_mutex_lock(hub.mu);
-    broadcast(0);
-    apr_thread_mutex_unlock(hub.mu);
+    /* No lock here: prefork calls this from its SIGTERM handler, possibly on
+     * a stream's thread in the middle of sse_hub_wait. The dispatcher does
+     * the waking. */
+    if (apr_atomic_cas32(&hub.stopping, 1, 0) == 0 && sse_shm_get())
+        sse_shm_wake();
 }
 
 int sse_hub_stopping(void)
@@ -238,13 +246,25 @@ int sse_hub_stopping(void)
     return hub.stopping != 0;
 }
 
+/* A pre-cleanup of pchild: runs before the request pools below pchild are
+ * destroyed, so the dispatcher is gone before the streams it points to. */
 static apr_status_t hub_cleanup(void *unused)
 {
-    if (hub.running && !pthread_equal(hub.thread, pthread_self())) {
-        apr_atomic_set32(&hub.stopping, 1);
-        pthread_join(hub.thread, NULL);
+    struct timespec limit;
+
+    if (!hub.running || pthread_equal(hub.thread, pthread_self()))
+        return APR_SUCCESS;
+    sse_hub_stop();
+    /* Bounded: under prefork this runs in a signal handler that may have
+     * interrupted a stream holding a lock the dispatcher then waits for.
+     * The process exits right after; a dispatcher stuck on that lock never
+     * runs again. */
+    clock_gettime(CLOCK_REALTIME, &limit);
+    limit.tv_sec += 1;
+    if (pthread_timedjoin_np(hub.thread, NULL, &limit) == 0)
         hub.running = 0;
-    }
+    else
+        hub.abandoned = 1;
     return APR_SUCCESS;
 }
 
@@ -258,7 +278,7 @@ void sse_hub_child_init(apr_pool_t *pchild, server_rec *s)
     if (!sh)
         return;
     hub.s = s;
-    apr_thread_mutex_create(&hub.mu, APR_THREAD_MUTEX_DEFAULT, pchild);
+    hub.ready = 1;
     hub.by_slot = apr_pcalloc(pchild, sse_ring_chan_slots(sh->ring) * sizeof(sse_node *));
     /* Start at the present, consistently: no record may be half-counted
      * between the cursor and the stamp that says what was processed. */
@@ -285,14 +305,25 @@ void sse_hub_child_init(apr_pool_t *pchild, server_rec *s)
                      "child will receive no live events");
         return;
     }
-    apr_pool_cleanup_register(pchild, NULL, hub_cleanup, apr_pool_cleanup_null);
+    apr_pool_pre_cleanup_register(pchild, NULL, hub_cleanup);
 }
 
 /* ---- streams ---- */
 
 static apr_status_t unsubscribe_cleanup(void *data)
 {
-    sse_hub_unsubscribe(data);
+    sse_sub *sub = data;
+
+    /* The child is being torn down (prefork: maybe from a signal handler
+     * that interrupted this very stream inside its condition wait, so that
+     * destroying the condition would wait for ourselves). The dispatcher
+     * has been stopped, nothing else runs, and the process's subscriber
+     * column goes with it: touch nothing. */
+    if (hub.stopping && (!hub.running || hub.abandoned)) {
+        sub->registered = 0;
+        return APR_SUCCESS;
+    }
+    sse_hub_unsubscribe(sub);
     return APR_SUCCESS;
 }
 
@@ -301,16 +332,20 @@ int sse_hub_subscribe(request_rec *r, const apr_array_header_t *channels,
 {
     sse_shm *sh = sse_shm_get();
     const sse_bytes *c = (const sse_bytes *)channels->elts;
+    pthread_condattr_t cattr;
     sse_sub *sub;
     int i, j;
 
-    if (!sh || !hub.mu) {
+    if (!sh || !hub.ready) {
         *why = "the event ring is not available in this process";
         return HTTP_SERVICE_UNAVAILABLE;
     }
     sub = apr_pcalloc(r->pool, sizeof(*sub));
-    apr_thread_mutex_create(&sub->mu, APR_THREAD_MUTEX_DEFAULT, r->pool);
-    apr_thread_cond_create(&sub->cv, r->pool);
+    pthread_mutex_init(&sub->mu, NULL);
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&sub->cv, &cattr);
+    pthread_condattr_destroy(&cattr);
 
     if (sse_shm_lock(r->server) != APR_SUCCESS) {
         *why = "cannot take the sse-ring mutex";
@@ -339,7 +374,7 @@ int sse_hub_subscribe(request_rec *r, const apr_array_header_t *channels,
     }
     sse_shm_unlock();
 
-    apr_thread_mutex_lock(hub.mu);
+    pthread_mutex_lock(&hub.mu);
     for (i = 0; i < sub->nchan; i++) {
         sse_node *n = &sub->nodes[i], **head = &hub.by_slot[sub->slots[i]];
         n->sub = sub;
@@ -361,7 +396,7 @@ int sse_hub_subscribe(request_rec *r, const apr_array_header_t *channels,
         if (sse_ring_chan_epoch(sh->ring, sub->slots[i]) != sub->epochs[i])
             sub->ended = 1;
     }
-    apr_thread_mutex_unlock(hub.mu);
+    pthread_mutex_unlock(&hub.mu);
 
     apr_pool_cleanup_register(r->pool, sub, unsubscribe_cleanup, apr_pool_cleanup_null);
     *out = sub;
@@ -375,7 +410,7 @@ void sse_hub_unsubscribe(sse_sub *sub)
 
     if (!sub->registered)
         return;
-    apr_thread_mutex_lock(hub.mu);
+    pthread_mutex_lock(&hub.mu);
     for (i = 0; i < sub->nchan; i++) {
         sse_node *n = &sub->nodes[i];
         if (n->prev)
@@ -392,11 +427,13 @@ void sse_hub_unsubscribe(sse_sub *sub)
     if (sub->next)
         sub->next->prev = sub->prev;
     sub->registered = 0;
-    apr_thread_mutex_unlock(hub.mu);
+    pthread_mutex_unlock(&hub.mu);
 
-    apr_thread_mutex_lock(sub->mu);
+    pthread_mutex_lock(&sub->mu);
     sub_drop_queue(sub);
-    apr_thread_mutex_unlock(sub->mu);
+    pthread_mutex_unlock(&sub->mu);
+    pthread_cond_destroy(&sub->cv);
+    pthread_mutex_destroy(&sub->mu);
     if (sh->proc >= 0) {
         for (i = 0; i < sub->nchan; i++)
             sse_ring_subs_add(sh->ring, sh->proc, sub->slots[i], -1);
@@ -405,10 +442,18 @@ void sse_hub_unsubscribe(sse_sub *sub)
 
 void sse_hub_wait(sse_sub *sub, apr_interval_time_t timeout, sse_hub_batch *b)
 {
-    apr_thread_mutex_lock(sub->mu);
+    pthread_mutex_lock(&sub->mu);
     if (!sub->qlen && !sub->overflow && !sub->ended && !hub.stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += (time_t)apr_time_sec(timeout);
+        until.tv_nsec += (long)apr_time_usec(timeout) * 1000;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
         sub->waiting = 1;
-        apr_thread_cond_timedwait(sub->cv, sub->mu, timeout);
+        pthread_cond_timedwait(&sub->cv, &sub->mu, &until);
         sub->waiting = 0;
     }
     b->n = 0;
@@ -420,20 +465,20 @@ void sse_hub_wait(sse_sub *sub, apr_interval_time_t timeout, sse_hub_batch *b)
     b->overflow = sub->overflow;
     b->ended = sub->ended;
     b->stopping = hub.stopping != 0;
-    apr_thread_mutex_unlock(sub->mu);
+    pthread_mutex_unlock(&sub->mu);
 }
 
 apr_uint64_t sse_hub_resync(sse_sub *sub)
 {
     apr_uint64_t upto;
 
-    apr_thread_mutex_lock(hub.mu);
-    apr_thread_mutex_lock(sub->mu);
+    pthread_mutex_lock(&hub.mu);
+    pthread_mutex_lock(&sub->mu);
     sub_drop_queue(sub);
     sub->overflow = 0;
     upto = sub->queued = hub.processed;
-    apr_thread_mutex_unlock(sub->mu);
-    apr_thread_mutex_unlock(hub.mu);
+    pthread_mutex_unlock(&sub->mu);
+    pthread_mutex_unlock(&hub.mu);
     return upto;
 }
 
