@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Install what building, running and testing mod_sse needs on Debian 12.
+# Idempotent: only what is missing is installed. Run as root.
+#
+#   scripts/deps.sh          everything `make test` needs
+#   scripts/deps.sh --run    only what `make run` needs
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MODE="test"
+for arg in "$@"; do
+    case "$arg" in
+        --run) MODE="run" ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        *) echo "deps.sh: unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+log() { echo "deps.sh: $*" >&2; }
+
+# Packages for `make run`; `make test` adds the test clients.
+# build-essential: apxs needs a C compiler and make (absent on minimal images).
+PKGS=(build-essential apache2 apache2-dev libjansson-dev curl)
+if [ "$MODE" = test ]; then
+    # php-cli: the PHP publishing example is exercised with the real php binary.
+    PKGS+=(python3-pytest nodejs npm php-cli)
+fi
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+MISSING=()
+for p in "${PKGS[@]}"; do
+    case "$p" in
+        # Node.js may come from NodeSource (whose nodejs bundles npm and
+        # conflicts with Debian's npm package): accept any working binary.
+        nodejs) if installed nodejs || command -v node >/dev/null 2>&1; then continue; fi ;;
+        npm)    if installed npm || command -v npm >/dev/null 2>&1; then continue; fi ;;
+    esac
+    installed "$p" || MISSING+=("$p")
+done
+
+if [ "${#MISSING[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        log "missing packages: ${MISSING[*]}; run this script as root"
+        exit 1
+    fi
+    log "installing: ${MISSING[*]}"
+    # Keep Debian's apache2 service from starting on port 80 during the
+    # install: a policy-rc.d that denies every start, unless one exists.
+    POLICY=/usr/sbin/policy-rc.d
+    OUR_POLICY=0
+    if [ ! -e "$POLICY" ]; then
+        printf '#!/bin/sh\n# temporary, written by mod_sse scripts/deps.sh\nexit 101\n' > "$POLICY"
+        chmod 755 "$POLICY"
+        OUR_POLICY=1
+    fi
+    cleanup_policy() { if [ "$OUR_POLICY" = 1 ]; then rm -f "$POLICY"; fi; }
+    trap cleanup_policy EXIT
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends "${MISSING[@]}"
+    cleanup_policy
+    trap - EXIT
+fi
+
+# If the Debian service is running anyway (started by a policy that allowed
+# it), stop it through its own init script: identified by its pidfile only.
+for pidfile in /var/run/apache2/apache2.pid /run/apache2/apache2.pid; do
+    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        log "stopping the Debian apache2 service (pidfile $pidfile)"
+        service apache2 stop || true
+        break
+    fi
+done
+
+if [ "$MODE" = test ]; then
+    NODE_DIR="$ROOT/tests/node"
+    if [ ! -d "$NODE_DIR/node_modules/eventsource" ] || [ ! -d "$NODE_DIR/node_modules/eventsource-parser" ]; then
+        log "installing npm packages in tests/node"
+        cd "$NODE_DIR"
+        if [ -f package-lock.json ]; then
+            npm ci --no-audit --no-fund
+        else
+            npm install --no-audit --no-fund
+        fi
+    fi
+fi
+
+log "ok ($MODE)"
