@@ -312,27 +312,23 @@ apr_array_header_t *sse_request_channels(request_rec *r, const sse_dir_conf *dc,
 /* ---- the optional function for other modules ---- */
 
 static int sse_publish(apr_pool_t *p, server_rec *s, const char *channel,
-                          const char *event, const char *data, apr_size_t len,
-                          const char *id, const char **id_out, const char **why)
+                       const char *event, const char *data, apr_size_t len,
+                       const char *id, const char **id_out, const char **why)
 {
     apr_array_header_t *events;
-    sse_body_event *ev;
-    sse_shm_result res;
-    const char *err, *dummy;
+    sse_shm_result *res;
+    const char *dummy;
     int status;
 
     if (!why)
         why = &dummy;
-    sse_body_raw(p, data, len, event, id, NULL, &events);
-    ev = (sse_body_event *)events->elts;
-    add_channel(p, ev->channels, channel ? channel : "", channel ? strlen(channel) : 0);
-    if ((err = sse_body_check_channels(p, ev->channels)) || (err = sse_body_check(ev))) {
-        *why = err;
+    if ((*why = sse_body_raw(p, data, len, event, id, NULL, &events)))
         return HTTP_BAD_REQUEST;
-    }
-    status = sse_shm_publish(s, ev, 1, &res, why);
+    add_channel(p, ((sse_body_event *)events->elts)->channels, channel ? channel : "",
+                channel ? strlen(channel) : 0);
+    status = sse_publish_events(s, p, events, &res, why);
     if (status == OK && id_out)
-        *id_out = apr_pstrdup(p, res.id);
+        *id_out = apr_pstrdup(p, res[0].id);
     return status;
 }
 

@@ -54,6 +54,13 @@ apr_array_header_t *sse_request_channels(request_rec *r, const sse_dir_conf *dc,
                                          const apr_array_header_t *pairs,
                                          const char **why);
 
+/* Checks every event (channels, fields, size) and publishes them all, in
+ * order, or none. Returns OK with one result per event in *res, or an HTTP
+ * status with *why. Used by POST, the response filter and sse_publish(). */
+struct sse_shm_result;
+int sse_publish_events(server_rec *s, apr_pool_t *p, const apr_array_header_t *events,
+                       struct sse_shm_result **res, const char **why);
+
 /* Handlers. */
 int sse_stream_handler(request_rec *r);
 int sse_publish_handler(request_rec *r);

@@ -94,13 +94,43 @@ static int within(const apr_array_header_t *allowed, const sse_bytes *c)
     return 0;
 }
 
+int sse_publish_events(server_rec *s, apr_pool_t *p, const apr_array_header_t *events,
+                       sse_shm_result **res, const char **why)
+{
+    const sse_body_event *ev = (const sse_body_event *)events->elts;
+    sse_shm *sh = sse_shm_get();
+    int i;
+
+    if (!sh) {
+        *why = "the event ring is not available";
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    for (i = 0; i < events->nelts; i++) {
+        /* A server id is at most SSE_ID_BUFSIZE bytes: size the frame for it. */
+        sse_wire_event w = { "", ev[i].id.s ? ev[i].id.len : SSE_ID_BUFSIZE,
+                             ev[i].event.s, ev[i].event.s ? ev[i].event.len : 0,
+                             ev[i].retry, ev[i].data.s, ev[i].data.len };
+
+        if ((*why = sse_body_check_channels(p, ev[i].channels)) || (*why = sse_body_check(&ev[i]))) {
+            if (events->nelts > 1)
+                *why = apr_psprintf(p, "event %d: %s", i, *why);
+            return HTTP_BAD_REQUEST;
+        }
+        if (sse_wire_frame_size(&w) > sse_ring_max_frame(sh->ring)) {
+            *why = "event too large for the event ring (raise SSEBufferSize)";
+            return HTTP_REQUEST_ENTITY_TOO_LARGE;
+        }
+    }
+    *res = apr_pcalloc(p, sizeof(**res) * (apr_size_t)events->nelts);
+    return sse_shm_publish(s, ev, events->nelts, *res, why);
+}
+
 static int publish(request_rec *r, const sse_dir_conf *dc, const apr_array_header_t *pairs)
 {
     const char *ct = apr_table_get(r->headers_in, "Content-Type");
     apr_array_header_t *events, *fallback = NULL;
     sse_body_event *ev;
     sse_shm_result *res;
-    sse_shm *sh = sse_shm_get();
     const char *why = NULL, *fallback_why = NULL;
     char *body;
     apr_size_t len;
@@ -144,22 +174,8 @@ static int publish(request_rec *r, const sse_dir_conf *dc, const apr_array_heade
                 return sse_error(r, HTTP_BAD_REQUEST, fallback_why);
             ev[i].channels = fallback;
         }
-        if ((why = sse_body_check_channels(r->pool, ev[i].channels))
-            || (why = sse_body_check(&ev[i])))
-            return sse_error(r, HTTP_BAD_REQUEST, events->nelts > 1
-                             ? apr_psprintf(r->pool, "event %d: %s", i, why) : why);
-        if (sh) {
-            sse_wire_event w = { ev[i].id.s ? ev[i].id.s : "", ev[i].id.s ? ev[i].id.len : SSE_ID_BUFSIZE,
-                                 ev[i].event.s, ev[i].event.s ? ev[i].event.len : 0,
-                                 ev[i].retry, ev[i].data.s, ev[i].data.len };
-            if (sse_wire_frame_size(&w) > sse_ring_max_frame(sh->ring))
-                return sse_error(r, HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                 "event too large for the event ring (raise SSEBufferSize)");
-        }
     }
-
-    res = apr_pcalloc(r->pool, sizeof(*res) * (apr_size_t)events->nelts);
-    if ((status = sse_shm_publish(r->server, ev, events->nelts, res, &why)) != OK)
+    if ((status = sse_publish_events(r->server, r->pool, events, &res, &why)) != OK)
         return sse_error(r, status, why);
 
     out = is_array ? json_array() : NULL;

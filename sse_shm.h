@@ -40,7 +40,7 @@ void sse_shm_wait(apr_uint32_t seen, apr_interval_time_t timeout);
 apr_uint64_t sse_now_ms(void);
 
 /* One validated event, published on the channels named in it. */
-typedef struct {
+typedef struct sse_shm_result {
     char         id[SSE_FIELD_MAX + 1];
     apr_uint64_t subscribers;
 } sse_shm_result;
