@@ -11,11 +11,13 @@
  *   sse_hub.c      per-child dispatcher thread, subscribers, replay
  *   sse_stream.c   the sse-stream handler (subscribers)
  *   sse_publish.c  the sse-publish handler (publishers)
+ *   sse_cors.c     cross-origin headers and preflights
  */
 #include "mod_sse.h"
 #include "sse_private.h"
 #include "sse_shm.h"
 #include "sse_hub.h"
+#include "sse_cors.h"
 
 #include <string.h>
 #include <jansson.h>
@@ -46,6 +48,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     dc->retry = -1;
     dc->initial_replay = -1;
     dc->max_message = -1;
+    dc->cors_credentials = -1;
     return dc;
 }
 
@@ -60,6 +63,17 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     dc->retry = add->retry_set ? add->retry : base->retry;
     dc->initial_replay = add->initial_replay >= 0 ? add->initial_replay : base->initial_replay;
     dc->max_message = add->max_message >= 0 ? add->max_message : base->max_message;
+    /* The origin list is replaced, not appended to, by an inner section. */
+    if (add->cors_origins) {
+        dc->cors_origins = add->cors_origins;
+        dc->cors_any = add->cors_any;
+    }
+    else {
+        dc->cors_origins = base->cors_origins;
+        dc->cors_any = base->cors_any;
+    }
+    dc->cors_credentials = add->cors_credentials >= 0 ? add->cors_credentials
+                                                      : base->cors_credentials;
     return dc;
 }
 
@@ -205,6 +219,10 @@ static const command_rec sse_cmds[] = {
                   "events replayed to a subscriber that sends no Last-Event-ID"),
     AP_INIT_TAKE1("SSEMaxMessageSize", set_max_message, NULL, OR_FILEINFO | ACCESS_CONF,
                   "largest publish body accepted, e.g. 64K"),
+    AP_INIT_ITERATE("SSECorsOrigin", sse_cors_set_origin, NULL, OR_FILEINFO | ACCESS_CONF,
+                    "origins allowed cross-origin access (scheme://host[:port]), or *"),
+    AP_INIT_FLAG("SSECorsCredentials", sse_cors_set_credentials, NULL, OR_FILEINFO | ACCESS_CONF,
+                 "whether allowed origins may send cookies and HTTP auth"),
     { NULL }
 };
 

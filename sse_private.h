@@ -36,6 +36,9 @@ typedef struct {
     int             retry_set;
     int             initial_replay; /* SSEInitialReplay */
     apr_int64_t     max_message;    /* SSEMaxMessageSize */
+    apr_array_header_t *cors_origins; /* SSECorsOrigin, as given */
+    int             cors_any;       /* SSECorsOrigin * */
+    int             cors_credentials; /* SSECorsCredentials */
 } sse_dir_conf;
 
 #define SSE_DIR_HEARTBEAT(c)   ((c)->heartbeat >= 0 ? (c)->heartbeat : SSE_DEFAULT_HEARTBEAT)

@@ -8,6 +8,7 @@
  */
 #include "sse_private.h"
 #include "sse_shm.h"
+#include "sse_cors.h"
 
 #include <string.h>
 #include <jansson.h>
@@ -274,7 +275,7 @@ int sse_publish_handler(request_rec *r)
     apr_array_header_t *pairs;
     const char *why;
 
-    if (r->method_number == M_OPTIONS) {
+    if (sse_cors_apply(r, dc, "GET, POST, DELETE") || r->method_number == M_OPTIONS) {
         apr_table_setn(r->headers_out, "Allow", PUBLISH_ALLOW);
         r->status = HTTP_NO_CONTENT;
         return OK;

@@ -16,6 +16,7 @@
 #include "sse_private.h"
 #include "sse_hub.h"
 #include "sse_shm.h"
+#include "sse_cors.h"
 
 #include <string.h>
 #include <jansson.h>
@@ -209,7 +210,7 @@ int sse_stream_handler(request_rec *r)
     int status, known = 1;
     apr_status_t rv = APR_SUCCESS;
 
-    if (r->method_number == M_OPTIONS) {
+    if (sse_cors_apply(r, dc, "GET") || r->method_number == M_OPTIONS) {
         apr_table_setn(r->headers_out, "Allow", STREAM_ALLOW);
         r->status = HTTP_NO_CONTENT;
         return OK;
