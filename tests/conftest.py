@@ -43,7 +43,9 @@ import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parent
-MODULE_SO = REPO / ".libs" / "mod_sse.so"
+MODULE_SO = Path(os.environ.get("SSE_TEST_MODULE", REPO / ".libs" / "mod_sse.so"))
+# For sanitizer runs: preloaded into httpd only (see README, Testing).
+APACHE_PRELOAD = os.environ.get("SSE_TEST_APACHE_PRELOAD")
 APACHE_BIN = os.environ.get("SSE_TEST_APACHE", "/usr/sbin/apache2")
 MODULES_DIR = Path(os.environ.get("SSE_TEST_MODULES_DIR", "/usr/lib/apache2/modules"))
 NODE_DIR = TESTS_DIR / "node"
@@ -462,10 +464,13 @@ Timeout 60
 
     def _start_once(self, timeout):
         self._stdout = open(self.dir / "logs" / "stdout.log", "ab")
+        env = dict(os.environ)
+        if APACHE_PRELOAD:
+            env["LD_PRELOAD"] = APACHE_PRELOAD
         self.proc = subprocess.Popen(
             [APACHE_BIN, "-f", str(self.conf_path), "-DFOREGROUND"],
             stdout=self._stdout, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
