@@ -49,6 +49,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     dc->initial_replay = -1;
     dc->max_message = -1;
     dc->cors_credentials = -1;
+    dc->direct_write = -1;
     return dc;
 }
 
@@ -74,6 +75,7 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     }
     dc->cors_credentials = add->cors_credentials >= 0 ? add->cors_credentials
                                                       : base->cors_credentials;
+    dc->direct_write = add->direct_write >= 0 ? add->direct_write : base->direct_write;
     return dc;
 }
 
@@ -219,6 +221,10 @@ static const command_rec sse_cmds[] = {
                   "events replayed to a subscriber that sends no Last-Event-ID"),
     AP_INIT_TAKE1("SSEMaxMessageSize", set_max_message, NULL, OR_FILEINFO | ACCESS_CONF,
                   "largest publish body accepted, e.g. 64K"),
+    AP_INIT_FLAG("SSEDirectWrite", ap_set_flag_slot,
+                 (void *)APR_OFFSETOF(sse_dir_conf, direct_write), OR_FILEINFO | ACCESS_CONF,
+                 "on (default): on plain HTTP/1.x the dispatcher writes events straight "
+                 "to the socket; off: always through the output filters"),
     AP_INIT_ITERATE("SSECorsOrigin", sse_cors_set_origin, NULL, OR_FILEINFO | ACCESS_CONF,
                     "origins allowed cross-origin access (scheme://host[:port]), or *"),
     AP_INIT_FLAG("SSECorsCredentials", sse_cors_set_credentials, NULL, OR_FILEINFO | ACCESS_CONF,

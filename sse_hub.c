@@ -15,12 +15,17 @@
 #include "sse_hub.h"
 #include "sse_shm.h"
 
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <apr_atomic.h>
+#include <apr_strings.h>
 #include <http_log.h>
 #include <http_request.h>
 #include <ap_mpm.h>
@@ -45,8 +50,17 @@ struct sse_sub {
     sse_node      nodes[SSE_BODY_MAX_CHANNELS];
     sse_hub_ev   *q[SSE_HUB_QUEUE];
     int           qhead, qlen;
-    apr_uint64_t  queued;       /* stamp of the newest event queued */
+    apr_uint64_t  queued;       /* stamp of the newest event queued or sent */
     int           waiting, overflow, ended;
+    /* Direct mode: the dispatcher writes to the socket itself. */
+    int           fd;
+    int           direct;       /* the dispatcher owns the socket now */
+    int           chunked;      /* frame each event as an HTTP/1.1 chunk */
+    int           dead;         /* a direct write failed: the client is gone */
+    char         *spill;        /* bytes a direct write left unsent (malloc) */
+    apr_size_t    spill_len;
+    apr_uint64_t  direct_last;  /* stamp of the newest event sent directly */
+    apr_size_t    direct_bytes;
     int           registered;
     sse_sub      *prev, *next;  /* all streams of the child */
 };
@@ -112,10 +126,72 @@ static void sub_signal(sse_sub *sub)
         pthread_cond_signal(&sub->cv);
 }
 
+/* Writes bytes to a direct-mode stream's socket without blocking (sub->mu
+ * held). All written: done. Partly or not at all (a slow client): keep the
+ * rest and give the socket back to the stream's thread, which writes it
+ * with the connection's timeout and then goes on through the filters.
+ * Failed: the client is gone. */
+static void direct_send(sse_sub *sub, struct iovec *iov, int n, apr_uint64_t stamp)
+{
+    struct msghdr msg;
+    apr_size_t total = 0, sent, off = 0;
+    ssize_t rv;
+    int i;
+
+    for (i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)n;
+    do {
+        rv = sendmsg(sub->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (rv < 0 && errno == EINTR);
+    if (rv < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        sub->dead = 1;
+        sub->direct = 0;
+        sub_signal(sub);
+        return;
+    }
+    sent = rv < 0 ? 0 : (apr_size_t)rv;
+    sub->direct_bytes += sent;
+    sub->direct_last = stamp;
+    if (sent == total)
+        return;
+    sub->spill = malloc(total - sent);
+    if (!sub->spill) {
+        sub->dead = 1;          /* cannot keep the stream consistent */
+    }
+    else {
+        for (i = 0; i < n; i++) {
+            if (sent >= iov[i].iov_len) {
+                sent -= iov[i].iov_len;
+                continue;
+            }
+            memcpy(sub->spill + off, (char *)iov[i].iov_base + sent, iov[i].iov_len - sent);
+            off += iov[i].iov_len - sent;
+            sent = 0;
+        }
+        sub->spill_len = off;
+    }
+    sub->direct = 0;
+    sub_signal(sub);
+}
+
 static void fan_out(const sse_ring_rec *rec)
 {
     sse_hub_ev *ev = NULL;
+    struct iovec iov[3];
+    char chunk[24];
     int i;
+
+    /* The frame as an HTTP/1.1 chunk, for streams in direct mode. */
+    iov[0].iov_base = chunk;
+    iov[0].iov_len = (size_t)apr_snprintf(chunk, sizeof(chunk), "%" APR_UINT64_T_HEX_FMT "\r\n",
+                                          (apr_uint64_t)rec->frame_len);
+    iov[1].iov_base = (void *)rec->frame;
+    iov[1].iov_len = rec->frame_len;
+    iov[2].iov_base = (void *)"\r\n";
+    iov[2].iov_len = 2;
 
     for (i = 0; i < rec->nchan; i++) {
         const sse_ring_link *l = &rec->links[i];
@@ -132,6 +208,13 @@ static void fan_out(const sse_ring_rec *rec)
             if (rec->kind == SSE_REC_DELETE) {
                 sub->ended = 1;
                 sub_signal(sub);
+            }
+            else if (sub->direct && rec->stamp > sub->queued) {
+                if (sub->chunked)
+                    direct_send(sub, iov, 3, rec->stamp);
+                else
+                    direct_send(sub, iov + 1, 1, rec->stamp);
+                sub->queued = rec->stamp;
             }
             else if (!sub->overflow && !sub->ended && rec->stamp > sub->queued) {
                 if (!ev && !(ev = ev_make(rec))) {
@@ -166,6 +249,7 @@ static void broadcast(int overflow)
         pthread_mutex_lock(&sub->mu);
         if (overflow) {
             sub->overflow = 1;
+            sub->direct = 0;
             sub_drop_queue(sub);
         }
         pthread_cond_signal(&sub->cv);
@@ -431,6 +515,9 @@ void sse_hub_unsubscribe(sse_sub *sub)
 
     pthread_mutex_lock(&sub->mu);
     sub_drop_queue(sub);
+    sub->direct = 0;
+    free(sub->spill);
+    sub->spill = NULL;
     pthread_mutex_unlock(&sub->mu);
     pthread_cond_destroy(&sub->cv);
     pthread_mutex_destroy(&sub->mu);
@@ -443,7 +530,8 @@ void sse_hub_unsubscribe(sse_sub *sub)
 void sse_hub_wait(sse_sub *sub, apr_interval_time_t timeout, sse_hub_batch *b)
 {
     pthread_mutex_lock(&sub->mu);
-    if (!sub->qlen && !sub->overflow && !sub->ended && !hub.stopping) {
+    if (!sub->qlen && !sub->overflow && !sub->ended && !hub.stopping && !sub->dead
+        && !sub->spill) {
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += (time_t)apr_time_sec(timeout);
@@ -465,7 +553,72 @@ void sse_hub_wait(sse_sub *sub, apr_interval_time_t timeout, sse_hub_batch *b)
     b->overflow = sub->overflow;
     b->ended = sub->ended;
     b->stopping = hub.stopping != 0;
+    b->dead = sub->dead;
+    b->spill = sub->spill;
+    b->spill_len = sub->spill_len;
+    sub->spill = NULL;
+    sub->spill_len = 0;
+    b->direct_last = sub->direct_last;
     pthread_mutex_unlock(&sub->mu);
+}
+
+int sse_hub_direct_begin(sse_sub *sub, int fd, int chunked)
+{
+    int on;
+
+    pthread_mutex_lock(&sub->mu);
+    on = !sub->qlen && !sub->overflow && !sub->ended && !sub->dead && !sub->spill
+         && !hub.stopping;
+    if (on) {
+        sub->fd = fd;
+        sub->chunked = chunked;
+        sub->direct = 1;
+    }
+    pthread_mutex_unlock(&sub->mu);
+    return on;
+}
+
+apr_size_t sse_hub_direct_end(sse_sub *sub, sse_hub_batch *b)
+{
+    apr_size_t bytes;
+
+    pthread_mutex_lock(&sub->mu);
+    sub->direct = 0;
+    b->spill = sub->spill;
+    b->spill_len = sub->spill_len;
+    sub->spill = NULL;
+    sub->spill_len = 0;
+    b->direct_last = sub->direct_last;
+    b->dead = sub->dead;
+    bytes = sub->direct_bytes;
+    sub->direct_bytes = 0;
+    pthread_mutex_unlock(&sub->mu);
+    return bytes;
+}
+
+int sse_hub_direct_write(sse_sub *sub, const char *bytes, apr_size_t len)
+{
+    struct iovec iov[3];
+    char chunk[24];
+    int done;
+
+    pthread_mutex_lock(&sub->mu);
+    done = sub->direct;
+    if (done) {
+        iov[0].iov_base = chunk;
+        iov[0].iov_len = (size_t)apr_snprintf(chunk, sizeof(chunk),
+                                              "%" APR_UINT64_T_HEX_FMT "\r\n", (apr_uint64_t)len);
+        iov[1].iov_base = (void *)bytes;
+        iov[1].iov_len = len;
+        iov[2].iov_base = (void *)"\r\n";
+        iov[2].iov_len = 2;
+        if (sub->chunked)
+            direct_send(sub, iov, 3, sub->direct_last);
+        else
+            direct_send(sub, iov + 1, 1, sub->direct_last);
+    }
+    pthread_mutex_unlock(&sub->mu);
+    return done;
 }
 
 apr_uint64_t sse_hub_resync(sse_sub *sub)

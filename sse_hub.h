@@ -37,6 +37,11 @@ typedef struct {
     int         overflow;   /* events were dropped: resync from the ring */
     int         ended;      /* channel deleted */
     int         stopping;   /* child is stopping */
+    int         dead;       /* a direct write failed: client gone */
+    char       *spill;      /* unsent bytes of a direct write: write them
+                             * first, raw, then free() */
+    apr_size_t  spill_len;
+    apr_uint64_t direct_last; /* newest stamp sent in direct mode */
 } sse_hub_batch;
 
 void sse_hub_child_init(apr_pool_t *pchild, server_rec *s);
@@ -54,6 +59,21 @@ void sse_hub_unsubscribe(sse_sub *sub);
 /* Waits up to timeout for queued events or a state change. */
 void sse_hub_wait(sse_sub *sub, apr_interval_time_t timeout, sse_hub_batch *b);
 void sse_hub_release(sse_hub_batch *b);
+/* Direct mode, for streams where nothing between the handler and the
+ * socket transforms bytes (plain HTTP/1.x): the dispatcher writes each
+ * event, framed as a chunk when chunked, straight to fd with one
+ * non-blocking sendmsg, and the stream's thread sleeps until a heartbeat,
+ * the end, or a slow client (a partial write hands the socket back with the
+ * unsent rest in the batch's spill). The stream's thread must have flushed
+ * everything through the filters before it begins. Returns 1 if direct. */
+int sse_hub_direct_begin(sse_sub *sub, int fd, int chunked);
+/* Takes the socket back (spill, dead and direct_last into b); returns the
+ * bytes written directly since the last call, for the access log. */
+apr_size_t sse_hub_direct_end(sse_sub *sub, sse_hub_batch *b);
+/* Writes bytes (e.g. a heartbeat) directly if the stream is in direct
+ * mode; 0 if it is not (write through the filters then). */
+int sse_hub_direct_write(sse_sub *sub, const char *bytes, apr_size_t len);
+
 /* Clears the overflow state; returns the new upto for the catch-up read. */
 apr_uint64_t sse_hub_resync(sse_sub *sub);
 

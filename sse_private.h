@@ -39,10 +39,12 @@ typedef struct {
     apr_array_header_t *cors_origins; /* SSECorsOrigin, as given */
     int             cors_any;       /* SSECorsOrigin * */
     int             cors_credentials; /* SSECorsCredentials */
+    int             direct_write;   /* SSEDirectWrite */
 } sse_dir_conf;
 
 #define SSE_DIR_HEARTBEAT(c)   ((c)->heartbeat >= 0 ? (c)->heartbeat : SSE_DEFAULT_HEARTBEAT)
 #define SSE_DIR_REPLAY(c)      ((c)->initial_replay >= 0 ? (c)->initial_replay : 0)
+#define SSE_DIR_DIRECT(c)      ((c)->direct_write != 0)
 #define SSE_DIR_MAX_MESSAGE(c) ((c)->max_message >= 0 ? (c)->max_message : SSE_DEFAULT_MAX_MESSAGE)
 
 /* Helpers shared by the two handlers (mod_sse.c). */

@@ -23,7 +23,9 @@
 #include <apr_strings.h>
 #include <http_log.h>
 #include <http_protocol.h>
+#include <http_core.h>
 #include <http_request.h>
+#include <http_ssl.h>
 #include <util_filter.h>
 
 APLOG_USE_MODULE(sse);
@@ -167,6 +169,61 @@ static apr_status_t write_batch(stream *st, sse_hub_batch *b)
     return flush(st);
 }
 
+/* Writes bytes straight to the socket, blocking up to the connection's
+ * timeout: the rest of an event a direct write could not finish. */
+static apr_status_t write_raw(stream *st, const char *buf, apr_size_t len)
+{
+    apr_socket_t *sock = ap_get_conn_socket(st->r->connection);
+    apr_status_t rv = APR_SUCCESS;
+
+    while (len && rv == APR_SUCCESS) {
+        apr_size_t n = len;
+        rv = apr_socket_send(sock, buf, &n);
+        buf += n;
+        len -= n;
+    }
+    st->last_write = apr_time_now();
+    return rv;
+}
+
+/* The filters httpd itself puts between a handler and a plain HTTP/1.x
+ * socket once the headers are out. With anything else in the chain (TLS,
+ * HTTP/2, a content filter) the stream's bytes must go through the filters,
+ * so the dispatcher may not write them directly. */
+static int direct_eligible(request_rec *r)
+{
+    static const char *const plain[] = {
+        "chunk", "http_outerror", "byterange", "content_length",
+        "reqtimeout",       /* mod_reqtimeout only watches for the request's end */
+        "core", NULL
+    };
+    conn_rec *c = r->connection;
+    ap_filter_t *f;
+    int i;
+
+    if (c->master || ap_ssl_conn_is_ssl(c) || !ap_get_conn_socket(c))
+        return 0;
+    for (f = r->output_filters; f; f = f->next) {
+        for (i = 0; plain[i] && strcasecmp(f->frec->name, plain[i]); i++)
+            ;
+        if (!plain[i]) {
+            ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "stream written through the "
+                          "filters: output filter '%s' present", f->frec->name);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int begin_direct(stream *st, int wanted)
+{
+    apr_os_sock_t fd;
+
+    if (!wanted || apr_os_sock_get(&fd, ap_get_conn_socket(st->r->connection)) != APR_SUCCESS)
+        return 0;
+    return sse_hub_direct_begin(st->sub, fd, st->r->chunked);
+}
+
 static const char *last_event_id(request_rec *r, const apr_array_header_t *pairs,
                                  apr_size_t *len)
 {
@@ -207,7 +264,7 @@ int sse_stream_handler(request_rec *r)
     apr_pool_t *scratch;
     sse_hub_batch *batch;
     stream st;
-    int status, known = 1;
+    int status, known = 1, direct;
     apr_status_t rv = APR_SUCCESS;
 
     if (sse_cors_apply(r, dc, "GET") || r->method_number == M_OPTIONS) {
@@ -268,6 +325,11 @@ int sse_stream_handler(request_rec *r)
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "stream open on %d channel(s)%s%s",
                   channels->nelts, asked ? ", resumed from " : "", asked ? asked : "");
 
+    direct = rv == APR_SUCCESS && SSE_DIR_DIRECT(dc) && direct_eligible(r);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "stream written %s",
+                  begin_direct(&st, direct) ? "directly by the dispatcher"
+                                            : "through the output filters");
+
     beat = apr_time_from_sec(SSE_DIR_HEARTBEAT(dc));
     while (rv == APR_SUCCESS) {
         apr_interval_time_t wait = IDLE_WAIT;
@@ -277,23 +339,57 @@ int sse_stream_handler(request_rec *r)
             wait = due > apr_time_now() ? due - apr_time_now() : 0;
         }
         sse_hub_wait(st.sub, wait, batch);
-        if (batch->n)
+        if (batch->direct_last > st.last) {
+            st.last = batch->direct_last;       /* the dispatcher wrote these */
+            st.last_write = apr_time_now();
+        }
+        if (batch->dead)
+            rv = APR_ECONNABORTED;
+        if (batch->spill) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "slow client: the stream's "
+                          "thread finishes a direct write (%" APR_SIZE_T_FMT " bytes)",
+                          batch->spill_len);
+            if (rv == APR_SUCCESS)
+                rv = write_raw(&st, batch->spill, batch->spill_len);
+            free(batch->spill);
+            batch->spill = NULL;
+        }
+        if (rv == APR_SUCCESS && batch->n)
             rv = write_batch(&st, batch);
         sse_hub_release(batch);
         if (rv != APR_SUCCESS || batch->ended || batch->stopping)
             break;
         if (batch->overflow) {
             apr_uint64_t to = sse_hub_resync(st.sub);
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "slow client: more than %d "
+                          "events pending, catching up from the ring", SSE_HUB_QUEUE);
             rv = replay(&st, scratch, st.last, to, 0, st.last_id, strlen(st.last_id), 0);
             apr_pool_clear(scratch);
             if (rv == APR_SUCCESS)
                 rv = flush(&st);
-            continue;
         }
-        if (beat && apr_time_now() >= st.last_write + beat) {
-            put_copy(&st, SSE_WIRE_HEARTBEAT, SSE_WIRE_HEARTBEAT_LEN);
-            rv = flush(&st);
+        else if (beat && apr_time_now() >= st.last_write + beat) {
+            if (sse_hub_direct_write(st.sub, SSE_WIRE_HEARTBEAT, SSE_WIRE_HEARTBEAT_LEN)) {
+                st.last_write = apr_time_now();
+            }
+            else {
+                put_copy(&st, SSE_WIRE_HEARTBEAT, SSE_WIRE_HEARTBEAT_LEN);
+                rv = flush(&st);
+            }
         }
+        /* Everything is out through the filters: the socket can go back to
+         * the dispatcher (a no-op while it still has it). */
+        if (rv == APR_SUCCESS)
+            begin_direct(&st, direct);
+    }
+    /* Take the socket back before finishing through the filters (last
+     * chunk, logging), and finish what the dispatcher could not. */
+    r->bytes_sent += (apr_off_t)sse_hub_direct_end(st.sub, batch);
+    if (batch->spill) {
+        if (rv == APR_SUCCESS && !batch->dead)
+            rv = write_raw(&st, batch->spill, batch->spill_len);
+        free(batch->spill);
+        batch->spill = NULL;
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, "stream ends: %s",
                   rv != APR_SUCCESS ? "client gone" :
