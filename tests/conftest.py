@@ -46,6 +46,14 @@ REPO = TESTS_DIR.parent
 MODULE_SO = Path(os.environ.get("SSE_TEST_MODULE", REPO / ".libs" / "mod_sse.so"))
 # For sanitizer runs: preloaded into httpd only (see README, Testing).
 APACHE_PRELOAD = os.environ.get("SSE_TEST_APACHE_PRELOAD")
+
+
+def apache_env():
+    """The environment of every apache2 the tests run."""
+    env = dict(os.environ)
+    if APACHE_PRELOAD:
+        env["LD_PRELOAD"] = APACHE_PRELOAD
+    return env
 APACHE_BIN = os.environ.get("SSE_TEST_APACHE", "/usr/sbin/apache2")
 MODULES_DIR = Path(os.environ.get("SSE_TEST_MODULES_DIR", "/usr/lib/apache2/modules"))
 NODE_DIR = TESTS_DIR / "node"
@@ -441,7 +449,7 @@ Timeout 60
         self.write_config()
         p = subprocess.run([APACHE_BIN, "-t", "-f", str(self.conf_path)],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=60)
+                           timeout=60, env=apache_env())
         return p.returncode, p.stdout.decode(errors="replace")
 
     # ---- lifecycle -------------------------------------------------------
@@ -464,13 +472,10 @@ Timeout 60
 
     def _start_once(self, timeout):
         self._stdout = open(self.dir / "logs" / "stdout.log", "ab")
-        env = dict(os.environ)
-        if APACHE_PRELOAD:
-            env["LD_PRELOAD"] = APACHE_PRELOAD
         self.proc = subprocess.Popen(
             [APACHE_BIN, "-f", str(self.conf_path), "-DFOREGROUND"],
             stdout=self._stdout, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+            stdin=subprocess.DEVNULL, start_new_session=True, env=apache_env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
