@@ -562,7 +562,7 @@ void sse_hub_wait(sse_sub *sub, apr_interval_time_t timeout, sse_hub_batch *b)
     pthread_mutex_unlock(&sub->mu);
 }
 
-int sse_hub_direct_begin(sse_sub *sub, int fd, int chunked)
+int sse_hub_direct_begin(sse_sub *sub, int fd, int chunked, apr_uint64_t written)
 {
     int on;
 
@@ -573,6 +573,9 @@ int sse_hub_direct_begin(sse_sub *sub, int fd, int chunked)
         sub->fd = fd;
         sub->chunked = chunked;
         sub->direct = 1;
+        /* Nothing the stream has written already may be sent again. */
+        if (sub->queued < written)
+            sub->queued = written;
     }
     pthread_mutex_unlock(&sub->mu);
     return on;

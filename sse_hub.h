@@ -65,8 +65,9 @@ void sse_hub_release(sse_hub_batch *b);
  * non-blocking sendmsg, and the stream's thread sleeps until a heartbeat,
  * the end, or a slow client (a partial write hands the socket back with the
  * unsent rest in the batch's spill). The stream's thread must have flushed
- * everything through the filters before it begins. Returns 1 if direct. */
-int sse_hub_direct_begin(sse_sub *sub, int fd, int chunked);
+ * everything through the filters before it begins; written is the stamp of
+ * the newest event it wrote (or skipped, resuming). Returns 1 if direct. */
+int sse_hub_direct_begin(sse_sub *sub, int fd, int chunked, apr_uint64_t written);
 /* Takes the socket back (spill, dead and direct_last into b); returns the
  * bytes written directly since the last call, for the access log. */
 apr_size_t sse_hub_direct_end(sse_sub *sub, sse_hub_batch *b);

@@ -221,7 +221,7 @@ static int begin_direct(stream *st, int wanted)
 
     if (!wanted || apr_os_sock_get(&fd, ap_get_conn_socket(st->r->connection)) != APR_SUCCESS)
         return 0;
-    return sse_hub_direct_begin(st->sub, fd, st->r->chunked);
+    return sse_hub_direct_begin(st->sub, fd, st->r->chunked, st->last);
 }
 
 static const char *last_event_id(request_rec *r, const apr_array_header_t *pairs,
@@ -312,6 +312,10 @@ int sse_stream_handler(request_rec *r)
     if (asked) {
         known = sse_hub_resolve(st.sub, scratch, asked, asked_len, &from);
         rv = replay(&st, scratch, known ? from : 0, upto, 0, asked, asked_len, !known);
+        /* The asked event may be newer than what the dispatcher had fanned
+         * out when we registered: it must not come back live either. */
+        if (known && from > st.last)
+            st.last = from;
     }
     else if (SSE_DIR_REPLAY(dc) > 0) {
         rv = replay(&st, scratch, 0, upto, SSE_DIR_REPLAY(dc), NULL, 0, 0);
