@@ -13,9 +13,9 @@ CFLAGS_EXTRA ?=
 
 # The module's units; each sse_*.c holds one idea (see README "Layout").
 SRC = mod_sse.c sse_wire.c sse_body.c sse_ring.c sse_shm.c sse_hub.c \
-      sse_stream.c sse_publish.c sse_cors.c
+      sse_stream.c sse_publish.c sse_cors.c sse_parse.c sse_filter.c
 HDR = mod_sse.h sse_wire.h sse_body.h sse_ring.h sse_shm.h sse_hub.h \
-      sse_cors.h sse_private.h
+      sse_cors.h sse_parse.h sse_private.h
 
 # Pure units: no httpd, only APR (for pools) and jansson.
 UNIT_SRC = sse_wire.c sse_body.c sse_ring.c sse_parse.c

@@ -12,6 +12,8 @@
  *   sse_stream.c   the sse-stream handler (subscribers)
  *   sse_publish.c  the sse-publish handler (publishers)
  *   sse_cors.c     cross-origin headers and preflights
+ *   sse_parse.c    a text/event-stream body read back into events
+ *   sse_filter.c   publishing responses by their X-SSE-Publish header
  */
 #include "mod_sse.h"
 #include "sse_private.h"
@@ -49,6 +51,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     dc->initial_replay = -1;
     dc->max_message = -1;
     dc->cors_credentials = -1;
+    dc->publish_responses = -1;
     dc->direct_write = -1;
     return dc;
 }
@@ -75,6 +78,8 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     }
     dc->cors_credentials = add->cors_credentials >= 0 ? add->cors_credentials
                                                       : base->cors_credentials;
+    dc->publish_responses = add->publish_responses >= 0 ? add->publish_responses
+                                                        : base->publish_responses;
     dc->direct_write = add->direct_write >= 0 ? add->direct_write : base->direct_write;
     return dc;
 }
@@ -205,6 +210,12 @@ static const char *set_max_message(cmd_parms *cmd, void *conf, const char *arg)
     return NULL;
 }
 
+static const char *set_publish_responses(cmd_parms *cmd, void *conf, int on)
+{
+    ((sse_dir_conf *)conf)->publish_responses = on ? 1 : 0;
+    return NULL;
+}
+
 static const command_rec sse_cmds[] = {
     AP_INIT_TAKE1("SSEBufferSize", set_buffer_size, NULL, RSRC_CONF,
                   "bytes of shared memory for retained events, e.g. 16M (server-wide)"),
@@ -229,6 +240,8 @@ static const command_rec sse_cmds[] = {
                     "origins allowed cross-origin access (scheme://host[:port]), or *"),
     AP_INIT_FLAG("SSECorsCredentials", sse_cors_set_credentials, NULL, OR_FILEINFO | ACCESS_CONF,
                  "whether allowed origins may send cookies and HTTP auth"),
+    AP_INIT_FLAG("SSEPublishResponses", set_publish_responses, NULL, OR_FILEINFO | ACCESS_CONF,
+                 "publish responses that carry an X-SSE-Publish header (default off)"),
     { NULL }
 };
 
@@ -408,6 +421,8 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_monitor(sse_monitor, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_stopping(sse_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(sse_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_filter(sse_filter_insert, NULL, NULL, APR_HOOK_MIDDLE);
+    sse_filter_register();
     APR_REGISTER_OPTIONAL_FN(sse_publish);
 }
 

@@ -39,6 +39,7 @@ typedef struct {
     apr_array_header_t *cors_origins; /* SSECorsOrigin, as given */
     int             cors_any;       /* SSECorsOrigin * */
     int             cors_credentials; /* SSECorsCredentials */
+    int             publish_responses; /* SSEPublishResponses on|off */
     int             direct_write;   /* SSEDirectWrite */
 } sse_dir_conf;
 
@@ -69,5 +70,11 @@ int sse_publish_events(server_rec *s, apr_pool_t *p, const apr_array_header_t *e
 /* Handlers. */
 int sse_stream_handler(request_rec *r);
 int sse_publish_handler(request_rec *r);
+
+/* Publishing responses by their X-SSE-Publish header (sse_filter.c):
+ * registers the output filter (register_hooks), and the insert_filter hook
+ * that adds it where SSEPublishResponses is on. */
+void sse_filter_register(void);
+void sse_filter_insert(request_rec *r);
 
 #endif

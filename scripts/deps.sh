@@ -23,7 +23,17 @@ log() { echo "deps.sh: $*" >&2; }
 PKGS=(build-essential apache2 apache2-dev libjansson-dev curl)
 if [ "$MODE" = test ]; then
     # php-cli: the PHP publishing example is exercised with the real php binary.
-    PKGS+=(python3-pytest nodejs npm php-cli)
+    # php-cgi, php-fpm, libapache2-mod-php: the PHP publishers run under
+    # mod_cgid, mod_proxy_fcgi (an FPM the tests start themselves) and mod_php
+    # (tests/test_php.py). Their Debian services are not wanted: the
+    # policy-rc.d below keeps them from starting, and the loop after the
+    # install stops them if they run anyway.
+    # chromium: the browser tests drive Debian's build through the npm
+    # playwright-core package (never `npx playwright install`).
+    # nghttp2-client: h2 tools for the HTTP/2 tests; openssl makes their
+    # self-signed certificate.
+    PKGS+=(python3-pytest nodejs npm php-cli chromium nghttp2-client openssl
+           php-cgi php-fpm libapache2-mod-php)
 fi
 
 installed() {
@@ -74,10 +84,19 @@ for pidfile in /var/run/apache2/apache2.pid /run/apache2/apache2.pid; do
         break
     fi
 done
+# The same for Debian's PHP-FPM service (the tests start their own FPM).
+for pidfile in /run/php/php*-fpm.pid; do
+    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        svc=$(basename "$pidfile" .pid)
+        log "stopping the Debian $svc service (pidfile $pidfile)"
+        service "$svc" stop || true
+    fi
+done
 
 if [ "$MODE" = test ]; then
     NODE_DIR="$ROOT/tests/node"
-    if [ ! -d "$NODE_DIR/node_modules/eventsource" ] || [ ! -d "$NODE_DIR/node_modules/eventsource-parser" ]; then
+    if [ ! -d "$NODE_DIR/node_modules/eventsource" ] || [ ! -d "$NODE_DIR/node_modules/eventsource-parser" ] \
+       || [ ! -d "$NODE_DIR/node_modules/playwright-core" ]; then
         log "installing npm packages in tests/node"
         cd "$NODE_DIR"
         if [ -f package-lock.json ]; then

@@ -1,4 +1,5 @@
-/* test_units.c -- unit tests of the pure units: sse_wire, sse_ring, sse_body.
+/* test_units.c -- unit tests of the pure units: sse_wire, sse_ring, sse_body,
+ * sse_parse.
  *
  * No httpd: the ring lives in calloc'd memory and the lock is this single
  * thread. Built under AddressSanitizer and UBSan by `make unit`. Prints one
@@ -12,6 +13,7 @@
 #include "sse_wire.h"
 #include "sse_ring.h"
 #include "sse_body.h"
+#include "sse_parse.h"
 
 static int passed, failed;
 
@@ -445,6 +447,163 @@ static void test_body(apr_pool_t *p)
     }
 }
 
+/* ---- event-stream parser ---- */
+
+static const sse_body_event *nth(const apr_array_header_t *evs, int i)
+{
+    return i < evs->nelts ? &((const sse_body_event *)evs->elts)[i] : NULL;
+}
+
+/* Parses s whole, and again fed one byte at a time and in two halves at
+ * every split point: all must give the same events. */
+static apr_array_header_t *parse_all_ways(apr_pool_t *p, const char *s, size_t len,
+                                          const char **why, int *dropped, int line)
+{
+    apr_array_header_t *whole, *other;
+    const char *w2;
+    int d2, i;
+    size_t cut;
+
+    *why = sse_parse_stream(p, s, len, &whole, dropped);
+    for (cut = 0; cut <= len; cut++) {
+        sse_parse *ps = sse_parse_create(p);
+        size_t k;
+        if (cut == len) {     /* byte by byte */
+            for (k = 0; k < len; k++)
+                sse_parse_feed(ps, s + k, 1);
+        }
+        else {
+            sse_parse_feed(ps, s, cut);
+            sse_parse_feed(ps, s + cut, len - cut);
+        }
+        w2 = sse_parse_finish(ps, &other, &d2);
+        check((w2 == NULL) == (*why == NULL) && d2 == *dropped && other->nelts == whole->nelts,
+              "same result whatever the feeds", __FILE__, line);
+        for (i = 0; i < whole->nelts && i < other->nelts; i++) {
+            const sse_body_event *a = nth(whole, i), *b = nth(other, i);
+            check(a->data.len == b->data.len && memcmp(a->data.s, b->data.s, a->data.len) == 0
+                  && (a->event.s == NULL) == (b->event.s == NULL)
+                  && (a->id.s == NULL) == (b->id.s == NULL) && a->retry == b->retry,
+                  "same event whatever the feeds", __FILE__, line);
+        }
+    }
+    return whole;
+}
+#define PARSE(lit, why, dropped) parse_all_ways(p, lit, sizeof(lit) - 1, why, dropped, __LINE__)
+
+static void test_parse(apr_pool_t *p)
+{
+    apr_array_header_t *evs;
+    const sse_body_event *ev;
+    const char *why;
+    int dropped;
+
+    /* The classic PHP script's output. */
+    evs = PARSE("event: foo\ndata: hello\n\n", &why, &dropped);
+    CHECK(why == NULL && !dropped && evs->nelts == 1);
+    ev = nth(evs, 0);
+    CHECK(ev && BYTES(ev->event, "foo") && BYTES(ev->data, "hello") && ev->id.s == NULL
+          && ev->retry < 0 && ev->channels && ev->channels->nelts == 0);
+
+    /* Multi-line data, every line ending, one space dropped, not two. */
+    evs = PARSE("data: a\r\ndata:b\rdata:  c\ndata\n\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 1 && BYTES(nth(evs, 0)->data, "a\nb\n c\n"));
+
+    /* id, retry, comments, unknown fields, several events in order. */
+    evs = PARSE(": hi\nid: k1\nretry: 1500\nfoo: bar\ndata: one\n\n"
+                "data: two\n\r\n", &why, &dropped);
+    CHECK(why == NULL && !dropped && evs->nelts == 2);
+    if (evs->nelts == 2) {
+        CHECK(BYTES(nth(evs, 0)->id, "k1") && nth(evs, 0)->retry == 1500
+              && BYTES(nth(evs, 0)->data, "one") && nth(evs, 0)->event.s == NULL);
+        /* id and retry belong to their own event. */
+        CHECK(nth(evs, 1)->id.s == NULL && nth(evs, 1)->retry < 0 && BYTES(nth(evs, 1)->data, "two"));
+    }
+
+    /* A block without data is not dispatched, and forgets its fields. */
+    evs = PARSE("event: x\nid: y\nretry: 5\n\ndata: z\n\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 1 && nth(evs, 0)->event.s == NULL
+          && nth(evs, 0)->id.s == NULL && nth(evs, 0)->retry < 0 && BYTES(nth(evs, 0)->data, "z"));
+
+    /* Empty data is an event; "data:" and "data" alike. */
+    evs = PARSE("data:\n\ndata\n\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 2 && BYTES(nth(evs, 0)->data, "") && BYTES(nth(evs, 1)->data, ""));
+
+    /* The unfinished last event is dropped, with or without its line end. */
+    evs = PARSE("data: a\n\ndata: b\n", &why, &dropped);
+    CHECK(why == NULL && dropped && evs->nelts == 1 && BYTES(nth(evs, 0)->data, "a"));
+    evs = PARSE("data: a\n\ndata: b", &why, &dropped);
+    CHECK(why == NULL && dropped && evs->nelts == 1);
+    evs = PARSE("data: a\n\n: bye\nevent: x\n", &why, &dropped);
+    CHECK(why == NULL && !dropped && evs->nelts == 1);
+    evs = PARSE("", &why, &dropped);
+    CHECK(why == NULL && !dropped && evs->nelts == 0);
+    evs = PARSE("data: x\r", &why, &dropped);   /* CR ends the line, no blank line */
+    CHECK(why == NULL && dropped && evs->nelts == 0);
+
+    /* CR CR is two line ends, so a blank line; CR LF is one. */
+    evs = PARSE("data: a\r\rdata: b\r\n\r\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 2 && BYTES(nth(evs, 1)->data, "b"));
+    evs = PARSE("data: a\r\ndata: b\r\n\r\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 1 && BYTES(nth(evs, 0)->data, "a\nb"));
+
+    /* A leading byte order mark is skipped; only at the very start. */
+    evs = PARSE("\xEF\xBB\xBF" "data: x\n\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 1 && BYTES(nth(evs, 0)->data, "x"));
+    evs = PARSE("\xEF\xBB" "data: x\n\n", &why, &dropped);   /* not a BOM: one odd field */
+    CHECK(why == NULL && evs->nelts == 0);
+    evs = PARSE("\xEF\xBB\xBF\xEF\xBB\xBF" "data: x\n\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 0);
+
+    /* Field names are exact; a colon in the value stays. */
+    evs = PARSE("Data: no\ndata : no\ndata: a: b\nevent: t:1\n\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 1 && BYTES(nth(evs, 0)->data, "a: b")
+          && BYTES(nth(evs, 0)->event, "t:1"));
+
+    /* event: last one wins, empty means none. */
+    evs = PARSE("event: a\nevent: b\ndata: x\n\nevent: a\nevent:\ndata: y\n\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 2 && BYTES(nth(evs, 0)->event, "b") && nth(evs, 1)->event.s == NULL);
+
+    /* id: empty means none; with NUL ignored (the earlier one stays). */
+    evs = PARSE("id: a\nid:\ndata: x\n\nid: b\nid: c\0d\ndata: y\n\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 2 && nth(evs, 0)->id.s == NULL && BYTES(nth(evs, 1)->id, "b"));
+
+    /* retry: digits only, else ignored; too large is an error. */
+    evs = PARSE("retry: 10s\nretry: -1\nretry:\nretry: 1 \ndata: x\n\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 1 && nth(evs, 0)->retry < 0);
+    evs = PARSE("retry: 0\ndata: x\n\nretry: 2147483647\ndata: y\n\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 2 && nth(evs, 0)->retry == 0 && nth(evs, 1)->retry == 2147483647L);
+    evs = PARSE("retry: 2147483648\ndata: x\n\n", &why, &dropped);
+    CHECK(why != NULL && strstr(why, "retry"));
+    evs = PARSE("data: a\n\nretry: 99999999999999999999999\ndata: x\n\n", &why, &dropped);
+    CHECK(why != NULL);
+
+    /* NUL and any other byte pass through data. */
+    evs = PARSE("data: n\0l\xff\n\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 1 && BYTES(nth(evs, 0)->data, "n\0l\xff"));
+
+    /* What the parser lets through, sse_body_check still refuses. */
+    evs = PARSE("event: sse-gap\ndata: x\n\nid: 17-3\ndata: y\n\n", &why, &dropped);
+    CHECK(why == NULL && evs->nelts == 2 && sse_body_check(nth(evs, 0)) != NULL
+          && sse_body_check(nth(evs, 1)) != NULL);
+
+    /* A long line split over many feeds. */
+    {
+        apr_size_t n = 100000, k;
+        char *big = malloc(n + 16);
+        sse_parse *ps = sse_parse_create(p);
+        memcpy(big, "data: ", 6);
+        memset(big + 6, 'x', n);
+        memcpy(big + 6 + n, "\n\n", 2);
+        for (k = 0; k < n + 8; k += 777)
+            sse_parse_feed(ps, big + k, (n + 8 - k) < 777 ? n + 8 - k : 777);
+        why = sse_parse_finish(ps, &evs, &dropped);
+        CHECK(why == NULL && evs->nelts == 1 && nth(evs, 0)->data.len == n
+              && nth(evs, 0)->data.s[n - 1] == 'x' && nth(evs, 0)->data.s[n] == '\0');
+        free(big);
+    }
+}
+
 int main(void)
 {
     apr_pool_t *p;
@@ -457,6 +616,7 @@ int main(void)
     test_ring_crash_safety();
     test_ring_channels();
     test_body(p);
+    test_parse(p);
     apr_pool_destroy(p);
     apr_terminate();
     printf("unit: %d passed, %d failed\n", passed, failed);
