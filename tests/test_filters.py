@@ -1,10 +1,12 @@
 """Other httpd modules around a stream: compression must not buffer or
 encode it, request timeouts must not cut it."""
+import statistics
 import time
 
 import pytest
 
-from conftest import SSEClient, chan_query, publish_ok, subscribe, uniq, wire_event
+from conftest import (SSEClient, chan_query, publish_ok, request, subscribe, uniq,
+                      wire_event)
 
 COMPRESSION = [
     ("deflate-setoutputfilter", "gzip", """
@@ -71,6 +73,33 @@ def test_compression_still_works_elsewhere(httpd):
     r.read()
     c.close()
     assert r.getheader("Content-Encoding") == "gzip"
+
+
+def test_deflate_server_wide_events_one_by_one(httpd):
+    """mod_deflate on for the whole server, as many sites have it, and a
+    client that accepts gzip: the page is compressed, the stream is not, and
+    each event arrives on its own (its own chunk), promptly. (The same
+    server-wide line is on in tests/test_transports.py, over HTTP/2 and TLS.)"""
+    h = httpd(conf="AddOutputFilterByType DEFLATE text/event-stream text/html\n")
+    (h.dir / "htdocs" / "page.html").write_text("<p>compress me</p>\n" * 500)
+    r = request(h.port, "GET", "/page.html", headers={"Accept-Encoding": "gzip"})
+    assert r.status == 200 and r.headers.get("content-encoding") == "gzip", r
+    chan = uniq("gzw")
+    lat = []
+    with subscribe(h.port, chan, path="/events-nohb", headers={"Accept-Encoding": "gzip"}) as s:
+        assert "content-encoding" not in s.headers, s.headers
+        for k in range(8):
+            data = f"event {k}\nline two"
+            t0 = time.monotonic()
+            i = publish_ok(h.port, chan, data)
+            ev = s.next_event(timeout=5)
+            lat.append((time.monotonic() - t0) * 1000)
+            assert ev.raw == wire_event(i, data.encode())
+            assert s.chunks[-1][1] == ev.raw, s.chunks[-3:]     # alone, not batched
+            time.sleep(0.02)
+    assert statistics.median(lat) < 100, lat
+    for _ in range(2):
+        publish_ok(h.port, chan, "release")
 
 
 def test_reqtimeout_short_limits_do_not_cut_stream(httpd):
