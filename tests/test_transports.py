@@ -334,8 +334,13 @@ def test_shipped_configs_parse(tmp_path):
     conf/mod_sse.conf with its commented HTTP/2, MPM and CORS settings
     switched on pass `apache2 -t`."""
     demo = (REPO / "conf" / "httpd-demo.conf.in").read_text()
+    # The template's run/ paths (relative to the repository) go to tmp_path:
+    # run/ exists only once `make run` has created it.
+    (tmp_path / "run").mkdir()
     out = []
-    for line in demo.splitlines():
+    demo_here = re.sub(r"^(DefaultRuntimeDir\s+)run$", rf"\g<1>{tmp_path}/run", demo, flags=re.M)
+    demo_here = re.sub(r"^(\w+\s+)run/", rf"\g<1>{tmp_path}/run/", demo_here, flags=re.M)
+    for line in demo_here.splitlines():
         if not line.lstrip().startswith("#"):
             line = (line.replace("@ROOT@", str(REPO)).replace("@PORT@", str(free_port()))
                     .replace("@USER@", "# "))
