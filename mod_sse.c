@@ -282,6 +282,18 @@ int sse_error(request_rec *r, int status, const char *why)
     return rc;
 }
 
+int sse_media_type_is(const char *ct, const char *type)
+{
+    apr_size_t n = strlen(type);
+
+    if (!ct || strncasecmp(ct, type, n) != 0)
+        return 0;
+    ct += n;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
 static void add_channel(apr_pool_t *p, apr_array_header_t *out, const char *s, apr_size_t len)
 {
     sse_bytes *b = apr_array_push(out);

@@ -130,18 +130,6 @@ static void unset_ours(request_rec *r)
     apr_table_unset(r->err_headers_out, HDR_EVENT);
 }
 
-static int media_type_is(const char *ct, const char *type)
-{
-    apr_size_t n = strlen(type);
-
-    if (!ct || strncasecmp(ct, type, n) != 0)
-        return 0;
-    ct += n;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    return *ct == '\0' || *ct == ';';
-}
-
 /* The held body, then kept metadata, then EOS. */
 static apr_status_t pass_held(ap_filter_t *f, filter_ctx *ctx)
 {
@@ -229,7 +217,7 @@ static apr_status_t finish(ap_filter_t *f, filter_ctx *ctx)
         return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, hdr, apr_psprintf(r->pool,
                     "the body is compressed (Content-Encoding: %s); turn compression off "
                     "for publishing responses", enc ? enc : r->content_encoding));
-    if (media_type_is(r->content_type, "text/event-stream")) {
+    if (sse_media_type_is(r->content_type, "text/event-stream")) {
         if ((why = sse_parse_stream(r->pool, ctx->buf ? ctx->buf : "", ctx->len, &events,
                                     &dropped)))
             return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, hdr, why);

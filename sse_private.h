@@ -50,6 +50,9 @@ typedef struct {
 
 /* Helpers shared by the two handlers (mod_sse.c). */
 
+/* True when a Content-Type header value is the media type `type`
+ * (case-insensitive, parameters ignored). */
+int sse_media_type_is(const char *content_type, const char *type);
 /* Sends {"error": why} with status; returns OK for the handler to return. */
 int sse_error(request_rec *r, int status, const char *why);
 /* Sends a JSON body (jansson text) with status. */

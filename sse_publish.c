@@ -70,18 +70,6 @@ static int read_body(request_rec *r, apr_int64_t max, char **body, apr_size_t *l
     return OK;
 }
 
-static int media_type_is(const char *ct, const char *type)
-{
-    apr_size_t n = strlen(type);
-
-    if (!ct || strncasecmp(ct, type, n) != 0)
-        return 0;
-    ct += n;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    return *ct == '\0' || *ct == ';';
-}
-
 /* Channels in the body must stay within SSEChannel where it is set. */
 static int within(const apr_array_header_t *allowed, const sse_bytes *c)
 {
@@ -141,10 +129,10 @@ static int publish(request_rec *r, const sse_dir_conf *dc, const apr_array_heade
 
     if ((status = read_body(r, SSE_DIR_MAX_MESSAGE(dc), &body, &len, &why)) != OK)
         return sse_error(r, status, why);
-    if (media_type_is(ct, "application/x-www-form-urlencoded")) {
+    if (sse_media_type_is(ct, "application/x-www-form-urlencoded")) {
         why = sse_body_parse_form(r->pool, body, len, &events);
     }
-    else if (media_type_is(ct, "application/json")) {
+    else if (sse_media_type_is(ct, "application/json")) {
         why = sse_body_parse_json(r->pool, body, len, &events);
         while (len && (*body == ' ' || *body == '\t' || *body == '\r' || *body == '\n'))
             body++, len--;
