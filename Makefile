@@ -22,7 +22,7 @@ UNIT_SRC = sse_wire.c sse_body.c sse_ring.c sse_parse.c
 APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes 2>/dev/null)
 APR_LIBS   := $(shell apr-1-config --link-ld --libs 2>/dev/null)
 
-.PHONY: all run test unit itest itest-asan deps install clean
+.PHONY: all run test unit itest itest-asan deps install clean bench
 
 all: .libs/mod_sse.so
 
@@ -76,3 +76,13 @@ test: deps
 
 clean:
 	rm -rf .libs *.la *.lo *.slo *.o tests/unit/test_units build-asan
+
+# Benchmark against Nchan (bench/README.md): installs nginx, Nchan, mod_php,
+# gnuplot when missing, builds, runs every scenario, writes bench/results/.
+bench/loadgen: bench/loadgen.c
+	$(CC) -O2 -Wall -Wextra -Wno-unused-parameter -o $@ bench/loadgen.c
+
+bench:
+	bench/deps.sh
+	$(MAKE) all bench/loadgen
+	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)
