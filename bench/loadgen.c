@@ -234,6 +234,7 @@ static struct {
 } st;
 
 static char phase_now = 0;        /* 0: none, 'w', 'm' */
+static int publishing_done;       /* after the drain: publishers are not reopened */
 
 static struct sockaddr_in srv_addr;
 
@@ -672,6 +673,11 @@ static long headers_feed(conn *c, const char *p, size_t n)
 
 static void pub_connect(conn *c)
 {
+    if (publishing_done) {
+        c->state = S_CLOSED;
+        c->fd = -1;
+        return;
+    }
     c->fd = open_socket(-1);
     if (c->fd < 0)
         die("publisher connect: %s", strerror(errno));
@@ -889,12 +895,16 @@ static void read_once(conn *c)
  * receive queue was emptied; data arriving later raises a new edge), which
  * spares the kernel re-polling every ready socket on each epoll_wait.
  * Publishers are level-triggered. */
-static void on_readable(conn *c)
+static void on_readable(conn *c, uint32_t events)
 {
+    /* a FIN that came with the last data raises no further edge: after
+     * EPOLLRDHUP/HUP/ERR read on until EOF or EAGAIN */
+    int to_eof = (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
     do {
         last_read = -1;
         read_once(c);
-    } while (c->kind == K_SUB && c->fd >= 0 && last_read == (ssize_t)sizeof(rbuf));
+    } while (c->kind == K_SUB && c->fd >= 0 &&
+             (last_read == (ssize_t)sizeof(rbuf) || (to_eof && last_read > 0)));
 }
 
 static void on_writable(conn *c)
@@ -955,7 +965,7 @@ static void poll_once(uint64_t until_ns)
         if (e & EPOLLOUT)
             on_writable(c);
         if (c->fd >= 0 && (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)))
-            on_readable(c);
+            on_readable(c, e);
     }
 }
 
@@ -1354,6 +1364,7 @@ int main(int argc, char **argv)
             poll_once(until);
     }
     t_end = now_ns();
+    publishing_done = 1;
     if (opt.server_pid)
         mem_end = tree_mem(opt.server_pid);
     if (st.expected_m > st.delivered_m && opt.duration > 0) {
