@@ -808,7 +808,7 @@ def write_plot(runs):
     gp = f"""
 set terminal pngcairo size 1200,600 font "sans,10" noenhanced
 set output "{RESULTS / 'latency.png'}"
-set title "Publish-to-receive latency per scenario (one run; same 2-core machine)"
+set title "Publish-to-receive latency per scenario (one make bench run; scenarios 1-4: median of 3 rounds; 2 cores shared)"
 set style data histogram
 set style histogram cluster gap 1
 set style fill solid 0.85 border -1

@@ -407,6 +407,8 @@ static void sse_dispatch(conn *c, uint64_t rnow)
     return;
 bad:
     st.bad_data++;
+    if (st.bad_data <= 3)       /* e.g. a server's own event (sse-gap): show it */
+        logf_("subscriber %d: event data not from this load generator: %.200s", c->idx, c->dbuf);
 }
 
 static void sse_line(conn *c, const char *l, int n, uint64_t rnow)
