@@ -654,7 +654,7 @@ int sse_hub_read(sse_hub_reader *rd, apr_uint64_t off, sse_ring_rec *rec)
     }
 }
 
-static void reader_init(sse_hub_reader *rd, apr_pool_t *p)
+void sse_hub_reader_init(sse_hub_reader *rd, apr_pool_t *p)
 {
     rd->pool = p;
     rd->size = 4096;
@@ -696,7 +696,7 @@ int sse_hub_resolve(const sse_sub *sub, apr_pool_t *p, const char *id, apr_size_
 
     if (sse_wire_parse_server_id(id, len, stamp))
         return *stamp >= sse_ring_born(ring);
-    reader_init(&rd, p);
+    sse_hub_reader_init(&rd, p);
     for (i = 0; i < sub->nchan; i++) {
         apr_uint64_t off = sse_ring_chan_last(ring, sub->slots[i]);
         while (sse_hub_read(&rd, off, &rec) == SSE_RING_OK) {
@@ -730,7 +730,7 @@ apr_array_header_t *sse_hub_collect(const sse_sub *sub, apr_pool_t *p, apr_uint6
     sse_hub_ref *r;
     int i, n, kept;
 
-    reader_init(&rd, p);
+    sse_hub_reader_init(&rd, p);
     for (i = 0; i < sub->nchan; i++) {
         apr_uint64_t off = sse_ring_chan_last(ring, sub->slots[i]);
         int taken = 0;

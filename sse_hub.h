@@ -106,6 +106,7 @@ typedef struct {
     apr_size_t  size;
 } sse_hub_reader;
 
+void sse_hub_reader_init(sse_hub_reader *rd, apr_pool_t *p);
 /* SSE_RING_OK, or SSE_RING_LOST when the record is no longer retained. */
 int sse_hub_read(sse_hub_reader *rd, apr_uint64_t off, sse_ring_rec *rec);
 

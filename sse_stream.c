@@ -108,9 +108,7 @@ static apr_status_t replay(stream *st, apr_pool_t *p, apr_uint64_t from, apr_uin
     sse_hub_reader rd;
     apr_status_t rv = APR_SUCCESS;
 
-    rd.pool = p;
-    rd.size = 4096;
-    rd.buf = apr_palloc(p, rd.size);
+    sse_hub_reader_init(&rd, p);
     for (;;) {
         apr_array_header_t *refs;
         const sse_hub_ref *ref;
