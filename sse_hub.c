@@ -33,6 +33,8 @@
 APLOG_USE_MODULE(sse);
 
 #define DISPATCH_POLL apr_time_from_msec(200)   /* stop checks, futex timeout */
+#define CHUNK_HEAD    24                        /* "<hex size>\r\n" */
+#define CATCH_UP_WAIT 1                         /* seconds, see catch_up */
 
 typedef struct sse_node sse_node;
 struct sse_node {
@@ -61,6 +63,11 @@ struct sse_sub {
     apr_size_t    spill_len;
     apr_uint64_t  direct_last;  /* stamp of the newest event sent directly */
     apr_size_t    direct_bytes;
+    /* The dispatcher's alone, within one batch: the records for this
+     * stream (indices into the batch), and the next stream with some. */
+    unsigned char pend[SSE_HUB_BATCH];
+    int           npend;
+    sse_sub      *pend_next;
     int           registered;
     sse_sub      *prev, *next;  /* all streams of the child */
 };
@@ -71,6 +78,9 @@ static struct {
     sse_sub            *all;
     apr_uint64_t        cursor;     /* ring offset of the next record */
     apr_uint64_t        processed;  /* stamp of the last record fanned out */
+    apr_uint64_t        done;       /* ring offset up to which that is */
+    pthread_cond_t      caught_up;  /* done moved, for subscribers waiting */
+    int                 catching_up;    /* how many wait */
     volatile apr_uint32_t stopping;
     pthread_t           thread;
     int                 running;
@@ -177,68 +187,197 @@ static void direct_send(sse_sub *sub, struct iovec *iov, int n, apr_uint64_t sta
     sub_signal(sub);
 }
 
-static void fan_out(const sse_ring_rec *rec)
+/* A batch: the records the dispatcher read from the ring in one go, copied
+ * back to back into buf. When the dispatcher keeps up, a batch is one
+ * record; when it falls behind (many streams, fast publishers), it holds
+ * all that arrived meanwhile, and each stream gets them in one write: the
+ * cost of a direct write is per system call, hardly per byte. */
+typedef struct {
+    char        *buf;
+    apr_size_t   size, used;
+    int          n;
+    sse_ring_rec rec[SSE_HUB_BATCH];
+    sse_hub_ev  *ev[SSE_HUB_BATCH];     /* copies for queueing, made lazily */
+    sse_sub     *pending;               /* streams with records in pend[] */
+} dispatch_batch;
+
+enum { BATCH_FULL = -1 };
+
+/* Reads records from hub.cursor until the ring is empty (SSE_RING_EMPTY),
+ * the dispatcher fell behind the tail (SSE_RING_LOST) or the batch is full
+ * (BATCH_FULL). */
+static int batch_read(dispatch_batch *b, sse_ring *ring)
 {
-    sse_hub_ev *ev = NULL;
-    struct iovec iov[3];
-    char chunk[24];
-    int i;
+    for (;;) {
+        sse_ring_rec *rec = &b->rec[b->n];
+        apr_size_t need = 0;
+        int rv;
 
-    /* The frame as an HTTP/1.1 chunk, for streams in direct mode. */
-    iov[0].iov_base = chunk;
-    iov[0].iov_len = (size_t)apr_snprintf(chunk, sizeof(chunk), "%" APR_UINT64_T_HEX_FMT "\r\n",
-                                          (apr_uint64_t)rec->frame_len);
-    iov[1].iov_base = (void *)rec->frame;
-    iov[1].iov_len = rec->frame_len;
-    iov[2].iov_base = (void *)"\r\n";
-    iov[2].iov_len = 2;
+        if (b->n == SSE_HUB_BATCH)
+            return BATCH_FULL;
+        rv = sse_ring_read(ring, &hub.cursor, b->buf + b->used, b->size - b->used, &need, rec);
+        if (rv == SSE_RING_SMALL) {
+            void *bigger;
 
-    for (i = 0; i < rec->nchan; i++) {
-        const sse_ring_link *l = &rec->links[i];
-        sse_node *n;
-
-        if (l->chan >= sse_ring_chan_slots(sse_shm_get()->ring))
+            if (b->n)
+                return BATCH_FULL;      /* read it first in the next batch */
+            if (!(bigger = realloc(b->buf, need)))
+                return SSE_RING_EMPTY;  /* retried at the next wake-up */
+            b->buf = bigger;
+            b->size = need;
             continue;
-        for (n = hub.by_slot[l->chan]; n; n = n->next) {
-            sse_sub *sub = n->sub;
+        }
+        if (rv != SSE_RING_OK)
+            return rv;
+        /* Records are multiples of 8 bytes: the next copy stays aligned. */
+        b->used += (apr_size_t)(rec->next - rec->off);
+        b->n++;
+    }
+}
 
-            if (sub->epochs[n->k] != l->epoch)
+static sse_hub_ev *batch_ev(dispatch_batch *b, int i)
+{
+    if (!b->ev[i])
+        b->ev[i] = ev_make(&b->rec[i]);
+    return b->ev[i];
+}
+
+/* Writes the frames in iov[1..n] to a direct-mode stream as one chunk
+ * (iov[0] and iov[n + 1] are the chunk's header and trailer) or, on a
+ * connection that is not chunked, as they are. */
+static void direct_send_frames(sse_sub *sub, struct iovec *iov, int n, apr_size_t len,
+                               char *head, apr_uint64_t last)
+{
+    if (!n)
+        return;
+    if (!sub->chunked) {
+        direct_send(sub, iov + 1, n, last);
+        return;
+    }
+    iov[0].iov_base = head;
+    iov[0].iov_len = (size_t)apr_snprintf(head, CHUNK_HEAD, "%" APR_UINT64_T_HEX_FMT "\r\n",
+                                          (apr_uint64_t)len);
+    iov[n + 1].iov_base = (void *)"\r\n";
+    iov[n + 1].iov_len = 2;
+    direct_send(sub, iov, n + 2, last);
+}
+
+/* Hands a stream the records of the batch that are for it, in ring order,
+ * each at most once (sub->queued is the stamp of the newest it was given):
+ * in one write in direct mode, else through its queue. */
+static void sub_flush(dispatch_batch *b, sse_sub *sub)
+{
+    struct iovec iov[SSE_HUB_BATCH + 2];
+    char head[CHUNK_HEAD];
+    apr_size_t len = 0;
+    apr_uint64_t last = 0;
+    int i, n = 0, queued = 0;
+
+    pthread_mutex_lock(&sub->mu);
+    for (i = 0; i < sub->npend; i++) {
+        const sse_ring_rec *rec = &b->rec[sub->pend[i]];
+        sse_hub_ev *ev;
+
+        if (rec->stamp <= sub->queued)
+            continue;
+        if (rec->kind == SSE_REC_DELETE) {
+            /* What came before the delete is still delivered. */
+            if (sub->direct)
+                direct_send_frames(sub, iov, n, len, head, last);
+            n = 0;
+            sub->ended = 1;
+            sub_signal(sub);
+            break;
+        }
+        if (sub->direct) {
+            iov[++n].iov_base = (void *)rec->frame;
+            iov[n].iov_len = rec->frame_len;
+            len += rec->frame_len;
+            last = sub->queued = rec->stamp;
+            continue;
+        }
+        if (sub->overflow || sub->ended)
+            continue;
+        if (!(ev = batch_ev(b, sub->pend[i]))) {
+            sub->overflow = 1;          /* out of memory: catch up later */
+        }
+        else if (sub->qlen == SSE_HUB_QUEUE) {
+            /* A slow client: stop queueing, let its thread read the ring
+             * at its own pace instead. */
+            sub->overflow = 1;
+            sub_drop_queue(sub);
+        }
+        else {
+            apr_atomic_inc32(&ev->refs);
+            sub->q[(sub->qhead + sub->qlen) % SSE_HUB_QUEUE] = ev;
+            sub->qlen++;
+            sub->queued = rec->stamp;
+        }
+        queued = 1;
+    }
+    if (sub->direct)
+        direct_send_frames(sub, iov, n, len, head, last);
+    if (queued)
+        sub_signal(sub);
+    pthread_mutex_unlock(&sub->mu);
+    sub->npend = 0;
+}
+
+/* Fans a batch out (hub.mu held): first each local stream of each record's
+ * channels collects the record's index, then each such stream is flushed
+ * once. Only the dispatcher touches pend[], so the first pass takes no
+ * stream's lock. */
+static void batch_fan_out(dispatch_batch *b)
+{
+    apr_uint32_t slots = sse_ring_chan_slots(sse_shm_get()->ring);
+    sse_sub *sub, *next;
+    int i, j;
+
+    for (i = 0; i < b->n; i++) {
+        const sse_ring_rec *rec = &b->rec[i];
+
+        if (rec->kind != SSE_REC_EVENT && rec->kind != SSE_REC_DELETE)
+            continue;
+        for (j = 0; j < rec->nchan; j++) {
+            const sse_ring_link *l = &rec->links[j];
+            sse_node *n;
+
+            if (l->chan >= slots)
                 continue;
-            pthread_mutex_lock(&sub->mu);
-            if (rec->kind == SSE_REC_DELETE) {
-                sub->ended = 1;
-                sub_signal(sub);
-            }
-            else if (sub->direct && rec->stamp > sub->queued) {
-                if (sub->chunked)
-                    direct_send(sub, iov, 3, rec->stamp);
-                else
-                    direct_send(sub, iov + 1, 1, rec->stamp);
-                sub->queued = rec->stamp;
-            }
-            else if (!sub->overflow && !sub->ended && rec->stamp > sub->queued) {
-                if (!ev && !(ev = ev_make(rec))) {
-                    sub->overflow = 1;      /* out of memory: catch up later */
+            for (n = hub.by_slot[l->chan]; n; n = n->next) {
+                sub = n->sub;
+                if (sub->epochs[n->k] != l->epoch)
+                    continue;
+                if (!sub->npend) {
+                    sub->pend_next = b->pending;
+                    b->pending = sub;
                 }
-                else if (sub->qlen == SSE_HUB_QUEUE) {
-                    /* A slow client: stop queueing, let its thread read the
-                     * ring at its own pace instead. */
-                    sub->overflow = 1;
-                    sub_drop_queue(sub);
+                else if (sub->pend[sub->npend - 1] == i) {
+                    continue;           /* on two of its channels */
                 }
-                else {
-                    apr_atomic_inc32(&ev->refs);
-                    sub->q[(sub->qhead + sub->qlen) % SSE_HUB_QUEUE] = ev;
-                    sub->qlen++;
-                    sub->queued = rec->stamp;
-                }
-                sub_signal(sub);
+                sub->pend[sub->npend++] = (unsigned char)i;
             }
-            pthread_mutex_unlock(&sub->mu);
         }
     }
-    if (ev)
-        ev_release(ev);
+    for (sub = b->pending; sub; sub = next) {
+        next = sub->pend_next;
+        sub->pend_next = NULL;
+        sub_flush(b, sub);
+    }
+    b->pending = NULL;
+}
+
+static void batch_clear(dispatch_batch *b)
+{
+    int i;
+
+    for (i = 0; i < b->n; i++) {
+        if (b->ev[i])
+            ev_release(b->ev[i]);
+        b->ev[i] = NULL;
+    }
+    b->n = 0;
+    b->used = 0;
 }
 
 static void broadcast(int overflow)
@@ -268,51 +407,57 @@ static int mpm_stopping(void)
 static void *dispatcher(void *unused)
 {
     sse_ring *ring = sse_shm_get()->ring;
-    apr_size_t size = 64 * 1024, need;
-    void *buf = malloc(size);
-    sse_ring_rec rec;
+    dispatch_batch *b = calloc(1, sizeof(*b));
 
+    if (b) {
+        b->size = 64 * 1024;
+        b->buf = malloc(b->size);
+    }
+    if (!b || !b->buf) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, APR_ENOMEM, hub.s,
+                     "event dispatcher: out of memory; streams of this child "
+                     "will receive no live events");
+        free(b);
+        return NULL;
+    }
     while (!hub.stopping) {
-        apr_uint32_t seen = __atomic_load_n(sse_ring_wake_word(ring), __ATOMIC_ACQUIRE);
+        apr_uint32_t seen = sse_shm_wake_seen();
         int rv;
 
-        while ((rv = sse_ring_read(ring, &hub.cursor, buf, size, &need, &rec))
-               != SSE_RING_EMPTY) {
-            if (rv == SSE_RING_SMALL) {
-                void *bigger = realloc(buf, need);
-                if (!bigger)
-                    break;
-                buf = bigger;
-                size = need;
-                continue;
-            }
+        do {
+            rv = batch_read(b, ring);
             pthread_mutex_lock(&hub.mu);
+            if (b->n) {
+                batch_fan_out(b);
+                hub.processed = b->rec[b->n - 1].stamp;
+            }
+            hub.done = hub.cursor;
+            if (hub.catching_up)
+                pthread_cond_broadcast(&hub.caught_up);
             if (rv == SSE_RING_LOST) {
                 ap_log_error(APLOG_MARK, APLOG_WARNING, 0, hub.s,
                              "dispatcher fell a whole ring behind; streams of this "
                              "child catch up from the ring (SSEBufferSize too small?)");
                 broadcast(1);
             }
-            else {
-                if (rec.kind == SSE_REC_EVENT || rec.kind == SSE_REC_DELETE)
-                    fan_out(&rec);
-                hub.processed = rec.stamp;
-            }
             pthread_mutex_unlock(&hub.mu);
-        }
+            batch_clear(b);
+        } while (rv != SSE_RING_EMPTY && !hub.stopping);
         if (mpm_stopping())
             apr_atomic_set32(&hub.stopping, 1);
         if (hub.stopping)
             break;
-        sse_shm_wait(seen, DISPATCH_POLL);
+        sse_shm_sleep(seen, hub.cursor, DISPATCH_POLL);
     }
     /* Wake every stream so that it ends and its client reconnects to the
      * next generation. Done here rather than by whoever set the flag: that
      * may be a signal handler that interrupted a stream holding a lock. */
     pthread_mutex_lock(&hub.mu);
     broadcast(0);
+    pthread_cond_broadcast(&hub.caught_up);
     pthread_mutex_unlock(&hub.mu);
-    free(buf);
+    free(b->buf);
+    free(b);
     return NULL;
 }
 
@@ -322,7 +467,7 @@ void sse_hub_stop(void)
      * a stream's thread in the middle of sse_hub_wait. The dispatcher does
      * the waking. */
     if (apr_atomic_cas32(&hub.stopping, 1, 0) == 0 && sse_shm_get())
-        sse_shm_wake();
+        sse_shm_wake_self();
 }
 
 int sse_hub_stopping(void)
@@ -355,6 +500,7 @@ static apr_status_t hub_cleanup(void *unused)
 void sse_hub_child_init(apr_pool_t *pchild, server_rec *s)
 {
     sse_shm *sh = sse_shm_get();
+    pthread_condattr_t cattr;
     pthread_attr_t attr;
     sigset_t all, old;
     int rv;
@@ -367,10 +513,14 @@ void sse_hub_child_init(apr_pool_t *pchild, server_rec *s)
     /* Start at the present, consistently: no record may be half-counted
      * between the cursor and the stamp that says what was processed. */
     if (sse_shm_lock(s) == APR_SUCCESS) {
-        hub.cursor = sse_ring_head(sh->ring);
+        hub.cursor = hub.done = sse_ring_head(sh->ring);
         hub.processed = sse_ring_last_stamp(sh->ring);
         sse_shm_unlock();
     }
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&hub.caught_up, &cattr);
+    pthread_condattr_destroy(&cattr);
     /* A plain thread with every signal blocked: the MPM's signals must reach
      * its own threads (prefork runs its exit path in the signal handler, on
      * whichever thread takes the signal), and no APR pool of the thread
@@ -409,6 +559,28 @@ static apr_status_t unsubscribe_cleanup(void *data)
     }
     sse_hub_unsubscribe(sub);
     return APR_SUCCESS;
+}
+
+/* Waits (hub.mu held) until the dispatcher has fanned out everything before
+ * ring offset `head`. A dispatcher sleeps through publishes on channels that
+ * have no subscriber in this child, so `processed` may lag; a new stream
+ * would then get recent history through its queue, past any replay limit.
+ * Bounded: a dispatcher that is seconds behind under overload delays new
+ * streams by at most CATCH_UP_WAIT, and they then get that history live. */
+static void catch_up(apr_uint64_t head)
+{
+    struct timespec until;
+
+    if (hub.done >= head || !hub.running || hub.stopping)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += CATCH_UP_WAIT;
+    hub.catching_up++;
+    sse_shm_wake_self();
+    while (hub.done < head && !hub.stopping
+           && pthread_cond_timedwait(&hub.caught_up, &hub.mu, &until) != ETIMEDOUT)
+        ;
+    hub.catching_up--;
 }
 
 int sse_hub_subscribe(request_rec *r, const apr_array_header_t *channels,
@@ -459,6 +631,7 @@ int sse_hub_subscribe(request_rec *r, const apr_array_header_t *channels,
     sse_shm_unlock();
 
     pthread_mutex_lock(&hub.mu);
+    catch_up(sse_ring_head(sh->ring));
     for (i = 0; i < sub->nchan; i++) {
         sse_node *n = &sub->nodes[i], **head = &hub.by_slot[sub->slots[i]];
         n->sub = sub;

@@ -21,6 +21,7 @@
 #include "sse_ring.h"
 
 #define SSE_HUB_QUEUE 256       /* events queued per stream before overflow */
+#define SSE_HUB_BATCH 64        /* records the dispatcher fans out at once */
 
 typedef struct sse_sub sse_sub;
 

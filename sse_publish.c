@@ -237,7 +237,7 @@ static int describe_or_delete(request_rec *r, const sse_dir_conf *dc,
     o = json_object();
     json_object_set_new(o, "channel", json_stringn(c->s, c->len));
     if (delete) {
-        sse_shm_wake();
+        sse_shm_wake(&slot, 1);
         json_object_set_new(o, "messages", json_integer(dropped));
         json_object_set_new(o, "subscribers", json_integer((json_int_t)info.subscribers));
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "channel '%.*s' deleted: %u event(s) "

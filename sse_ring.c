@@ -16,7 +16,7 @@
 #include <string.h>
 
 #define RING_MAGIC  0x52455353u     /* "SSER" */
-#define RING_LAYOUT 1u
+#define RING_LAYOUT 2u
 
 enum { CHAN_FREE = 0, CHAN_LIVE = 1, CHAN_GONE = 2 };
 
@@ -30,6 +30,14 @@ typedef struct {
 } rec_hdr;
 
 #define HDR ((uint64_t)sizeof(rec_hdr))
+
+/* A process's wake word, and whether its reader sleeps on it (for the
+ * shared waker: how many readers do). One cache line each: a publisher
+ * writes the words of other processes, a reader its own. */
+typedef struct {
+    uint32_t word;
+    uint32_t sleeping;
+} __attribute__((aligned(64))) waker;
 
 typedef struct {
     uint32_t state;
@@ -54,12 +62,12 @@ struct sse_ring {
     uint32_t chan_live;
     uint64_t born;
     uint64_t last_stamp;
-    uint64_t chan_off, procs_off, counts_off, data_off;
+    uint64_t chan_off, procs_off, counts_off, wakers_off, data_off;
 
     /* Written by every publish and read by every process: own cache lines. */
     uint64_t head __attribute__((aligned(64)));
     uint64_t tail __attribute__((aligned(64)));
-    uint32_t wake __attribute__((aligned(64)));
+    waker    shared;            /* for processes without a slot */
 };
 
 #define ALIGN(x, a) (((x) + ((a) - 1)) & ~(uint64_t)((a) - 1))
@@ -82,6 +90,11 @@ static uint32_t *counts(const sse_ring *r)
     return (uint32_t *)((char *)r + r->counts_off);
 }
 
+static waker *wakers(const sse_ring *r)
+{
+    return (waker *)((char *)r + r->wakers_off);
+}
+
 static char *data(const sse_ring *r)
 {
     return (char *)r + r->data_off;
@@ -96,23 +109,24 @@ static uint32_t table_cap(uint32_t max_channels)
     return (uint32_t)cap;
 }
 
-static void layout(const sse_ring_params *p, uint64_t *chan_off, uint64_t *procs_off,
-                   uint64_t *counts_off, uint64_t *data_off, uint64_t *total)
+static void layout(const sse_ring_params *p, sse_ring *r, uint64_t *total)
 {
     uint32_t cap = table_cap(p->max_channels);
 
-    *chan_off = ALIGN(sizeof(sse_ring), 64);
-    *procs_off = ALIGN(*chan_off + (uint64_t)cap * sizeof(chan_slot), 64);
-    *counts_off = ALIGN(*procs_off + (uint64_t)p->max_procs * sizeof(uint32_t), 64);
-    *data_off = ALIGN(*counts_off + (uint64_t)p->max_procs * cap * sizeof(uint32_t), 4096);
-    *total = *data_off + ALIGN(p->data_size, 8);
+    r->chan_off = ALIGN(sizeof(sse_ring), 64);
+    r->procs_off = ALIGN(r->chan_off + (uint64_t)cap * sizeof(chan_slot), 64);
+    r->counts_off = ALIGN(r->procs_off + (uint64_t)p->max_procs * sizeof(uint32_t), 64);
+    r->wakers_off = ALIGN(r->counts_off + (uint64_t)p->max_procs * cap * sizeof(uint32_t), 64);
+    r->data_off = ALIGN(r->wakers_off + (uint64_t)p->max_procs * sizeof(waker), 4096);
+    *total = r->data_off + ALIGN(p->data_size, 8);
 }
 
 size_t sse_ring_size(const sse_ring_params *p)
 {
-    uint64_t a, b, c, d, total;
+    sse_ring offsets;
+    uint64_t total;
 
-    layout(p, &a, &b, &c, &d, &total);
+    layout(p, &offsets, &total);
     return (size_t)total;
 }
 
@@ -129,7 +143,7 @@ sse_ring *sse_ring_init(void *mem, const sse_ring_params *p, uint64_t now_ms)
     r->params = *p;
     r->params.data_size = ALIGN(p->data_size, 8);
     r->chan_cap = table_cap(p->max_channels);
-    layout(p, &r->chan_off, &r->procs_off, &r->counts_off, &r->data_off, &total);
+    layout(p, r, &total);
     r->born = SSE_STAMP(now_ms, 0);
     r->last_stamp = r->born;
     return r;
@@ -165,10 +179,6 @@ size_t sse_ring_max_frame(const sse_ring *r)
     return max_record(r) > over ? (size_t)(max_record(r) - over) : 0;
 }
 
-uint32_t *sse_ring_wake_word(sse_ring *r)
-{
-    return &r->wake;
-}
 
 uint64_t sse_ring_head(const sse_ring *r)
 {
@@ -329,6 +339,8 @@ void sse_ring_proc_release(sse_ring *r, int proc)
         if (col[i])
             __atomic_store_n(&col[i], 0, __ATOMIC_RELAXED);
     }
+    /* A process killed in its sleep must not leave the next one a sleeper. */
+    __atomic_store_n(&wakers(r)[proc].sleeping, 0, __ATOMIC_RELAXED);
     STORE(&procs(r)[proc], 0);
 }
 
@@ -363,6 +375,80 @@ uint64_t sse_ring_subs_total(const sse_ring *r, int slot)
     for (i = 0; i < r->params.max_procs; i++, n += r->chan_cap)
         sum += __atomic_load_n(n, __ATOMIC_RELAXED);
     return sum;
+}
+
+/* ---- waking readers ----
+ *
+ * The Dekker handshake that makes a missed wake-up impossible: a reader
+ * stores `sleeping`, then loads `head`; a publisher stores `head`, then
+ * bumps the word and loads `sleeping`. With a full fence between each
+ * store and load, either the reader sees the new head and does not sleep,
+ * or the publisher sees the sleeper and wakes it; and a reader that sleeps
+ * on the word value it read before its last look at the ring returns at
+ * once if the word moved since.
+ */
+
+static waker *waker_of(sse_ring *r, int proc)
+{
+    return proc >= 0 && (uint32_t)proc < r->params.max_procs ? &wakers(r)[proc] : &r->shared;
+}
+
+uint32_t *sse_ring_wake_word(sse_ring *r, int proc)
+{
+    return &waker_of(r, proc)->word;
+}
+
+int sse_ring_sleep_begin(sse_ring *r, int proc, uint64_t cursor)
+{
+    waker *w = waker_of(r, proc);
+
+    __atomic_add_fetch(&w->sleeping, 1, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&r->head, __ATOMIC_SEQ_CST) == cursor)
+        return 1;
+    __atomic_sub_fetch(&w->sleeping, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+void sse_ring_sleep_end(sse_ring *r, int proc)
+{
+    __atomic_sub_fetch(&waker_of(r, proc)->sleeping, 1, __ATOMIC_RELAXED);
+}
+
+static int bump(waker *w, sse_ring_waker fn, void *arg)
+{
+    __atomic_add_fetch(&w->word, 1, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&w->sleeping, __ATOMIC_SEQ_CST))
+        return 0;
+    fn(&w->word, arg);
+    return 1;
+}
+
+int sse_ring_wake(sse_ring *r, const int *slots, int n, sse_ring_waker fn, void *arg)
+{
+    const uint32_t *col = counts(r);
+    uint32_t p;
+    int i, woken = 0;
+
+    for (p = 0; p < r->params.max_procs; p++, col += r->chan_cap) {
+        if (n < 0) {
+            woken += bump(&wakers(r)[p], fn, arg);
+            continue;
+        }
+        for (i = 0; i < n; i++) {
+            if (slots[i] >= 0 && __atomic_load_n(&col[slots[i]], __ATOMIC_RELAXED))
+                break;
+        }
+        if (i < n)
+            woken += bump(&wakers(r)[p], fn, arg);
+    }
+    return woken + bump(&r->shared, fn, arg);
+}
+
+int sse_ring_wake_proc(sse_ring *r, int proc, sse_ring_waker fn, void *arg)
+{
+    return bump(waker_of(r, proc), fn, arg);
 }
 
 /* ---- writing ---- */
@@ -444,7 +530,6 @@ static uint64_t reserve(sse_ring *r, uint64_t size)
 static void commit(sse_ring *r, uint64_t end)
 {
     STORE(&r->head, end);
-    __atomic_add_fetch(&r->wake, 1, __ATOMIC_RELEASE);
 }
 
 int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,

@@ -69,7 +69,6 @@ void sse_ring_get_params(const sse_ring *r, sse_ring_params *p);
 size_t sse_ring_max_frame(const sse_ring *r);
 
 /* The 32-bit word that changes on every publish: futex target. */
-uint32_t *sse_ring_wake_word(sse_ring *r);
 
 uint64_t sse_ring_head(const sse_ring *r);
 uint64_t sse_ring_born(const sse_ring *r);   /* stamp of the ring's birth */
@@ -111,6 +110,31 @@ void sse_ring_proc_release(sse_ring *r, int proc);
 int  sse_ring_proc_reap(sse_ring *r, int (*alive)(uint32_t pid));
 void sse_ring_subs_add(sse_ring *r, int proc, int slot, int delta);
 uint64_t sse_ring_subs_total(const sse_ring *r, int slot);
+
+/* ---- waking readers (lock-free) ----
+ *
+ * Each process slot has a wake word that its reader (the child's
+ * dispatcher) sleeps on, e.g. with a futex; processes without a slot share
+ * one more. A publisher wakes only the processes with subscribers on the
+ * channels it published to, and makes the system call only for those whose
+ * reader sleeps: a busy reader costs the publisher one atomic add. */
+
+typedef void (*sse_ring_waker)(uint32_t *word, void *arg);
+
+uint32_t *sse_ring_wake_word(sse_ring *r, int proc);   /* proc < 0: shared */
+/* Announces that proc's reader, having read up to cursor, will sleep on its
+ * word. Returns 1 if it may; 0 (not announced) when records arrived since.
+ * Read the word before looking at the ring, and sleep only while it still
+ * has that value. */
+int  sse_ring_sleep_begin(sse_ring *r, int proc, uint64_t cursor);
+void sse_ring_sleep_end(sse_ring *r, int proc);
+/* After records on slots[0..n) were committed: bumps the word of every
+ * process with subscribers on one of them, and of the shared waker, calling
+ * fn for each that has a sleeper; n < 0 means every process. Returns how
+ * many fn calls were made. */
+int  sse_ring_wake(sse_ring *r, const int *slots, int n, sse_ring_waker fn, void *arg);
+/* The same for one process (e.g. to make its reader notice a stop). */
+int  sse_ring_wake_proc(sse_ring *r, int proc, sse_ring_waker fn, void *arg);
 
 /* ---- publishing (the caller holds the lock) ---- */
 

@@ -7,9 +7,11 @@
  * ServerLimit) are fixed at creation: a graceful restart that changes them
  * keeps the running ring and says so; a full stop and start applies them.
  *
- * Wake-up across processes: every publish bumps a 32-bit word in the
- * segment; dispatchers sleep on it with a shared (not private) futex on
- * Linux, and poll it elsewhere.
+ * Wake-up across processes: each child's dispatcher sleeps on its own
+ * 32-bit word in the segment, with a shared (not private) futex on Linux,
+ * polling it elsewhere. A publish bumps the words of the children with
+ * subscribers on its channels only, and enters the kernel only for those
+ * whose dispatcher sleeps (sse_ring.h, "waking readers").
  */
 #include "sse_shm.h"
 
@@ -189,40 +191,84 @@ void sse_shm_unlock(void)
     apr_global_mutex_unlock(this_process.lock);
 }
 
-void sse_shm_wake(void)
+static void futex_wake(uint32_t *word, void *unused)
 {
 #ifdef __linux__
-    syscall(SYS_futex, sse_ring_wake_word(this_process.ring), FUTEX_WAKE, INT_MAX,
-            NULL, NULL, 0);
+    syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 #endif
 }
 
-void sse_shm_wait(apr_uint32_t seen, apr_interval_time_t timeout)
+void sse_shm_wake(const int *slots, int n)
 {
-    apr_uint32_t *word = sse_ring_wake_word(this_process.ring);
+    sse_ring_wake(this_process.ring, slots, n, futex_wake, NULL);
+}
+
+void sse_shm_wake_self(void)
+{
+    sse_ring_wake_proc(this_process.ring, this_process.proc, futex_wake, NULL);
+}
+
+apr_uint32_t sse_shm_wake_seen(void)
+{
+    return __atomic_load_n(sse_ring_wake_word(this_process.ring, this_process.proc),
+                           __ATOMIC_ACQUIRE);
+}
+
+void sse_shm_sleep(apr_uint32_t seen, apr_uint64_t cursor, apr_interval_time_t timeout)
+{
+    sse_ring *ring = this_process.ring;
+    apr_uint32_t *word = sse_ring_wake_word(ring, this_process.proc);
+
+    if (!sse_ring_sleep_begin(ring, this_process.proc, cursor))
+        return;
 #ifdef __linux__
-    struct timespec ts;
+    {
+        struct timespec ts;
 
-    ts.tv_sec = (time_t)apr_time_sec(timeout);
-    ts.tv_nsec = (long)apr_time_usec(timeout) * 1000;
-    syscall(SYS_futex, word, FUTEX_WAIT, seen, &ts, NULL, 0);
+        ts.tv_sec = (time_t)apr_time_sec(timeout);
+        ts.tv_nsec = (long)apr_time_usec(timeout) * 1000;
+        syscall(SYS_futex, word, FUTEX_WAIT, seen, &ts, NULL, 0);
+    }
 #else
-    /* No portable cross-process wait: poll the word every 10 ms. */
-    apr_interval_time_t waited = 0;
+    {
+        /* No portable cross-process wait: poll the word every 10 ms. */
+        apr_interval_time_t waited = 0;
 
-    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == seen && waited < timeout) {
-        apr_sleep(apr_time_from_msec(10));
-        waited += apr_time_from_msec(10);
+        while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == seen && waited < timeout) {
+            apr_sleep(apr_time_from_msec(10));
+            waited += apr_time_from_msec(10);
+        }
     }
 #endif
+    sse_ring_sleep_end(ring, this_process.proc);
+}
+
+#define WAKE_SLOTS 64
+
+/* Adds slot to the set touched[0..n); past WAKE_SLOTS distinct slots the
+ * set becomes "all" (-1), which wakes every process. */
+static int touch(int *touched, int n, int slot)
+{
+    int i;
+
+    if (n < 0)
+        return n;
+    for (i = 0; i < n; i++) {
+        if (touched[i] == slot)
+            return n;
+    }
+    if (n == WAKE_SLOTS)
+        return -1;
+    touched[n] = slot;
+    return n + 1;
 }
 
 int sse_shm_publish(server_rec *s, const sse_body_event *events, int n,
                     sse_shm_result *out, const char **why)
 {
     sse_ring *ring = this_process.ring;
-    int slots[SSE_BODY_MAX_CHANNELS];
-    int i, j, status = OK;
+    int slots[SSE_BODY_MAX_CHANNELS], touched[WAKE_SLOTS];
+    int i, j, ntouched = 0, status = OK;
 
     if (!ring) {
         *why = "the event ring is not available";
@@ -250,8 +296,10 @@ int sse_shm_publish(server_rec *s, const sse_body_event *events, int n,
         sse_ring_msg m;
         apr_uint64_t stamp;
 
-        for (j = 0; j < ev->channels->nelts; j++)
+        for (j = 0; j < ev->channels->nelts; j++) {
             slots[j] = sse_ring_chan_find(ring, c[j].s, c[j].len);
+            ntouched = touch(touched, ntouched, slots[j]);
+        }
         m.nchan = ev->channels->nelts;
         m.chan = slots;
         m.id = ev->id.s;
@@ -272,6 +320,6 @@ int sse_shm_publish(server_rec *s, const sse_body_event *events, int n,
             out[i].subscribers += sse_ring_subs_total(ring, slots[j]);
     }
     sse_shm_unlock();
-    sse_shm_wake();
+    sse_shm_wake(touched, ntouched);
     return status;
 }

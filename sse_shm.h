@@ -32,10 +32,16 @@ void sse_shm_monitor(server_rec *s);
 apr_status_t sse_shm_lock(server_rec *s);
 void sse_shm_unlock(void);
 
-/* Wakes every process's dispatcher after a publish. */
-void sse_shm_wake(void);
-/* Sleeps until the wake word differs from seen or timeout passes. */
-void sse_shm_wait(apr_uint32_t seen, apr_interval_time_t timeout);
+/* After a publish or delete on channel slots: wakes the dispatchers of the
+ * processes with subscribers on them. */
+void sse_shm_wake(const int *slots, int n);
+/* Wakes this process's own dispatcher. */
+void sse_shm_wake_self(void);
+/* This process's wake word, to read before looking at the ring... */
+apr_uint32_t sse_shm_wake_seen(void);
+/* ...and to sleep on, once the ring was read up to cursor, until it moves
+ * from seen or timeout passes. Returns at once if records arrived. */
+void sse_shm_sleep(apr_uint32_t seen, apr_uint64_t cursor, apr_interval_time_t timeout);
 
 apr_uint64_t sse_now_ms(void);
 

@@ -356,6 +356,92 @@ static void test_ring_channels(void)
     free(mem);
 }
 
+/* Records each wake-up call made by sse_ring_wake. */
+static uint32_t *woken[8];
+static int nwoken;
+
+static void record_wake(uint32_t *word, void *arg)
+{
+    if (nwoken < 8)
+        woken[nwoken] = word;
+    nwoken++;
+}
+
+static void test_ring_wake(void)
+{
+    void *mem;
+    sse_ring *r = new_ring(64 * 1024, 8, &mem);
+    int a = sse_ring_chan_intern(r, "a", 1), b = sse_ring_chan_intern(r, "b", 1);
+    int p0 = sse_ring_proc_claim(r, 100), p1 = sse_ring_proc_claim(r, 200);
+    int p2 = sse_ring_proc_claim(r, 300), both[2] = { a, b };
+    uint32_t *w0 = sse_ring_wake_word(r, p0), *w1 = sse_ring_wake_word(r, p1);
+    uint32_t *w2 = sse_ring_wake_word(r, p2), *shared = sse_ring_wake_word(r, -1);
+    uint32_t v0, v1, v2, vs;
+    uint64_t head, stamp;
+    char id[SSE_FIELD_MAX + 1];
+
+    CHECK(p0 >= 0 && p1 >= 0 && p2 >= 0);
+    CHECK(w0 != w1 && w1 != w2 && w0 != shared && w2 != shared);
+    /* Separate cache lines: a publisher bumping one child's word does not
+     * slow down the reads of another. */
+    CHECK((uintptr_t)w0 % 64 == 0 && (uintptr_t)w1 - (uintptr_t)w0 >= 64);
+    sse_ring_subs_add(r, p0, a, 1);
+    sse_ring_subs_add(r, p1, b, 1);
+
+    /* Nobody sleeps: the words move, no system call is asked for. */
+    v0 = *w0; v1 = *w1; v2 = *w2; vs = *shared;
+    nwoken = 0;
+    CHECK(sse_ring_wake(r, &a, 1, record_wake, NULL) == 0 && nwoken == 0);
+    CHECK(*w0 == v0 + 1 && *w1 == v1 && *w2 == v2 && *shared == vs + 1);
+
+    /* p0 and p1 sleep, having read up to head; a publish on a wakes p0
+     * (and the shared word's sleepers: none) only. */
+    head = sse_ring_head(r);
+    CHECK(sse_ring_sleep_begin(r, p0, head) == 1);
+    CHECK(sse_ring_sleep_begin(r, p1, head) == 1);
+    nwoken = 0;
+    CHECK(sse_ring_wake(r, &a, 1, record_wake, NULL) == 1 && nwoken == 1 && woken[0] == w0);
+    nwoken = 0;
+    CHECK(sse_ring_wake(r, both, 2, record_wake, NULL) == 2 && nwoken == 2);
+    CHECK(woken[0] == w0 && woken[1] == w1);
+    sse_ring_sleep_end(r, p0);
+    nwoken = 0;
+    CHECK(sse_ring_wake(r, &a, 1, record_wake, NULL) == 0 && nwoken == 0);
+    /* "Every process" reaches p2 too, which has no subscriber at all. */
+    CHECK(sse_ring_sleep_begin(r, p2, head) == 1);
+    nwoken = 0;
+    v2 = *w2;
+    CHECK(sse_ring_wake(r, NULL, -1, record_wake, NULL) == 2 && *w2 == v2 + 1);
+    nwoken = 0;
+    CHECK(sse_ring_wake_proc(r, p2, record_wake, NULL) == 1 && woken[0] == w2);
+    sse_ring_sleep_end(r, p1);
+    sse_ring_sleep_end(r, p2);
+
+    /* A reader that is behind the head may not sleep. */
+    CHECK(pub(r, "a", NULL, "x", 5000, &stamp, id) == 0);
+    CHECK(sse_ring_sleep_begin(r, p0, head) == 0);
+    nwoken = 0;
+    CHECK(sse_ring_wake(r, &a, 1, record_wake, NULL) == 0);
+    CHECK(sse_ring_sleep_begin(r, p0, sse_ring_head(r)) == 1);
+
+    /* Readers without a process slot share a word, and count as sleepers. */
+    CHECK(sse_ring_sleep_begin(r, -1, sse_ring_head(r)) == 1);
+    CHECK(sse_ring_sleep_begin(r, -1, sse_ring_head(r)) == 1);
+    nwoken = 0;
+    CHECK(sse_ring_wake(r, &b, 1, record_wake, NULL) == 1 && woken[0] == shared);
+    sse_ring_sleep_end(r, -1);
+    sse_ring_sleep_end(r, -1);
+
+    /* A process killed in its sleep (p0 still is) leaves no sleeper to the
+     * next one. */
+    sse_ring_proc_release(r, p0);
+    CHECK(sse_ring_proc_claim(r, 400) == p0);
+    nwoken = 0;
+    sse_ring_subs_add(r, p0, a, 1);
+    CHECK(sse_ring_wake(r, &a, 1, record_wake, NULL) == 0 && nwoken == 0);
+    free(mem);
+}
+
 /* ---- body ---- */
 
 static const sse_body_event *only(apr_array_header_t *events)
@@ -615,6 +701,7 @@ int main(void)
     test_ring_wrap_and_evict();
     test_ring_crash_safety();
     test_ring_channels();
+    test_ring_wake();
     test_body(p);
     test_parse(p);
     apr_pool_destroy(p);
