@@ -434,7 +434,9 @@ static void *dispatcher(void *unused)
             hub.done = hub.cursor;
             if (hub.catching_up)
                 pthread_cond_broadcast(&hub.caught_up);
-            if (rv == SSE_RING_LOST) {
+            /* A child without streams sleeps through publishes and may
+             * find the ring overwritten: nothing was missed then. */
+            if (rv == SSE_RING_LOST && hub.all) {
                 ap_log_error(APLOG_MARK, APLOG_WARNING, 0, hub.s,
                              "dispatcher fell a whole ring behind; streams of this "
                              "child catch up from the ring (SSEBufferSize too small?)");

@@ -1,16 +1,20 @@
 /* sse_hub.h -- this child's subscribers, and the one thread that feeds them.
  *
- * Every child runs one dispatcher thread. It sleeps on the ring's wake word,
- * reads each new record once, and hands a reference-counted copy of the
- * framed bytes to the subscribers of that record's channels only, waking a
- * stream's thread only if it is asleep. Stream threads never scan the ring
- * for live events; they read it only to replay (Last-Event-ID, initial
- * replay) or to catch up after their queue overflowed.
+ * Every child runs one dispatcher thread. It sleeps on its process's wake
+ * word (woken only by publishes on channels with streams in this child),
+ * reads the new records once, up to SSE_HUB_BATCH at a time, and hands each
+ * stream of their channels all of its records together: in one write to the
+ * socket (direct mode), or as reference-counted copies of the framed bytes
+ * in its queue, waking the stream's thread only if it is asleep. Stream
+ * threads never scan the ring for live events; they read it only to replay
+ * (Last-Event-ID, initial replay) or to catch up after their queue
+ * overflowed.
  *
  * Ordering contract: the hub records the stamp of the last record it has
  * fanned out ("processed"). A subscriber registered at processed = U gets
  * every record with stamp > U through its queue, and reads (from, U] from
- * the ring itself; stamps dedupe the overlap.
+ * the ring itself; stamps dedupe the overlap. Registration first lets the
+ * dispatcher catch up with the ring's head (bounded), so U is "now".
  */
 #ifndef SSE_HUB_H
 #define SSE_HUB_H
