@@ -21,6 +21,14 @@
 
 #include <pthread.h>
 #include <signal.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#ifndef PR_FUTEX_HASH
+#define PR_FUTEX_HASH           78      /* Linux 6.16 */
+#define PR_FUTEX_HASH_SET_SLOTS 1
+#endif
+#define FUTEX_HASH_MAX          (1 << 16)
+#endif
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -499,6 +507,29 @@ static apr_status_t hub_cleanup(void *unused)
     return APR_SUCCESS;
 }
 
+/* Linux 6.16 and later give each multi-threaded process its own futex hash
+ * table, sized from min(threads, CPUs): 16 buckets on a small machine,
+ * whatever ThreadsPerChild says. Every thread parked on a condition
+ * variable (each stream's, and the MPM's idle workers) sits in one of them,
+ * and every wake-up walks its bucket: with 1,250 threads per child that is
+ * some 80 entries per futex call, a cost that grows with the child. Size
+ * the table for the threads the child will have, as the kernel would
+ * without its CPU clamp. Older kernels refuse the call; nothing changes. */
+static void size_futex_hash(server_rec *s)
+{
+#if defined(__linux__)
+    int threads = 0, slots = 16, rv;
+
+    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
+    while (slots < 4 * threads && slots < FUTEX_HASH_MAX)
+        slots <<= 1;
+    rv = prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, slots, 0, 0);
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, rv ? errno : 0, s,
+                 "futex hash of this child: %d slots for %d threads%s", slots, threads,
+                 rv ? " not set (kernel without private futex hashes)" : "");
+#endif
+}
+
 void sse_hub_child_init(apr_pool_t *pchild, server_rec *s)
 {
     sse_shm *sh = sse_shm_get();
@@ -509,6 +540,7 @@ void sse_hub_child_init(apr_pool_t *pchild, server_rec *s)
 
     if (!sh)
         return;
+    size_futex_hash(s);
     hub.s = s;
     hub.ready = 1;
     hub.by_slot = apr_pcalloc(pchild, sse_ring_chan_slots(sh->ring) * sizeof(sse_node *));
