@@ -247,12 +247,13 @@ PidFile {d}/httpd.pid
 ErrorLog {d}/error.log
 LogLevel warn
 # no access log (nginx runs with access_log off too)
-# no .htaccess lookups or filesystem walk beyond the defaults (Debian's
-# apache2.conf says the same for /)
+# as Debian's apache2.conf has it for /: no .htaccess lookups, and
+# FollowSymLinks, which spares httpd an lstat() of each path component of
+# every publish URL (about 8% more publishes/s in scenario 4)
 DocumentRoot "{d}/htdocs"
 <Directory />
     AllowOverride None
-    Options None
+    Options FollowSymLinks
 </Directory>
 
 # conf/mod_sse.conf's sizing for 10,000 streams, plus one child of headroom
@@ -447,7 +448,7 @@ KeepAliveTimeout 30
 DocumentRoot {www}
 <Directory />
     AllowOverride None
-    Options None
+    Options FollowSymLinks
 </Directory>
 <Directory {www}>
     Require all granted
