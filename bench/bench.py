@@ -220,10 +220,10 @@ class Server:
 
 class ModSse(Server):
     kind = "mod_sse"
-    # 10,000 streams + headroom: 9 children x 1250 threads (conf/mod_sse.conf's
-    # 8 x 1250 plus one child of headroom for publishers and stragglers).
-    CHILDREN = 9
-    THREADS = 1250
+    # conf/mod_sse.conf's sizing for 10,000 streams: 3 children x 3500 threads,
+    # 500 of them for publishers and stragglers.
+    CHILDREN = 3
+    THREADS = 3500
 
     def cmd(self):
         return [APACHE, "-f", str(self.dir / "httpd.conf"), "-DFOREGROUND"]
@@ -256,7 +256,7 @@ DocumentRoot "{d}/htdocs"
     Options FollowSymLinks
 </Directory>
 
-# conf/mod_sse.conf's sizing for 10,000 streams, plus one child of headroom
+# conf/mod_sse.conf's sizing for 10,000 streams
 <IfModule mpm_event_module>
     ServerLimit             {2 * self.CHILDREN}
     ThreadLimit             {self.THREADS}
