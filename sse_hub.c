@@ -3,14 +3,19 @@
  *
  * Locks, always taken in this order: the registry mutex (hub.mu), then a
  * stream's own mutex (sub->mu). Both are plain pthread objects: the
- * dispatcher is a pthread with a futex, Linux-first by design. The global `sse-ring` lock is never held
- * together with either, except in sse_hub_subscribe, where it is released
- * before hub.mu is taken.
+ * dispatcher is a pthread sleeping on a futex, Linux-first by design. The
+ * global `sse-ring` lock is never held together with either, except in
+ * sse_hub_subscribe, where it is released before hub.mu is taken. The
+ * dispatcher holds hub.mu while it fans a batch out, so registering and
+ * unregistering streams wait for the batch; the stream locks are taken
+ * once per stream and batch.
  *
- * Memory: a queued event is one malloc'd copy of the frame per child,
- * shared by every stream of the child that waits for it and freed by the
- * last one done with it. A stream owns only its small struct, allocated
- * from its request pool, and at most SSE_HUB_QUEUE references.
+ * Memory: the dispatcher copies each batch out of the ring into one buffer
+ * of its own (64 KiB, grown to the largest record seen). Direct writes go
+ * straight from there; a queued event is one malloc'd copy of the frame per
+ * child, shared by every stream of the child that waits for it and freed by
+ * the last one done with it. A stream owns only its struct, allocated from
+ * its request pool, and at most SSE_HUB_QUEUE references.
  */
 #include "sse_hub.h"
 #include "sse_shm.h"
