@@ -2,6 +2,8 @@
 child reach all; vanished clients free their slots; many subscribers."""
 import http.client
 import json
+import os
+import sys
 import time
 
 import pytest
@@ -138,3 +140,31 @@ MaxRequestWorkers 400
     finally:
         for _, s in subs:
             s.close()
+
+
+def _kernel_has_private_futex_hash():
+    release = os.uname().release.split("-")[0].split(".")
+    return sys.platform == "linux" and tuple(int(x) for x in release[:2]) >= (6, 16)
+
+
+@pytest.mark.parametrize("mpm,threads,slots", [("event", 200, 1024), ("worker", 33, 256)])
+def test_futex_hash_sized_for_the_childs_threads(httpd, mpm, threads, slots):
+    # Linux 6.16+ would give each child 16 futex buckets on a small machine
+    # whatever ThreadsPerChild says; each child asks for 4 per thread.
+    h = httpd(mpm=mpm, server_conf="LogLevel sse:debug", mpm_conf=f"""
+StartServers 2
+ServerLimit 2
+ThreadLimit {threads}
+ThreadsPerChild {threads}
+MinSpareThreads 1
+MaxSpareThreads {2 * threads}
+MaxRequestWorkers {2 * threads}
+""")
+    want = f"futex hash of this child: {slots} slots for {threads} threads"
+    deadline = time.time() + 10
+    while time.time() < deadline and h.error_log().count(want) < 2:
+        time.sleep(0.1)
+    lines = [l for l in h.error_log().splitlines() if "futex hash of this child" in l]
+    assert len(lines) == 2 and all(want in l for l in lines), lines
+    if _kernel_has_private_futex_hash():
+        assert not any("not set" in l for l in lines), lines

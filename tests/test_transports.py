@@ -16,7 +16,7 @@ import pytest
 from browser import (CurlStream, browser_factory, es_state, make_cert,  # noqa: F401
                      open_event_source, server, wait_es)
 from conftest import (APACHE_BIN, BASE_MODULES, HEARTBEAT, MODULE_SO, MODULES_DIR, REPO,
-                      SSEClient, chan_query, free_port, publish_ok, request, uniq,
+                      SSEClient, apache_env, chan_query, free_port, publish_ok, request, uniq,
                       wait_subscribers, wire_event)
 
 MEDIAN_MS = 100
@@ -361,6 +361,6 @@ def test_shipped_configs_parse(tmp_path):
           for m in ("mpm_event", "authz_core", "authz_host", "http2"))])
     (tmp_path / "sys.conf").write_text(head + "\n" + sys_conf)
     for name in ("demo.conf", "sys.conf"):
-        p = subprocess.run([APACHE_BIN, "-t", "-f", str(tmp_path / name)],
+        p = subprocess.run([APACHE_BIN, "-t", "-f", str(tmp_path / name)], env=apache_env(),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         assert p.returncode == 0 and b"Syntax OK" in p.stdout, (name, p.stdout.decode())
