@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Httpd, _track, free_port
+from conftest import Httpd, child_pids, free_port, server_factory
 
 TESTS_DIR = Path(__file__).resolve().parent
 NODE_DIR = TESTS_DIR / "node"
@@ -37,21 +37,10 @@ def artifact_dir():
 
 
 def _descendants(pid):
-    """All live descendants of pid (from /proc), children first."""
-    parent = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-            parent[int(d)] = int(st[st.rindex(")") + 2:].split()[1])
-        except (OSError, ValueError, IndexError):
-            pass
+    """All live descendants of pid, children first."""
     out, todo = [], [pid]
     while todo:
-        p = todo.pop()
-        kids = [c for c, pp in parent.items() if pp == p]
+        kids = child_pids(todo.pop())
         out.extend(kids)
         todo.extend(kids)
     return out
@@ -323,22 +312,7 @@ _HDR_RE = re.compile(r"^(\S+) (\S+) (\d+) leid=\[(.*)\] origin=\[(.*)\]$")
 def server(request):
     """Factory: server(**Httpd kwargs, extra_ports=(...)) -> started Server;
     each is stopped by pid after the test (error log shown on failure)."""
-    made = []
-
-    def make(start=True, **kw):
-        h = Server(**kw)
-        made.append(h)
-        _track(request, f"{kw.get('name', 'server')} #{len(made)}", h)
-        if start:
-            h.start()
-        return h
-
-    yield make
-    for h in made:
-        h.stop()
-    if not getattr(request.node, "_sse_failed", False):
-        for h in made:
-            shutil.rmtree(h.dir, ignore_errors=True)
+    yield from server_factory(request, Server, lambda h, kw: kw.get("name", "server"))
 
 
 # --------------------------------------------------------------------------

@@ -671,6 +671,31 @@ def chan_query(channels, extra=None):
     return "?" + "&".join(parts)
 
 
+def get(h, path, **kw):
+    return request(h.port, "GET", path, **kw)
+
+
+# Responses published through X-SSE-Publish (SSEPublishResponses): PHP
+# scripts, CGI, proxied and module-made responses alike.
+
+def ids_of(r):
+    """The ids a response published, from its X-SSE-Published header."""
+    v = r.headers.get("x-sse-published")
+    assert v, f"no X-SSE-Published header: {r}"
+    return [i.strip() for i in v.split(",")]
+
+
+def assert_no_publish_headers(r):
+    assert "x-sse-publish" not in r.headers and "x-sse-event" not in r.headers, r
+
+
+def assert_unpublished(h, chan, s, idle):
+    """Stream s got nothing for idle seconds and chan holds no event."""
+    s.assert_no_event(idle)
+    info = channel_info(h.port, chan)
+    assert info.status == 200 and info.json["messages"] == 0, info
+
+
 def pub_raw(port, channel, data=b"", event=None, id=None, retry=None, path="/pub",
             content_type="application/octet-stream", headers=None, **kw):
     """Raw-body publish; channel (str or list) goes in the query string
@@ -1137,16 +1162,18 @@ def _track(request, label, srv, mark=0):
     request.node._sse_servers.append((label, srv, mark))
 
 
-@pytest.fixture
-def httpd(request):
-    """Factory: httpd(mpm=..., conf=..., server_conf=..., start=True) -> Httpd.
-    Every server made is stopped (by pid) after the test."""
+def server_factory(request, cls, label):
+    """The body of a server-factory fixture (`yield from` it): yields
+    make(start=True, **kw) -> cls(**kw), started unless start=False; its
+    error log is shown if the test fails, under label(server, kw) #n. Every
+    server made is stopped (by pid) after the test, and its directory removed
+    unless the test failed (kept for a post-mortem)."""
     made = []
 
     def make(start=True, **kw):
-        h = Httpd(**kw)
+        h = cls(**kw)
         made.append(h)
-        _track(request, f"{h.mpm} #{len(made)}", h)
+        _track(request, f"{label(h, kw)} #{len(made)}", h)
         if start:
             h.start()
         return h
@@ -1154,10 +1181,15 @@ def httpd(request):
     yield make
     for h in made:
         h.stop()
-    # Keep the directories of a failed test for a post-mortem.
     if not getattr(request.node, "_sse_failed", False):
         for h in made:
             shutil.rmtree(h.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def httpd(request):
+    """Factory: httpd(mpm=..., conf=..., server_conf=..., start=True) -> Httpd."""
+    yield from server_factory(request, Httpd, lambda h, kw: h.mpm)
 
 
 class _Pool:

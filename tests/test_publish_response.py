@@ -6,11 +6,11 @@ import gzip
 import http.server
 import os
 import threading
-import time
 
 import pytest
 
-from conftest import (BASE_MODULES, SERVER_ID_RE, SSEClient, channel_info, pub_raw, q, request,
+from conftest import (BASE_MODULES, SERVER_ID_RE, SSEClient, assert_no_publish_headers,
+                      assert_unpublished, channel_info, get, ids_of, pub_raw, q,
                       subscribe, uniq, wire_event)
 from testmod import sse_testmod_conf, sse_testmod_so  # noqa: F401 (fixture)
 
@@ -98,26 +98,6 @@ def h(httpd, sse_testmod_so):
     return make_server(httpd, sse_testmod_so)
 
 
-def get(h, path, **kw):
-    return request(h.port, "GET", path, **kw)
-
-
-def ids_of(r):
-    v = r.headers.get("x-sse-published")
-    assert v, f"no X-SSE-Published header: {r}"
-    return [i.strip() for i in v.split(",")]
-
-
-def assert_clean(r):
-    assert "x-sse-publish" not in r.headers and "x-sse-event" not in r.headers, r
-
-
-def assert_nothing_on(h, chan, s):
-    s.assert_no_event(0.5)
-    info = channel_info(h.port, chan)
-    assert info.status == 200 and info.json["messages"] == 0, info
-
-
 @pytest.mark.parametrize("mpm", ["event", "worker", "prefork"])
 def test_cgi_plain_and_stream(httpd, sse_testmod_so, mpm):
     h = make_server(httpd, sse_testmod_so, mpm=mpm)
@@ -125,7 +105,7 @@ def test_cgi_plain_and_stream(httpd, sse_testmod_so, mpm):
     with subscribe(h.port, chan) as s:
         r = get(h, f"/cgi/plain?{chan}")
         assert r.status == 200 and r.body == b"hello\nworld", r
-        assert_clean(r)
+        assert_no_publish_headers(r)
         [i1] = ids_of(r)
         assert SERVER_ID_RE.match(i1)
         r = get(h, f"/cgi/stream?{chan}")
@@ -196,9 +176,9 @@ def test_refused_response(h, script, status, why):
         assert r.status == status, r
         msg = r.error_message()
         assert msg.startswith("response not published: ") and why in msg, msg
-        assert_clean(r)
+        assert_no_publish_headers(r)
         assert "content-encoding" not in r.headers
-        assert_nothing_on(h, chan, s)
+        assert_unpublished(h, chan, s, 0.5)
     log = h.log_since(mark)
     assert "response not published" in log and why in log, log
 
@@ -212,7 +192,7 @@ def test_off_by_default(h):
         assert "x-sse-published" not in r.headers
         r = get(h, f"/respond-off?channel={q(chan)}&part=x")
         assert r.status == 200 and r.headers["x-sse-publish"] == chan, r
-        assert_nothing_on(h, chan, s)
+        assert_unpublished(h, chan, s, 0.5)
 
 
 def test_module_response_headers_out_and_err_headers_out(h):
@@ -223,7 +203,7 @@ def test_module_response_headers_out_and_err_headers_out(h):
         [i1] = ids_of(r)
         r = get(h, f"/respond?channel={q(chan)}&err=1&part=three&part=%20four")
         assert r.status == 200 and r.body == b"three four", r
-        assert_clean(r)
+        assert_no_publish_headers(r)
         [i2] = ids_of(r)
         assert [e.raw for e in s.next_events(2)] == [wire_event(i1, b"one\ntwo"),
                                                     wire_event(i2, b"three four")]
@@ -251,7 +231,7 @@ def test_header_set_after_the_first_brigade_is_too_late(h):
         r = get(h, f"/respond?channel={q(chan)}&late=1&part=a&part=b")
         assert r.status == 200 and r.body == b"ab", r
         assert "x-sse-published" not in r.headers
-        assert_nothing_on(h, chan, s)
+        assert_unpublished(h, chan, s, 0.5)
 
 
 def test_channel_table_full_is_503(httpd, sse_testmod_so):
@@ -314,7 +294,7 @@ def test_proxied_backend(httpd, sse_testmod_so):
         with subscribe(h.port, chan) as s:
             r = get(h, f"/proxied/x?{chan}")
             assert r.status == 200, r
-            assert_clean(r)
+            assert_no_publish_headers(r)
             [i] = ids_of(r)
             assert s.next_event().raw == wire_event(i, b"via\nproxy", event="proxied")
     finally:
