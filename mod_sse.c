@@ -53,6 +53,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     dc->cors_credentials = -1;
     dc->publish_responses = -1;
     dc->direct_write = -1;
+    dc->keepalive_wait = -1;
     return dc;
 }
 
@@ -81,6 +82,8 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     dc->publish_responses = add->publish_responses >= 0 ? add->publish_responses
                                                         : base->publish_responses;
     dc->direct_write = add->direct_write >= 0 ? add->direct_write : base->direct_write;
+    dc->keepalive_wait = add->keepalive_wait >= 0 ? add->keepalive_wait
+                                                  : base->keepalive_wait;
     return dc;
 }
 
@@ -216,6 +219,20 @@ static const char *set_publish_responses(cmd_parms *cmd, void *conf, int on)
     return NULL;
 }
 
+static const char *set_keepalive_wait(cmd_parms *cmd, void *conf, const char *arg)
+{
+    apr_interval_time_t t;
+
+    /* ap_timeout_parameter_parse() takes "soon" for 0 s: digits first. */
+    if (!apr_isdigit(*arg) || ap_timeout_parameter_parse(arg, &t, "ms") != APR_SUCCESS
+        || t > apr_time_from_sec(60))
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a time from 0 to 60s "
+                            "(a number of milliseconds, or with a unit: ms, s)",
+                            cmd->cmd->name, arg);
+    ((sse_dir_conf *)conf)->keepalive_wait = t;
+    return NULL;
+}
+
 static const command_rec sse_cmds[] = {
     AP_INIT_TAKE1("SSEBufferSize", set_buffer_size, NULL, RSRC_CONF,
                   "bytes of shared memory for retained events, e.g. 16M (server-wide)"),
@@ -242,6 +259,10 @@ static const command_rec sse_cmds[] = {
                  "whether allowed origins may send cookies and HTTP auth"),
     AP_INIT_FLAG("SSEPublishResponses", set_publish_responses, NULL, OR_FILEINFO | ACCESS_CONF,
                  "publish responses that carry an X-SSE-Publish header (default off)"),
+    AP_INIT_TAKE1("SSEPublishKeepAliveWait", set_keepalive_wait, NULL,
+                  OR_FILEINFO | ACCESS_CONF,
+                  "how long the worker that answered a publish waits for the next request "
+                  "on its keep-alive connection (event MPM; default 0: hand it back at once)"),
     { NULL }
 };
 

@@ -41,11 +41,13 @@ typedef struct {
     int             cors_credentials; /* SSECorsCredentials */
     int             publish_responses; /* SSEPublishResponses on|off */
     int             direct_write;   /* SSEDirectWrite */
+    apr_interval_time_t keepalive_wait; /* SSEPublishKeepAliveWait, usec */
 } sse_dir_conf;
 
 #define SSE_DIR_HEARTBEAT(c)   ((c)->heartbeat >= 0 ? (c)->heartbeat : SSE_DEFAULT_HEARTBEAT)
 #define SSE_DIR_REPLAY(c)      ((c)->initial_replay >= 0 ? (c)->initial_replay : 0)
 #define SSE_DIR_DIRECT(c)      ((c)->direct_write != 0)
+#define SSE_DIR_KEEPALIVE_WAIT(c) ((c)->keepalive_wait >= 0 ? (c)->keepalive_wait : 0)
 #define SSE_DIR_MAX_MESSAGE(c) ((c)->max_message >= 0 ? (c)->max_message : SSE_DEFAULT_MAX_MESSAGE)
 
 /* Helpers shared by the two handlers (mod_sse.c). */

@@ -10,12 +10,16 @@
 #include "sse_shm.h"
 #include "sse_cors.h"
 
+#include <poll.h>
 #include <string.h>
 #include <jansson.h>
 #include <apr_strings.h>
+#include <ap_mpm.h>
+#include <http_core.h>
 #include <http_log.h>
 #include <http_protocol.h>
 #include <http_request.h>
+#include <scoreboard.h>
 
 APLOG_USE_MODULE(sse);
 
@@ -257,9 +261,8 @@ static int describe_or_delete(request_rec *r, const sse_dir_conf *dc,
     return slot;
 }
 
-int sse_publish_handler(request_rec *r)
+static int handle(request_rec *r, const sse_dir_conf *dc)
 {
-    const sse_dir_conf *dc = ap_get_module_config(r->per_dir_config, &sse_module);
     apr_array_header_t *pairs;
     const char *why;
 
@@ -283,4 +286,69 @@ int sse_publish_handler(request_rec *r)
         return sse_error(r, HTTP_METHOD_NOT_ALLOWED, apr_psprintf(r->pool,
                          "method %s not allowed on a publish location", r->method));
     }
+}
+
+/* Under the event MPM a keep-alive connection goes back to the listener
+ * thread after every response, and its next request comes to a worker
+ * through the listener's epoll and the worker queue: for a publisher that
+ * POSTs back to back, that hand-over (two wake-ups, a queue, two epoll_ctl
+ * calls) costs about as much as the publish itself. SSEPublishKeepAliveWait
+ * lets the worker that answered stay with the connection for a moment: the
+ * answer is flushed now, and if the next request arrives within the wait,
+ * httpd finds it pending (ap_check_pipeline) and serves it in this thread.
+ * A worker is cheap here (every stream holds one). Sync MPMs keep a thread
+ * on the connection anyway, and HTTP/2 streams have no socket of their own,
+ * so only plain async connections wait. The wait ends early when the client
+ * sends or closes, or within 100 ms of the child being told to stop; it is
+ * part of the request's logged duration (%D) when no next request comes. */
+#define WAIT_SLICE apr_time_from_msec(100)
+
+static void wait_for_next_request(request_rec *r, const sse_dir_conf *dc)
+{
+    conn_rec *c = r->connection;
+    apr_interval_time_t wait = SSE_DIR_KEEPALIVE_WAIT(dc);
+    int async = 0, state = AP_MPMQ_STOPPING;
+    apr_os_sock_t fd;
+    struct pollfd pfd;
+
+    if (wait <= 0 || c->master || c->aborted)
+        return;
+    if (ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) != APR_SUCCESS || !async)
+        return;
+    if (ap_discard_request_body(r) != OK || ap_rflush(r) < 0)
+        return;
+    /* The header filter has decided by now (ap_set_keepalive). */
+    if (c->keepalive != AP_CONN_KEEPALIVE || c->aborted)
+        return;
+    ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
+    if (state != AP_MPMQ_RUNNING)
+        return;
+    if (apr_os_sock_get(&fd, ap_get_conn_socket(c)) != APR_SUCCESS)
+        return;
+    if (wait > r->server->keep_alive_timeout)
+        wait = r->server->keep_alive_timeout;
+    ap_update_child_status(c->sbh, SERVER_BUSY_KEEPALIVE, r);
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    /* Readable (a request, or EOF) or not, httpd looks next. Nothing wakes
+     * this thread when the child is told to stop, hence the slices. */
+    for (;;) {
+        int ms = (int)(((wait < WAIT_SLICE ? wait : WAIT_SLICE) + 999) / 1000);
+
+        if (poll(&pfd, 1, ms) != 0 || (wait -= WAIT_SLICE) <= 0)
+            return;
+        ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
+        if (state != AP_MPMQ_RUNNING)
+            return;
+    }
+}
+
+int sse_publish_handler(request_rec *r)
+{
+    const sse_dir_conf *dc = ap_get_module_config(r->per_dir_config, &sse_module);
+    int rc = handle(r, dc);
+
+    if (rc == OK)
+        wait_for_next_request(r, dc);
+    return rc;
 }

@@ -21,6 +21,9 @@ BAD_LOCATION = [
     ("SSEInitialReplay", "SSEInitialReplay -3"),
     ("SSEInitialReplay", "SSEInitialReplay x"),
     ("SSEMaxMessageSize", "SSEMaxMessageSize 10Z"),
+    ("SSEPublishKeepAliveWait", "SSEPublishKeepAliveWait -1"),
+    ("SSEPublishKeepAliveWait", "SSEPublishKeepAliveWait soon"),
+    ("SSEPublishKeepAliveWait", "SSEPublishKeepAliveWait 61s"),
     ("SSEChannel", 'SSEChannel "%{unclosed"'),
     ("SSEChannel", 'SSEChannel "%{NO_SUCH_FUNCTION:x}"'),
 ]
@@ -68,6 +71,7 @@ def test_good_config_syntax_ok():
 <Location /okpub>
     SetHandler sse-publish
     SSEMaxMessageSize 512K
+    SSEPublishKeepAliveWait 2ms
 </Location>
 """, name="conftest")
     try:
