@@ -288,6 +288,8 @@ Mutex default sse-ring
     SetHandler sse-publish
     Require ip 127.0.0.1
     SSEMaxMessageSize 64K
+    # the README's setting for publishers that POST back to back
+    SSEPublishKeepAliveWait 2ms
 </Location>
 """)
 
