@@ -118,6 +118,51 @@ int sse_publish_events(server_rec *s, apr_pool_t *p, const apr_array_header_t *e
     return sse_shm_publish(s, ev, events->nelts, *res, why);
 }
 
+/* The answer to a POST: {"id":...,"subscribers":n} per event, in an array
+ * when the body was one. Written by hand rather than with jansson because
+ * it is on every publish; ids are valid UTF-8 without NUL (sse_wire), so
+ * '"', '\\' and control characters are all there is to escape. */
+static const char *answer_json(apr_pool_t *p, const sse_shm_result *res, int n, int is_array)
+{
+    static const char hex[] = "0123456789abcdef";
+    /* per event: an id escaped 6 bytes for 1 at worst, a 20-digit count */
+    char *text = apr_palloc(p, (apr_size_t)n * (6 * SSE_FIELD_MAX + 64) + 3);
+    char *o = text;
+    int i;
+
+    if (is_array)
+        *o++ = '[';
+    for (i = 0; i < n; i++) {
+        const char *head = i ? ",{\"id\":\"" : "{\"id\":\"";
+        const unsigned char *c;
+
+        memcpy(o, head, strlen(head));
+        o += strlen(head);
+        for (c = (const unsigned char *)res[i].id; *c; c++) {
+            if (*c == '"' || *c == '\\') {
+                *o++ = '\\';
+                *o++ = (char)*c;
+            }
+            else if (*c < 0x20) {
+                memcpy(o, "\\u00", 4);
+                o[4] = hex[*c >> 4];
+                o[5] = hex[*c & 15];
+                o += 6;
+            }
+            else {
+                *o++ = (char)*c;
+            }
+        }
+        o += sprintf(o, "\",\"subscribers\":%" APR_UINT64_T_FMT "}", res[i].subscribers);
+        if (!is_array)
+            break;
+    }
+    if (is_array)
+        *o++ = ']';
+    *o = '\0';
+    return text;
+}
+
 static int publish(request_rec *r, const sse_dir_conf *dc, const apr_array_header_t *pairs)
 {
     const char *ct = apr_table_get(r->headers_in, "Content-Type");
@@ -128,8 +173,6 @@ static int publish(request_rec *r, const sse_dir_conf *dc, const apr_array_heade
     char *body;
     apr_size_t len;
     int i, j, status, is_array = 0;
-    json_t *out;
-    char *text;
 
     if ((status = read_body(r, SSE_DIR_MAX_MESSAGE(dc), &body, &len, &why)) != OK)
         return sse_error(r, status, why);
@@ -171,21 +214,7 @@ static int publish(request_rec *r, const sse_dir_conf *dc, const apr_array_heade
     if ((status = sse_publish_events(r->server, r->pool, events, &res, &why)) != OK)
         return sse_error(r, status, why);
 
-    out = is_array ? json_array() : NULL;
-    for (i = 0; i < events->nelts; i++) {
-        json_t *o = json_object();
-        json_object_set_new(o, "id", json_string(res[i].id));
-        json_object_set_new(o, "subscribers", json_integer((json_int_t)res[i].subscribers));
-        if (!is_array) {
-            out = o;
-            break;
-        }
-        json_array_append_new(out, o);
-    }
-    text = json_dumps(out, JSON_COMPACT);
-    json_decref(out);
-    status = sse_send_json(r, HTTP_OK, text ? text : "{}");
-    free(text);
+    status = sse_send_json(r, HTTP_OK, answer_json(r->pool, res, events->nelts, is_array));
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "published %d event(s), first id %s",
                   events->nelts, res[0].id);
     return status;
@@ -296,6 +325,12 @@ static int handle(request_rec *r, const sse_dir_conf *dc)
  * lets the worker that answered stay with the connection for a moment: the
  * answer is flushed now, and if the next request arrives within the wait,
  * httpd finds it pending (ap_check_pipeline) and serves it in this thread.
+ *
+ * Only connections that have shown they are back to back wait: the first
+ * request of a connection, and any that came within the wait after the
+ * answer before it. A publisher whose requests are further apart would make
+ * every wait run out, a wake-up for nothing and a worker held: its
+ * connection is handed back at once, until a request comes quickly again.
  * A worker is cheap here (every stream holds one). Sync MPMs keep a thread
  * on the connection anyway, and HTTP/2 streams have no socket of their own,
  * so only plain async connections wait. The wait ends early when the client
@@ -303,9 +338,14 @@ static int handle(request_rec *r, const sse_dir_conf *dc)
  * part of the request's logged duration (%D) when no next request comes. */
 #define WAIT_SLICE apr_time_from_msec(100)
 
+typedef struct {
+    apr_time_t answered;        /* when the previous answer went out */
+} publisher_conn;
+
 static void wait_for_next_request(request_rec *r, const sse_dir_conf *dc)
 {
     conn_rec *c = r->connection;
+    publisher_conn *pc = ap_get_module_config(c->conn_config, &sse_module);
     apr_interval_time_t wait = SSE_DIR_KEEPALIVE_WAIT(dc);
     int async = 0, state = AP_MPMQ_STOPPING;
     apr_os_sock_t fd;
@@ -315,8 +355,20 @@ static void wait_for_next_request(request_rec *r, const sse_dir_conf *dc)
         return;
     if (ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) != APR_SUCCESS || !async)
         return;
+    if (!pc) {
+        pc = apr_pcalloc(c->pool, sizeof(*pc));
+        ap_set_module_config(c->conn_config, &sse_module, pc);
+    }
+    else if (r->request_time - pc->answered > wait) {
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "keep-alive: request came "
+                      "%" APR_TIME_T_FMT " ms after the answer before it: not waiting",
+                      apr_time_as_msec(r->request_time - pc->answered));
+        pc->answered = apr_time_now();
+        return;
+    }
     if (ap_discard_request_body(r) != OK || ap_rflush(r) < 0)
         return;
+    pc->answered = apr_time_now();
     /* The header filter has decided by now (ap_set_keepalive). */
     if (c->keepalive != AP_CONN_KEEPALIVE || c->aborted)
         return;

@@ -120,6 +120,28 @@ def test_publisher_keeps_its_worker_between_requests(httpd, chan):
             [wire_event(ids[k], f"e{k}".encode()) for k in range(3)]
 
 
+def test_only_back_to_back_requests_are_waited_for(httpd, chan):
+    conf = WAIT_CONF.replace("SSEPublishKeepAliveWait 30s", "SSEPublishKeepAliveWait 8s")
+    h = httpd(conf=conf, server_conf=SERVER_CONF + "LogLevel notice sse:trace1\n")
+    c = Conn(h.port)
+    url = f"/pubwait?channel={chan}"
+    assert_published(*c.post(url, b"first"), 0)     # a connection's first request waits
+    wait_logged(h, chan, 1, timeout=20)             # ... until the wait runs out
+    # This one comes more than the wait after the answer before it: not
+    # held, it is logged while the connection stays idle (well before 8 s).
+    assert_published(*c.post(url, b"second"), 0)
+    wait_logged(h, chan, 2, timeout=4)
+    assert "not waiting" in h.error_log()
+    # Back to back again: the third request is waited after.
+    assert_published(*c.post(url, b"third"), 0)
+    time.sleep(0.5)
+    assert len(logged(h, chan)) == 2
+    c.close()
+    lines = wait_logged(h, chan, 3)
+    assert [l[1] for l in lines] == ["0", "1", "2"]
+    assert h.error_log().count("not waiting") == 1, h.error_log()
+
+
 @pytest.mark.parametrize("mpm,path", [("event", "/pub"), ("worker", "/pubwait"),
                                       ("prefork", "/pubwait")],
                          ids=["event-default-off", "worker", "prefork"])

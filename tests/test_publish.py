@@ -428,6 +428,21 @@ def test_unusual_but_valid_fields(srv, chan):
         assert [e.raw for e in s.next_events(len(cases))] == wires
 
 
+def test_ids_that_json_must_escape_come_back_exactly(srv, chan):
+    # The answer is JSON: quotes, backslashes and control characters in an
+    # id are escaped there; the stream carries the id as it is.
+    ids = ['say "hi"', "back\\slash", "tab\there", "\u00e9\u2713 \U0001f600", "\x7f/</"]
+    with subscribe(srv.port, chan) as s:
+        for id_ in ids:
+            assert_publish_response(pub_form(srv.port, [("channel", chan), ("id", id_),
+                                                        ("data", "x")]), 1, id_)
+        r = pub_json(srv.port, [{"channel": chan, "id": i, "data": "y"} for i in ids])
+        assert r.status == 200, r
+        assert r.json == [{"id": i, "subscribers": 1} for i in ids], r
+        assert [e.raw for e in s.next_events(2 * len(ids))] == \
+            [wire_event(i, b"x") for i in ids] + [wire_event(i, b"y") for i in ids]
+
+
 # ---------------------------------------------------------------- size limits
 
 def test_413_over_max_message_size(srv, chan):
