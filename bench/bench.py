@@ -220,10 +220,10 @@ class Server:
 
 class ModSse(Server):
     kind = "mod_sse"
-    # conf/mod_sse.conf's sizing for 10,000 streams: 3 children x 3500 threads,
-    # 500 of them for publishers and stragglers.
-    CHILDREN = 3
-    THREADS = 3500
+    # conf/mod_sse.conf's sizing for 10,000 streams on 2 CPU cores: 2 children
+    # x 5250 threads, 500 of them for publishers and stragglers.
+    CHILDREN = 2
+    THREADS = 5250
 
     def cmd(self):
         return [APACHE, "-f", str(self.dir / "httpd.conf"), "-DFOREGROUND"]
@@ -288,8 +288,9 @@ Mutex default sse-ring
     SetHandler sse-publish
     Require ip 127.0.0.1
     SSEMaxMessageSize 64K
-    # the README's setting for publishers that POST back to back
-    SSEPublishKeepAliveWait 2ms
+    # the README's setting for publishers that POST many events over one
+    # connection
+    SSEPublishKeepAliveWait 10ms
 </Location>
 """)
 
