@@ -11,11 +11,13 @@ client sends or closes, or when the child stops; it never applies to sync
 MPMs, to HTTP/2 streams, or to connections that are not kept alive."""
 import json
 import socket
+import ssl
 import subprocess
 import time
 
 import pytest
 
+from browser import make_cert
 from conftest import BASE_MODULES, SERVER_ID_RE, subscribe, wire_event
 
 WAIT_CONF = """
@@ -34,8 +36,13 @@ CustomLog "{dir}/logs/kawait.log" kawait
 class Conn:
     """One HTTP/1.1 connection, requests sent one at a time."""
 
-    def __init__(self, port, timeout=10):
+    def __init__(self, port, timeout=10, tls=False):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            self.s = ctx.wrap_socket(self.s, server_hostname="127.0.0.1")
         self.buf = b""
 
     def post(self, path, body, headers="", method="POST"):
@@ -99,6 +106,12 @@ def assert_published(status, headers, body, subscribers):
     return j["id"]
 
 
+TLS_CONF = """SSLEngine on
+SSLCertificateFile "{dir}/cert.pem"
+SSLCertificateKeyFile "{dir}/key.pem"
+"""
+
+
 def test_publisher_keeps_its_worker_between_requests(httpd, chan):
     h = httpd(conf=WAIT_CONF, server_conf=SERVER_CONF)
     with subscribe(h.port, chan) as s:
@@ -118,6 +131,24 @@ def test_publisher_keeps_its_worker_between_requests(httpd, chan):
         assert len({l[0] for l in lines}) == 1, f"served by several threads: {lines}"
         assert [s.next_event().raw for _ in range(3)] == \
             [wire_event(ids[k], f"e{k}".encode()) for k in range(3)]
+
+
+def test_tls_publisher_keeps_its_worker_between_requests(httpd, chan):
+    # Over TLS the next request is read through mod_ssl's filter: the same
+    # worker serves it, after the wait saw the encrypted bytes arrive.
+    h = httpd(conf=WAIT_CONF, server_conf=SERVER_CONF + TLS_CONF, start=False,
+              modules=BASE_MODULES + ["ssl", "socache_shmcb"])
+    make_cert(h.dir)
+    h.start()
+    c = Conn(h.port, tls=True)
+    for k in range(3):
+        assert_published(*c.post(f"/pubwait?channel={chan}", f"e{k}".encode()), 0)
+        time.sleep(0.5)
+        assert len(logged(h, chan)) == k, logged(h, chan)
+    c.close()
+    lines = wait_logged(h, chan, 3)
+    assert [l[1] for l in lines] == ["0", "1", "2"]
+    assert len({l[0] for l in lines}) == 1, f"served by several threads: {lines}"
 
 
 def test_only_back_to_back_requests_are_waited_for(httpd, chan):
