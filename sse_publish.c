@@ -8,6 +8,7 @@
  */
 #include "sse_private.h"
 #include "sse_shm.h"
+#include "sse_hub.h"
 #include "sse_cors.h"
 
 #include <poll.h>
@@ -133,11 +134,12 @@ static const char *answer_json(apr_pool_t *p, const sse_shm_result *res, int n, 
     if (is_array)
         *o++ = '[';
     for (i = 0; i < n; i++) {
-        const char *head = i ? ",{\"id\":\"" : "{\"id\":\"";
         const unsigned char *c;
 
-        memcpy(o, head, strlen(head));
-        o += strlen(head);
+        if (i)
+            *o++ = ',';
+        memcpy(o, "{\"id\":\"", 7);
+        o += 7;
         for (c = (const unsigned char *)res[i].id; *c; c++) {
             if (*c == '"' || *c == '\\') {
                 *o++ = '\\';
@@ -347,7 +349,7 @@ static void wait_for_next_request(request_rec *r, const sse_dir_conf *dc)
     conn_rec *c = r->connection;
     publisher_conn *pc = ap_get_module_config(c->conn_config, &sse_module);
     apr_interval_time_t wait = SSE_DIR_KEEPALIVE_WAIT(dc);
-    int async = 0, state = AP_MPMQ_STOPPING;
+    int async = 0;
     apr_os_sock_t fd;
     struct pollfd pfd;
 
@@ -372,9 +374,6 @@ static void wait_for_next_request(request_rec *r, const sse_dir_conf *dc)
     /* The header filter has decided by now (ap_set_keepalive). */
     if (c->keepalive != AP_CONN_KEEPALIVE || c->aborted)
         return;
-    ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
-    if (state != AP_MPMQ_RUNNING)
-        return;
     if (apr_os_sock_get(&fd, ap_get_conn_socket(c)) != APR_SUCCESS)
         return;
     if (wait > r->server->keep_alive_timeout)
@@ -383,14 +382,12 @@ static void wait_for_next_request(request_rec *r, const sse_dir_conf *dc)
     pfd.fd = fd;
     pfd.events = POLLIN;
     /* Readable (a request, or EOF) or not, httpd looks next. Nothing wakes
-     * this thread when the child is told to stop, hence the slices. */
-    for (;;) {
+     * this thread when the child is told to stop (the streams' flag, see
+     * sse_hub_stopping), hence the slices. */
+    for (; wait > 0 && !sse_hub_stopping(); wait -= WAIT_SLICE) {
         int ms = (int)(((wait < WAIT_SLICE ? wait : WAIT_SLICE) + 999) / 1000);
 
-        if (poll(&pfd, 1, ms) != 0 || (wait -= WAIT_SLICE) <= 0)
-            return;
-        ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
-        if (state != AP_MPMQ_RUNNING)
+        if (poll(&pfd, 1, ms) != 0)
             return;
     }
 }
