@@ -3,7 +3,8 @@
 #   make            build .libs/mod_sse.so with apxs
 #   make run        build and start a local httpd on 127.0.0.1 with the demo page
 #   make test       install what the tests need, build, run unit and httpd tests
-#   make unit       only the C unit tests of the pure units (wire, ring, body)
+#   make unit       only the C unit tests (pure units, ring and store under threads),
+#                   under ASan/UBSan and under TSan (make unit-tsan), and the log tags
 #   make itest-asan the httpd tests against a module built with ASan and UBSan
 #   make install    copy the module into httpd's module directory (apxs -i)
 
@@ -12,15 +13,26 @@ PYTEST  ?= /usr/bin/python3 -m pytest
 CFLAGS_EXTRA ?=
 
 # The module's units; each sse_*.c holds one idea (see README "Layout").
-SRC = mod_sse.c sse_wire.c sse_body.c sse_ring.c sse_shm.c sse_hub.c \
-      sse_stream.c sse_publish.c sse_cors.c sse_parse.c sse_filter.c
-HDR = mod_sse.h sse_wire.h sse_body.h sse_ring.h sse_shm.h sse_hub.h \
-      sse_cors.h sse_parse.h sse_private.h
+SRC = mod_sse.c sse_config.c sse_http.c sse_stream.c sse_publish.c sse_filter.c sse_cors.c \
+      sse_store.c sse_store_ring.c sse_shm.c sse_dispatch.c sse_registry.c sse_replay.c \
+      sse_frame.c sse_wake.c sse_ring.c sse_wire.c sse_body.c sse_parse.c sse_buf.c
+HDR = mod_sse.h sse_config.h sse_http.h sse_stream.h sse_publish.h sse_filter.h sse_cors.h \
+      sse_store.h sse_shm.h sse_dispatch.h sse_registry.h sse_replay.h sse_frame.h \
+      sse_wake.h sse_wake_futex.c sse_wake_poll.c sse_ring.h sse_wire.h sse_body.h \
+      sse_parse.h sse_buf.h sse_assert.h sse_log.h
 
-# Pure units: no httpd, only APR (for pools) and jansson.
-UNIT_SRC = sse_wire.c sse_body.c sse_ring.c sse_parse.c
+# Pure units: no httpd, only APR (for pools) and jansson. The ring store
+# needs httpd's headers (status codes) but none of its code.
+UNIT_SRC  = sse_wire.c sse_body.c sse_ring.c sse_parse.c sse_buf.c
+STORE_SRC = $(UNIT_SRC) sse_store.c sse_store_ring.c sse_wake.c
 APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes 2>/dev/null)
 APR_LIBS   := $(shell apr-1-config --link-ld --libs 2>/dev/null)
+HTTPD_INC  := $(shell $(APXS) -q INCLUDEDIR 2>/dev/null)
+UNIT_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Wno-unused-parameter -DSSE_NO_HTTPD -I. \
+              -I$(HTTPD_INC) $(APR_CFLAGS) -fno-omit-frame-pointer
+UNIT_LIBS   = $(APR_LIBS) -ljansson -lpthread
+# ThreadSanitizer builds use clang: GCC's TSan ignores atomic fences.
+TSAN_CC ?= clang
 
 .PHONY: all run test unit itest itest-asan deps install clean bench
 
@@ -42,14 +54,32 @@ run: deps-run all
 deps-run:
 	scripts/deps.sh --run
 
-tests/unit/test_units: tests/unit/test_units.c $(UNIT_SRC) sse_wire.h sse_body.h sse_ring.h \
-                       sse_parse.h
-	$(CC) -std=gnu11 -g -O1 -Wall -Wextra -Wno-unused-parameter -I. $(APR_CFLAGS) \
-	    -fsanitize=address,undefined -fno-omit-frame-pointer \
-	    -o $@ tests/unit/test_units.c $(UNIT_SRC) $(APR_LIBS) -ljansson -lpthread
+# The unit tests, each built with ASan/UBSan and, as <name>.tsan, with TSan
+# (binaries of their own: the two do not mix; a TSan report exits 66).
+#   test_units          wire, body, parse, ring, buffer (single-threaded)
+#   test_ring_threads   the ring under concurrent publishers and lock-free readers
+#   test_store_threads  the store boundary: batches, all-or-none, counts, threads
+UNITS = tests/unit/test_units tests/unit/test_ring_threads tests/unit/test_store_threads
+UNIT_TSAN = $(UNITS:=.tsan)
 
-unit: tests/unit/test_units
+$(UNITS): tests/unit/%: tests/unit/%.c $(STORE_SRC) $(HDR)
+	$(CC) $(UNIT_CFLAGS) -fsanitize=address,undefined -o $@ $< $(STORE_SRC) $(UNIT_LIBS)
+
+$(UNIT_TSAN): tests/unit/%.tsan: tests/unit/%.c $(STORE_SRC) $(HDR)
+	$(TSAN_CC) $(UNIT_CFLAGS) -fsanitize=thread -o $@ $< $(STORE_SRC) $(UNIT_LIBS)
+
+unit: $(UNITS)
 	tests/unit/test_units
+	tests/unit/test_ring_threads
+	tests/unit/test_store_threads
+	/usr/bin/python3 scripts/lognos.py
+	$(MAKE) unit-tsan
+
+.PHONY: unit-tsan
+unit-tsan: $(UNIT_TSAN)
+	tests/unit/test_units.tsan
+	tests/unit/test_ring_threads.tsan
+	tests/unit/test_store_threads.tsan
 
 itest: all
 	$(PYTEST) -q tests $(PYTEST_ARGS)
@@ -75,7 +105,7 @@ test: deps
 	$(MAKE) itest
 
 clean:
-	rm -rf .libs *.la *.lo *.slo *.o tests/unit/test_units build-asan
+	rm -rf .libs *.la *.lo *.slo *.o $(UNITS) $(UNIT_TSAN) build-asan
 
 # Benchmark against Nchan (bench/README.md): installs nginx, Nchan, mod_php,
 # gnuplot when missing, builds, runs every scenario, writes bench/results/.

@@ -206,7 +206,7 @@ static const char *json_event(apr_pool_t *p, json_t *obj, apr_array_header_t *ev
         if (json_is_integer(v)) {
             json_int_t n = json_integer_value(v);
             if (n < 0 || n > (json_int_t)SSE_RETRY_MAX)
-                return "JSON field 'retry' must be between 0 and 2147483647";
+                return "JSON field 'retry' must be between 0 and " SSE_STR(SSE_RETRY_MAX);
             ev->retry = (long)n;
         }
         else if (json_is_string(v)) {
@@ -303,12 +303,13 @@ const char *sse_body_check(const sse_body_event *ev)
 }
 
 /* A name for an error message: as given when it is short and printable. */
+#define PRINTABLE_MAX 64
 static const char *printable(apr_pool_t *p, const sse_bytes *b)
 {
     apr_size_t i;
 
-    if (b->len > 64)
-        return apr_pstrcat(p, apr_pstrmemdup(p, b->s, 32), "...", NULL);
+    if (b->len > PRINTABLE_MAX)
+        return apr_pstrcat(p, apr_pstrmemdup(p, b->s, PRINTABLE_MAX / 2), "...", NULL);
     for (i = 0; i < b->len; i++) {
         if ((unsigned char)b->s[i] < 0x20 || (unsigned char)b->s[i] > 0x7e)
             return "(unprintable)";
@@ -325,7 +326,7 @@ const char *sse_body_check_channels(apr_pool_t *p, const apr_array_header_t *cha
     if (channels->nelts == 0)
         return "no channel given (use the 'channel' parameter or the path after the location)";
     if (channels->nelts > SSE_BODY_MAX_CHANNELS)
-        return "more than 64 channels in one request";
+        return "more than " SSE_STR(SSE_BODY_MAX_CHANNELS) " channels in one request";
     for (i = 0; i < channels->nelts; i++) {
         if ((why = sse_wire_check_channel(c[i].s, c[i].len)))
             return apr_psprintf(p, "invalid channel name '%s': %s", printable(p, &c[i]), why);

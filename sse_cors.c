@@ -10,9 +10,9 @@
  * read our 4xx messages too.
  */
 #include "sse_cors.h"
+#include "sse_log.h"
 
 #include <string.h>
-#include <apr_lib.h>
 #include <apr_strings.h>
 #include <http_log.h>
 #include <http_protocol.h>
@@ -21,55 +21,6 @@ APLOG_USE_MODULE(sse);
 
 #define CORS_ALLOW_HEADERS "Last-Event-ID, Content-Type, SSE-Event, SSE-Id, SSE-Retry"
 #define CORS_MAX_AGE       "600"
-
-/* scheme "://" host [":" port], as a browser serializes an Origin. */
-static int origin_form(const char *s)
-{
-    const char *p = s;
-
-    if (!apr_isalpha(*p))
-        return 0;
-    while (apr_isalnum(*p) || *p == '+' || *p == '-' || *p == '.')
-        p++;
-    if (strncmp(p, "://", 3) != 0 || !p[3])
-        return 0;
-    for (p += 3; *p; p++) {
-        if (*p == '/' || *p == '?' || *p == '#' || apr_isspace(*p) || *p == '*')
-            return 0;
-    }
-    return 1;
-}
-
-const char *sse_cors_set_origin(cmd_parms *cmd, void *conf, const char *arg)
-{
-    sse_dir_conf *dc = conf;
-
-    if (strcmp(arg, "*") == 0) {
-        if (dc->cors_credentials == 1)
-            return "SSECorsOrigin: '*' cannot be used with SSECorsCredentials on "
-                   "(browsers refuse it): list the origins";
-        dc->cors_any = 1;
-    }
-    else if (!origin_form(arg)) {
-        return apr_psprintf(cmd->pool, "SSECorsOrigin: '%s' is not an origin "
-                            "(scheme://host[:port], no path), nor '*'", arg);
-    }
-    if (!dc->cors_origins)
-        dc->cors_origins = apr_array_make(cmd->pool, 2, sizeof(const char *));
-    *(const char **)apr_array_push(dc->cors_origins) = arg;
-    return NULL;
-}
-
-const char *sse_cors_set_credentials(cmd_parms *cmd, void *conf, int on)
-{
-    sse_dir_conf *dc = conf;
-
-    if (on && dc->cors_any)
-        return "SSECorsCredentials: cannot be on where SSECorsOrigin is '*' "
-               "(browsers refuse it): list the origins";
-    dc->cors_credentials = on;
-    return NULL;
-}
 
 static int listed(const sse_dir_conf *dc, const char *origin)
 {
@@ -96,13 +47,14 @@ int sse_cors_apply(request_rec *r, const sse_dir_conf *dc, const char *methods)
         return 0;
     if (dc->cors_any && credentials) {
         /* Only reachable by merging two sections; each alone is refused. */
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "SSECorsOrigin '*' with "
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SSE_LOGNO(00601) "SSECorsOrigin '*' with "
                       "SSECorsCredentials on (merged from two sections): no CORS "
                       "headers sent; list the origins");
         return 0;
     }
     if (!dc->cors_any && !listed(dc, origin)) {
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "origin '%s' not in SSECorsOrigin",
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00602)
+                      "origin '%s' not in SSECorsOrigin",
                       origin);
         return 0;
     }

@@ -11,7 +11,7 @@
  *   - any other type: the body is one event's data, X-SSE-Event its type;
  *
  * on every channel X-SSE-Publish lists, all events or none, with the checks
- * of the publish location (sse_publish_events). X-SSE-Publish and X-SSE-Event
+ * of the publish location (sse_store_publish). X-SSE-Publish and X-SSE-Event
  * are removed; the caller gets the response as the handler made it, plus
  * X-SSE-Published: <id>[, <id> ...].
  *
@@ -23,13 +23,16 @@
  * failed) or 304 is not published at all and passes through, without the
  * two headers.
  */
-#include "sse_private.h"
-#include "sse_shm.h"
+#include "sse_filter.h"
+#include "sse_buf.h"
+#include "sse_config.h"
+#include "sse_http.h"
+#include "sse_log.h"
 #include "sse_parse.h"
+#include "sse_store.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <jansson.h>
 #include <apr_strings.h>
 #include <http_log.h>
 #include <http_protocol.h>
@@ -47,9 +50,8 @@ static ap_filter_rec_t *publish_filter;
 
 typedef struct {
     int                 done;   /* EOS handled, or the response replaced */
-    apr_int64_t         max;
-    char               *buf;    /* malloc'd: handed to a heap bucket at the end */
-    apr_size_t          len, cap;
+    sse_buf             held;   /* the body, on the heap (handed to a heap
+                                 * bucket at the end), at most SSEMaxMessageSize */
     apr_bucket_brigade *meta;   /* metadata other than FLUSH/EOS, kept in order */
 } filter_ctx;
 
@@ -57,9 +59,17 @@ static apr_status_t free_buf(void *data)
 {
     filter_ctx *ctx = data;
 
-    free(ctx->buf);
-    ctx->buf = NULL;
+    sse_buf_free(&ctx->held);
     return APR_SUCCESS;
+}
+
+/* The held body as a heap bucket, which takes it over. */
+static apr_bucket *held_bucket(ap_filter_t *f, filter_ctx *ctx)
+{
+    apr_size_t len = ctx->held.len;
+
+    apr_pool_cleanup_kill(f->r->pool, ctx, free_buf);
+    return apr_bucket_heap_create(sse_buf_detach(&ctx->held), len, free, f->c->bucket_alloc);
 }
 
 static int has_value(void *rec, const char *key, const char *value)
@@ -136,12 +146,8 @@ static apr_status_t pass_held(ap_filter_t *f, filter_ctx *ctx)
     conn_rec *c = f->c;
     apr_bucket_brigade *bb = apr_brigade_create(f->r->pool, c->bucket_alloc);
 
-    if (ctx->len) {
-        apr_pool_cleanup_kill(f->r->pool, ctx, free_buf);
-        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(ctx->buf, ctx->len, free,
-                                                           c->bucket_alloc));
-        ctx->buf = NULL;
-    }
+    if (ctx->held.len)
+        APR_BRIGADE_INSERT_TAIL(bb, held_bucket(f, ctx));
     APR_BRIGADE_CONCAT(bb, ctx->meta);
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
     return ap_pass_brigade(f->next, bb);
@@ -153,17 +159,9 @@ static apr_status_t replace_with_error(ap_filter_t *f, int status, const char *w
     request_rec *r = f->r;
     conn_rec *c = f->c;
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, c->bucket_alloc);
-    json_t *o = json_object();
-    char *text, *body;
-    apr_size_t len;
-
-    json_object_set_new(o, "error", json_string(apr_pstrcat(r->pool,
-                        "response not published: ", why, NULL)));
-    text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    body = apr_pstrcat(r->pool, text ? text : "{\"error\":\"(unprintable)\"}", "\n", NULL);
-    free(text);
-    len = strlen(body);
+    const char *body = apr_pstrcat(r->pool, sse_http_error_json(r->pool, apr_pstrcat(r->pool,
+                                   "response not published: ", why, NULL)), "\n", NULL);
+    apr_size_t len = strlen(body);
 
     /* The handler's headers describe what is not sent: none are kept (a
      * CGI script's are in err_headers_out). */
@@ -184,7 +182,7 @@ static apr_status_t replace_with_error(ap_filter_t *f, int status, const char *w
 static apr_status_t fail(ap_filter_t *f, filter_ctx *ctx, int status, const char *hdr,
                          const char *why)
 {
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, f->r, "response not published "
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, f->r, SSE_LOGNO(00501) "response not published "
                   "(" HDR_PUBLISH ": %s; answered %d instead): %s", hdr, status, why);
     ctx->done = 1;
     free_buf(ctx);
@@ -198,7 +196,7 @@ static apr_status_t finish(ap_filter_t *f, filter_ctx *ctx)
     apr_array_header_t *values = publish_values(r), *channels, *events;
     const char *hdr, *why, *event = header_value(r, HDR_EVENT), *enc;
     sse_body_event *ev;
-    sse_shm_result *res;
+    sse_store_receipt *res;
     char *ids;
     int i, status, dropped = 0;
 
@@ -206,8 +204,8 @@ static apr_status_t finish(ap_filter_t *f, filter_ctx *ctx)
     ctx->done = 1;
     unset_ours(r);
     if (r->status >= 400 || r->status == HTTP_NOT_MODIFIED) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "response not published "
-                      "(" HDR_PUBLISH ": %s): its status is %d", hdr, r->status);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SSE_LOGNO(00502) "response not "
+                      "published (" HDR_PUBLISH ": %s): its status is %d", hdr, r->status);
         return pass_held(f, ctx);
     }
     if (channels->nelts == 0)
@@ -217,25 +215,26 @@ static apr_status_t finish(ap_filter_t *f, filter_ctx *ctx)
         return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, hdr, apr_psprintf(r->pool,
                     "the body is compressed (Content-Encoding: %s); turn compression off "
                     "for publishing responses", enc ? enc : r->content_encoding));
-    if (sse_media_type_is(r->content_type, "text/event-stream")) {
-        if ((why = sse_parse_stream(r->pool, ctx->buf ? ctx->buf : "", ctx->len, &events,
-                                    &dropped)))
+    if (sse_http_media_type_is(r->content_type, "text/event-stream")) {
+        if ((why = sse_parse_stream(r->pool, ctx->held.s ? ctx->held.s : "", ctx->held.len,
+                                    &events, &dropped)))
             return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, hdr, why);
         if (dropped)
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "the text/event-stream body ends "
-                          "with an event not followed by a blank line: not published");
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SSE_LOGNO(00503) "the "
+                          "text/event-stream body ends with an event not followed by a "
+                          "blank line: not published");
         if (events->nelts == 0)
             return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, hdr, "the text/event-stream body "
                         "holds no complete event (one with a data: line, ended by a blank line)");
     }
-    else if ((why = sse_body_raw(r->pool, ctx->buf ? ctx->buf : "", ctx->len, event, NULL,
-                                 NULL, &events))) {
+    else if ((why = sse_body_raw(r->pool, ctx->held.s ? ctx->held.s : "", ctx->held.len,
+                                 event, NULL, NULL, &events))) {
         return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, hdr, why);
     }
     ev = (sse_body_event *)events->elts;
     for (i = 0; i < events->nelts; i++)
         ev[i].channels = channels;
-    status = sse_publish_events(r->server, r->pool, events, &res, &why);
+    status = sse_store_publish(sse_store_get(), r->pool, events, &res, &why);
     if (status != OK)
         return fail(f, ctx, status == HTTP_SERVICE_UNAVAILABLE ? HTTP_SERVICE_UNAVAILABLE
                                                                : HTTP_INTERNAL_SERVER_ERROR,
@@ -244,31 +243,9 @@ static apr_status_t finish(ap_filter_t *f, filter_ctx *ctx)
     for (i = 1; i < events->nelts; i++)
         ids = apr_pstrcat(r->pool, ids, ", ", res[i].id, NULL);
     apr_table_setn(r->headers_out, HDR_PUBLISHED, ids);
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "published %d event(s) of the response "
-                  "on %s: %s", events->nelts, hdr, ids);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00504) "published %d event(s) "
+                  "of the response on %s: %s", events->nelts, hdr, ids);
     return pass_held(f, ctx);
-}
-
-static int append(filter_ctx *ctx, const char *data, apr_size_t n)
-{
-    if ((apr_int64_t)(ctx->len + n) > ctx->max)
-        return 0;
-    if (ctx->len + n > ctx->cap) {
-        apr_size_t cap = ctx->cap ? ctx->cap : 8192;
-        char *bigger;
-
-        while (cap < ctx->len + n)
-            cap *= 2;
-        if ((apr_int64_t)cap > ctx->max)
-            cap = (apr_size_t)ctx->max;
-        if (!(bigger = realloc(ctx->buf, cap)))
-            return -1;
-        ctx->buf = bigger;
-        ctx->cap = cap;
-    }
-    memcpy(ctx->buf + ctx->len, data, n);
-    ctx->len += n;
-    return 1;
 }
 
 /* The settings of the request, or, where it has none, of the request it was
@@ -307,7 +284,7 @@ static apr_int64_t max_message(request_rec *r)
 {
     const sse_dir_conf *dc = conf_of(r, max_set);
 
-    return dc ? dc->max_message : SSE_DEFAULT_MAX_MESSAGE;
+    return dc ? dc->max_message : SSE_MAX_MESSAGE_DEFAULT;
 }
 
 static apr_status_t publish_filter_func(ap_filter_t *f, apr_bucket_brigade *bb)
@@ -326,15 +303,15 @@ static apr_status_t publish_filter_func(ap_filter_t *f, apr_bucket_brigade *bb)
         }
         if (r->status >= 400 || r->status == HTTP_NOT_MODIFIED) {
             /* Already a failure (or no content): nothing to hold. */
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "response not published "
-                          "(" HDR_PUBLISH ": %s): its status is %d",
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SSE_LOGNO(00505) "response not "
+                          "published (" HDR_PUBLISH ": %s): its status is %d",
                           apr_array_pstrcat(r->pool, publish_values(r), ','), r->status);
             unset_ours(r);
             ap_remove_output_filter(f);
             return ap_pass_brigade(f->next, bb);
         }
         f->ctx = ctx = apr_pcalloc(r->pool, sizeof(*ctx));
-        ctx->max = max_message(r);
+        sse_buf_init(&ctx->held, NULL, (apr_size_t)max_message(r));
         ctx->meta = apr_brigade_create(r->pool, f->c->bucket_alloc);
         apr_pool_cleanup_register(r->pool, ctx, free_buf, apr_pool_cleanup_null);
     }
@@ -348,15 +325,11 @@ static apr_status_t publish_filter_func(ap_filter_t *f, apr_bucket_brigade *bb)
             /* The handler or backend failed: what we hold is not the
              * response. Send on what we have and let httpd answer. */
             unset_ours(r);
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "response not published: "
-                          "it failed with status %d", ((ap_bucket_error *)e->data)->status);
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SSE_LOGNO(00506) "response not "
+                          "published: it failed with status %d", ((ap_bucket_error *)e->data)->status);
             ctx->done = 1;
-            if (ctx->len) {
-                apr_pool_cleanup_kill(r->pool, ctx, free_buf);
-                APR_BRIGADE_INSERT_HEAD(bb, apr_bucket_heap_create(ctx->buf, ctx->len, free,
-                                                                  f->c->bucket_alloc));
-                ctx->buf = NULL;
-            }
+            if (ctx->held.len)
+                APR_BRIGADE_INSERT_HEAD(bb, held_bucket(f, ctx));
             ap_remove_output_filter(f);
             return ap_pass_brigade(f->next, bb);
         }
@@ -376,31 +349,32 @@ static apr_status_t publish_filter_func(ap_filter_t *f, apr_bucket_brigade *bb)
         {
             const char *data;
             apr_size_t n;
-            int ok;
 
             rv = apr_bucket_read(e, &data, &n, APR_BLOCK_READ);
             if (rv != APR_SUCCESS) {
                 apr_brigade_cleanup(bb);
-                ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "reading the response to publish");
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, SSE_LOGNO(00507)
+                              "reading the response to publish");
                 return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR,
                             apr_array_pstrcat(r->pool, publish_values(r), ','),
                             "the response body could not be read");
             }
-            ok = append(ctx, data, n);
-            if (ok <= 0) {
+            if (!sse_buf_append(&ctx->held, data, n)) {
+                int over = n > ctx->held.limit - ctx->held.len;
+
                 apr_brigade_cleanup(bb);
                 return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR,
                             apr_array_pstrcat(r->pool, publish_values(r), ','),
-                            ok < 0 ? "out of memory holding the body" : apr_psprintf(r->pool,
-                            "the body is over the limit of %" APR_INT64_T_FMT
-                            " bytes (SSEMaxMessageSize)", ctx->max));
+                            !over ? "out of memory holding the body" : apr_psprintf(r->pool,
+                            "the body is over the limit of %" APR_SIZE_T_FMT
+                            " bytes (SSEMaxMessageSize)", ctx->held.limit));
             }
             apr_bucket_delete(e);
         }
     }
     if (!ctx->done)
-        ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r, "holding %" APR_SIZE_T_FMT
-                      " byte(s) of the response to publish", ctx->len);
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r, SSE_LOGNO(00508) "holding %"
+                      APR_SIZE_T_FMT " byte(s) of the response to publish", ctx->held.len);
     /* After EOS or a replaced response: the rest is nobody's. */
     apr_brigade_cleanup(bb);
     return APR_SUCCESS;

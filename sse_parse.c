@@ -3,14 +3,12 @@
  * a CRLF split between two feeds included.
  */
 #include "sse_parse.h"
+#include "sse_buf.h"
 
 #include <string.h>
 #include <apr_strings.h>
 
-typedef struct {
-    char      *s;
-    apr_size_t len, cap;
-} growbuf;
+#define QUOTED_MAX 32    /* bytes of a bad value quoted in a message */
 
 struct sse_parse {
     apr_pool_t         *p;
@@ -23,32 +21,14 @@ struct sse_parse {
     apr_size_t          head_len;
 
     int                 after_cr;   /* the last byte fed was CR */
-    growbuf             line;       /* a line not yet ended */
-    growbuf             data;       /* data lines of the event, each + LF */
+    sse_buf             line;       /* a line not yet ended (pool buffers: no
+                                     * limit, and they grow as palloc does) */
+    sse_buf             data;       /* data lines of the event, each + LF */
     int                 has_data;
     sse_bytes           event;      /* s == NULL: none */
     sse_bytes           id;         /* s == NULL: none */
     long                retry;      /* < 0: none */
 };
-
-static void grow_append(apr_pool_t *p, growbuf *b, const char *s, apr_size_t n)
-{
-    if (b->len + n > b->cap) {
-        apr_size_t cap = b->cap ? b->cap : 256;
-        char *bigger;
-
-        while (cap < b->len + n)
-            cap *= 2;
-        bigger = apr_palloc(p, cap);
-        if (b->len)
-            memcpy(bigger, b->s, b->len);
-        b->s = bigger;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->s + b->len, s, n);
-    b->len += n;
-}
 
 sse_parse *sse_parse_create(apr_pool_t *p)
 {
@@ -56,6 +36,8 @@ sse_parse *sse_parse_create(apr_pool_t *p)
 
     ps->p = p;
     ps->events = apr_array_make(p, 4, sizeof(sse_body_event));
+    sse_buf_init(&ps->line, p, 0);
+    sse_buf_init(&ps->data, p, 0);
     ps->retry = -1;
     return ps;
 }
@@ -132,8 +114,8 @@ static void process_line(sse_parse *ps, const char *s, apr_size_t n)
         vlen = 0;
     }
     if (field_is(s, name_len, "data")) {
-        grow_append(ps->p, &ps->data, v, vlen);
-        grow_append(ps->p, &ps->data, "\n", 1);
+        sse_buf_append(&ps->data, v, vlen);
+        sse_buf_append(&ps->data, "\n", 1);
         ps->has_data = 1;
     }
     else if (field_is(s, name_len, "event")) {
@@ -155,7 +137,8 @@ static void process_line(sse_parse *ps, const char *s, apr_size_t n)
         for (i = 0; i < vlen; i++) {
             r = r * 10 + (unsigned long long)(v[i] - '0');
             if (r > SSE_RETRY_MAX) {
-                ps->error = apr_psprintf(ps->p, "retry: %.*s is over %u", (int)(vlen > 32 ? 32 : vlen),
+                ps->error = apr_psprintf(ps->p, "retry: %.*s is over %d",
+                                         (int)(vlen > QUOTED_MAX ? QUOTED_MAX : vlen),
                                          v, SSE_RETRY_MAX);
                 return;
             }
@@ -178,11 +161,11 @@ static void process_bytes(sse_parse *ps, const char *buf, apr_size_t len)
         for (j = i; j < len && buf[j] != '\n' && buf[j] != '\r'; j++)
             ;
         if (j == len) {
-            grow_append(ps->p, &ps->line, buf + i, len - i);
+            sse_buf_append(&ps->line, buf + i, len - i);
             return;
         }
         if (ps->line.len) {
-            grow_append(ps->p, &ps->line, buf + i, j - i);
+            sse_buf_append(&ps->line, buf + i, j - i);
             process_line(ps, ps->line.s, ps->line.len);
             ps->line.len = 0;
         }

@@ -2,14 +2,17 @@
  * channel, DELETE ends a channel's streams and drops what it retains.
  *
  * A POST is read whole (it is at most SSEMaxMessageSize), parsed into
- * events (sse_body.c), and every field and size is checked before the ring
- * lock is taken: a request publishes all of its events, in order, or none.
+ * events (sse_body.c), and handed to the store (sse_store.h), which checks
+ * every field and size before it changes anything: a request publishes all
+ * of its events, in order, or none.
  * Who may publish is Apache's business (Require, auth modules), not ours.
  */
-#include "sse_private.h"
-#include "sse_shm.h"
-#include "sse_hub.h"
-#include "sse_cors.h"
+#include "sse_publish.h"
+#include "sse_config.h"
+#include "sse_http.h"
+#include "sse_log.h"
+#include "sse_registry.h"
+#include "sse_store.h"
 
 #include <poll.h>
 #include <string.h>
@@ -26,55 +29,6 @@ APLOG_USE_MODULE(sse);
 
 #define PUBLISH_ALLOW "GET, HEAD, POST, DELETE, OPTIONS"
 
-/* Reads the body, at most max bytes. Returns OK or an HTTP status. */
-static int read_body(request_rec *r, apr_int64_t max, char **body, apr_size_t *len,
-                     const char **why)
-{
-    apr_size_t cap = 8192, n = 0;
-    char *buf;
-    long got;
-    int rc;
-
-    if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
-        *why = "cannot read the request body";
-        return rc;
-    }
-    if (r->remaining > max) {
-        *why = apr_psprintf(r->pool, "body of %" APR_OFF_T_FMT " bytes is over the "
-                            "limit of %" APR_INT64_T_FMT " (SSEMaxMessageSize)",
-                            r->remaining, max);
-        return HTTP_REQUEST_ENTITY_TOO_LARGE;
-    }
-    buf = apr_palloc(r->pool, cap + 1);
-    if (ap_should_client_block(r)) {
-        for (;;) {
-            if (n == cap) {
-                char *bigger = apr_palloc(r->pool, cap * 2 + 1);
-                memcpy(bigger, buf, n);
-                buf = bigger;
-                cap *= 2;
-            }
-            got = ap_get_client_block(r, buf + n, cap - n);
-            if (got == 0)
-                break;
-            if (got < 0) {
-                *why = "error reading the request body";
-                return HTTP_BAD_REQUEST;
-            }
-            n += (apr_size_t)got;
-            if ((apr_int64_t)n > max) {
-                *why = apr_psprintf(r->pool, "body is over the limit of %" APR_INT64_T_FMT
-                                    " bytes (SSEMaxMessageSize)", max);
-                return HTTP_REQUEST_ENTITY_TOO_LARGE;
-            }
-        }
-    }
-    buf[n] = '\0';
-    *body = buf;
-    *len = n;
-    return OK;
-}
-
 /* Channels in the body must stay within SSEChannel where it is set. */
 static int within(const apr_array_header_t *allowed, const sse_bytes *c)
 {
@@ -88,46 +42,20 @@ static int within(const apr_array_header_t *allowed, const sse_bytes *c)
     return 0;
 }
 
-int sse_publish_events(server_rec *s, apr_pool_t *p, const apr_array_header_t *events,
-                       sse_shm_result **res, const char **why)
-{
-    const sse_body_event *ev = (const sse_body_event *)events->elts;
-    sse_shm *sh = sse_shm_get();
-    int i;
-
-    if (!sh) {
-        *why = "the event ring is not available";
-        return HTTP_SERVICE_UNAVAILABLE;
-    }
-    for (i = 0; i < events->nelts; i++) {
-        /* A server id is at most SSE_ID_BUFSIZE bytes: size the frame for it. */
-        sse_wire_event w = { "", ev[i].id.s ? ev[i].id.len : SSE_ID_BUFSIZE,
-                             ev[i].event.s, ev[i].event.s ? ev[i].event.len : 0,
-                             ev[i].retry, ev[i].data.s, ev[i].data.len };
-
-        if ((*why = sse_body_check_channels(p, ev[i].channels)) || (*why = sse_body_check(&ev[i]))) {
-            if (events->nelts > 1)
-                *why = apr_psprintf(p, "event %d: %s", i, *why);
-            return HTTP_BAD_REQUEST;
-        }
-        if (sse_wire_frame_size(&w) > sse_ring_max_frame(sh->ring)) {
-            *why = "event too large for the event ring (raise SSEBufferSize)";
-            return HTTP_REQUEST_ENTITY_TOO_LARGE;
-        }
-    }
-    *res = apr_pcalloc(p, sizeof(**res) * (apr_size_t)events->nelts);
-    return sse_shm_publish(s, ev, events->nelts, *res, why);
-}
-
 /* The answer to a POST: {"id":...,"subscribers":n} per event, in an array
  * when the body was one. Written by hand rather than with jansson because
  * it is on every publish; ids are valid UTF-8 without NUL (sse_wire), so
  * '"', '\\' and control characters are all there is to escape. */
-static const char *answer_json(apr_pool_t *p, const sse_shm_result *res, int n, int is_array)
+#define JSON_ESCAPE_MAX 6       /* bytes of \u00XX for one byte of an id */
+#define UINT64_DIGITS   20
+#define ANSWER_MAX_PER_EVENT (sizeof("{\"id\":\"\",\"subscribers\":},") - 1 \
+                              + JSON_ESCAPE_MAX * SSE_FIELD_MAX + UINT64_DIGITS)
+
+static const char *answer_json(apr_pool_t *p, const sse_store_receipt *res, int n,
+                               int is_array)
 {
     static const char hex[] = "0123456789abcdef";
-    /* per event: an id escaped 6 bytes for 1 at worst, a 20-digit count */
-    char *text = apr_palloc(p, (apr_size_t)n * (6 * SSE_FIELD_MAX + 64) + 3);
+    char *text = apr_palloc(p, (apr_size_t)n * ANSWER_MAX_PER_EVENT + 3);    /* [ ] NUL */
     char *o = text;
     int i;
 
@@ -170,18 +98,18 @@ static int publish(request_rec *r, const sse_dir_conf *dc, const apr_array_heade
     const char *ct = apr_table_get(r->headers_in, "Content-Type");
     apr_array_header_t *events, *fallback = NULL;
     sse_body_event *ev;
-    sse_shm_result *res;
+    sse_store_receipt *res;
     const char *why = NULL, *fallback_why = NULL;
     char *body;
     apr_size_t len;
     int i, j, status, is_array = 0;
 
-    if ((status = read_body(r, SSE_DIR_MAX_MESSAGE(dc), &body, &len, &why)) != OK)
-        return sse_error(r, status, why);
-    if (sse_media_type_is(ct, "application/x-www-form-urlencoded")) {
+    if ((status = sse_http_read_body(r, SSE_DIR_MAX_MESSAGE(dc), &body, &len, &why)) != OK)
+        return sse_http_error(r, status, why);
+    if (sse_http_media_type_is(ct, "application/x-www-form-urlencoded")) {
         why = sse_body_parse_form(r->pool, body, len, &events);
     }
-    else if (sse_media_type_is(ct, "application/json")) {
+    else if (sse_http_media_type_is(ct, "application/json")) {
         why = sse_body_parse_json(r->pool, body, len, &events);
         while (len && (*body == ' ' || *body == '\t' || *body == '\r' || *body == '\n'))
             body++, len--;
@@ -193,31 +121,32 @@ static int publish(request_rec *r, const sse_dir_conf *dc, const apr_array_heade
                            apr_table_get(r->headers_in, "SSE-Retry"), &events);
     }
     if (why)
-        return sse_error(r, HTTP_BAD_REQUEST, why);
+        return sse_http_error(r, HTTP_BAD_REQUEST, why);
 
-    fallback = sse_request_channels(r, dc, pairs, &fallback_why);
+    fallback = sse_http_channels(r, dc, pairs, &fallback_why);
     ev = (sse_body_event *)events->elts;
     for (i = 0; i < events->nelts; i++) {
         if (dc->channel && ev[i].channels->nelts) {
             const sse_bytes *c = (const sse_bytes *)ev[i].channels->elts;
             for (j = 0; j < ev[i].channels->nelts; j++) {
                 if (!fallback || !within(fallback, &c[j]))
-                    return sse_error(r, HTTP_FORBIDDEN, apr_psprintf(r->pool,
+                    return sse_http_error(r, HTTP_FORBIDDEN, apr_psprintf(r->pool,
                         "channel '%.*s' is not allowed here: this location publishes "
                         "only to the channel(s) SSEChannel names", (int)c[j].len, c[j].s));
             }
         }
         if (ev[i].channels->nelts == 0) {
             if (!fallback)
-                return sse_error(r, HTTP_BAD_REQUEST, fallback_why);
+                return sse_http_error(r, HTTP_BAD_REQUEST, fallback_why);
             ev[i].channels = fallback;
         }
     }
-    if ((status = sse_publish_events(r->server, r->pool, events, &res, &why)) != OK)
-        return sse_error(r, status, why);
+    if ((status = sse_store_publish(sse_store_get(), r->pool, events, &res, &why)) != OK)
+        return sse_http_error(r, status, why);
 
-    status = sse_send_json(r, HTTP_OK, answer_json(r->pool, res, events->nelts, is_array));
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "published %d event(s), first id %s",
+    status = sse_http_json(r, HTTP_OK, answer_json(r->pool, res, events->nelts, is_array));
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00401)
+                  "published %d event(s), first id %s",
                   events->nelts, res[0].id);
     return status;
 }
@@ -226,7 +155,7 @@ static int publish(request_rec *r, const sse_dir_conf *dc, const apr_array_heade
 static const sse_bytes *one_channel(request_rec *r, const sse_dir_conf *dc,
                                     const apr_array_header_t *pairs, const char **why)
 {
-    apr_array_header_t *channels = sse_request_channels(r, dc, pairs, why);
+    apr_array_header_t *channels = sse_http_channels(r, dc, pairs, why);
 
     if (!channels)
         return NULL;
@@ -242,41 +171,30 @@ static const sse_bytes *one_channel(request_rec *r, const sse_dir_conf *dc,
 static int describe_or_delete(request_rec *r, const sse_dir_conf *dc,
                               const apr_array_header_t *pairs, int delete)
 {
-    sse_shm *sh = sse_shm_get();
     const sse_bytes *c;
     const char *why;
-    sse_ring_chan_info info;
+    sse_store_info info;
     apr_uint32_t dropped = 0;
-    int slot, found = 0;
+    int status;
     json_t *o;
     char *text;
 
     if (!(c = one_channel(r, dc, pairs, &why)))
-        return sse_error(r, HTTP_BAD_REQUEST, why);
-    if (!sh)
-        return sse_error(r, HTTP_SERVICE_UNAVAILABLE, "the event ring is not available");
-    if (sse_shm_lock(r->server) != APR_SUCCESS)
-        return sse_error(r, HTTP_SERVICE_UNAVAILABLE, "cannot take the sse-ring mutex");
-    slot = sse_ring_chan_find(sh->ring, c->s, c->len);
-    if (slot >= 0) {
-        sse_ring_chan_get(sh->ring, slot, &info);
-        found = info.published || info.retained || info.subscribers;
-        if (found && delete)
-            dropped = sse_ring_delete(sh->ring, slot, sse_now_ms());
-    }
-    sse_shm_unlock();
-    if (!found)
-        return sse_error(r, HTTP_NOT_FOUND, apr_psprintf(r->pool,
-                         "channel '%.*s' has no events and no subscribers",
-                         (int)c->len, c->s));
+        return sse_http_error(r, HTTP_BAD_REQUEST, why);
+    status = sse_store_channel(sse_store_get(), c, delete, &info, &dropped, &why);
+    if (status == HTTP_NOT_FOUND)
+        return sse_http_error(r, HTTP_NOT_FOUND, apr_psprintf(r->pool,
+                              "channel '%.*s' has no events and no subscribers",
+                              (int)c->len, c->s));
+    if (status != OK)
+        return sse_http_error(r, status, why);
     o = json_object();
     json_object_set_new(o, "channel", json_stringn(c->s, c->len));
     if (delete) {
-        sse_shm_wake(&slot, 1);
         json_object_set_new(o, "messages", json_integer(dropped));
         json_object_set_new(o, "subscribers", json_integer((json_int_t)info.subscribers));
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "channel '%.*s' deleted: %u event(s) "
-                      "dropped, %" APR_UINT64_T_FMT " stream(s) ended",
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SSE_LOGNO(00402) "channel '%.*s' "
+                      "deleted: %u event(s) dropped, %" APR_UINT64_T_FMT " stream(s) ended",
                       (int)c->len, c->s, dropped, info.subscribers);
     }
     else {
@@ -287,9 +205,9 @@ static int describe_or_delete(request_rec *r, const sse_dir_conf *dc,
     }
     text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    slot = sse_send_json(r, HTTP_OK, text ? text : "{}");
+    status = sse_http_json(r, HTTP_OK, text ? text : "{}");
     free(text);
-    return slot;
+    return status;
 }
 
 static int handle(request_rec *r, const sse_dir_conf *dc)
@@ -297,14 +215,10 @@ static int handle(request_rec *r, const sse_dir_conf *dc)
     apr_array_header_t *pairs;
     const char *why;
 
-    if (sse_cors_apply(r, dc, "GET, POST, DELETE") || r->method_number == M_OPTIONS) {
-        apr_table_setn(r->headers_out, "Allow", PUBLISH_ALLOW);
-        r->status = HTTP_NO_CONTENT;
+    if (sse_http_options(r, dc, "GET, POST, DELETE", PUBLISH_ALLOW))
         return OK;
-    }
-    if ((why = sse_body_parse_pairs(r->pool, r->args ? r->args : "",
-                                    r->args ? strlen(r->args) : 0, &pairs)))
-        return sse_error(r, HTTP_BAD_REQUEST, why);
+    if ((why = sse_http_query(r, &pairs)))
+        return sse_http_error(r, HTTP_BAD_REQUEST, why);
     switch (r->method_number) {
     case M_POST:
         return publish(r, dc, pairs);
@@ -313,9 +227,7 @@ static int handle(request_rec *r, const sse_dir_conf *dc)
     case M_DELETE:
         return describe_or_delete(r, dc, pairs, 1);
     default:
-        apr_table_setn(r->headers_out, "Allow", PUBLISH_ALLOW);
-        return sse_error(r, HTTP_METHOD_NOT_ALLOWED, apr_psprintf(r->pool,
-                         "method %s not allowed on a publish location", r->method));
+        return sse_http_not_allowed(r, PUBLISH_ALLOW, "a publish location");
     }
 }
 
@@ -362,7 +274,8 @@ static void wait_for_next_request(request_rec *r, const sse_dir_conf *dc)
         ap_set_module_config(c->conn_config, &sse_module, pc);
     }
     else if (r->request_time - pc->answered > wait) {
-        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "keep-alive: request came "
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, SSE_LOGNO(00403)
+                      "keep-alive: request came "
                       "%" APR_TIME_T_FMT " ms after the answer before it: not waiting",
                       apr_time_as_msec(r->request_time - pc->answered));
         pc->answered = apr_time_now();
@@ -383,8 +296,8 @@ static void wait_for_next_request(request_rec *r, const sse_dir_conf *dc)
     pfd.events = POLLIN;
     /* Readable (a request, or EOF) or not, httpd looks next. Nothing wakes
      * this thread when the child is told to stop (the streams' flag, see
-     * sse_hub_stopping), hence the slices. */
-    for (; wait > 0 && !sse_hub_stopping(); wait -= WAIT_SLICE) {
+     * sse_registry_stopping), hence the slices. */
+    for (; wait > 0 && !sse_registry_stopping(); wait -= WAIT_SLICE) {
         int ms = (int)(((wait < WAIT_SLICE ? wait : WAIT_SLICE) + 999) / 1000);
 
         if (poll(&pfd, 1, ms) != 0)
@@ -394,10 +307,35 @@ static void wait_for_next_request(request_rec *r, const sse_dir_conf *dc)
 
 int sse_publish_handler(request_rec *r)
 {
-    const sse_dir_conf *dc = ap_get_module_config(r->per_dir_config, &sse_module);
+    const sse_dir_conf *dc = sse_config_dir(r);
     int rc = handle(r, dc);
 
     if (rc == OK)
         wait_for_next_request(r, dc);
     return rc;
+}
+
+/* ---- the optional function for other modules (mod_sse.h) ---- */
+
+int sse_publish(apr_pool_t *p, server_rec *s, const char *channel, const char *event,
+                const char *data, apr_size_t len, const char *id, const char **id_out,
+                const char **why)
+{
+    apr_array_header_t *events;
+    sse_store_receipt *res;
+    sse_bytes *c;
+    const char *dummy;
+    int status;
+
+    if (!why)
+        why = &dummy;
+    if ((*why = sse_body_raw(p, data, len, event, id, NULL, &events)))
+        return HTTP_BAD_REQUEST;
+    c = apr_array_push(((sse_body_event *)events->elts)->channels);
+    c->s = channel ? apr_pstrdup(p, channel) : "";
+    c->len = channel ? strlen(channel) : 0;
+    status = sse_store_publish(sse_store_get(), p, events, &res, why);
+    if (status == OK && id_out)
+        *id_out = apr_pstrdup(p, res[0].id);
+    return status;
 }

@@ -148,9 +148,13 @@ typedef struct {
     const char   *data;        size_t data_len;
 } sse_ring_msg;
 
+/* True when m can be published in this ring, whatever id it is given:
+ * 1..SSE_RING_MAX_CHANNELS_PER_EVENT channels and a frame that fits. */
+int sse_ring_fits(const sse_ring *r, const sse_ring_msg *m);
+
 /* Appends one event, framed, evicting the oldest records as needed.
- * Returns 0 and the stamp (and the id text in id_out) or -1 when the frame
- * is larger than sse_ring_max_frame(). */
+ * Returns 0 and the stamp (and the id text in id_out) or -1 when
+ * sse_ring_fits() says it does not fit. */
 int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
                      uint64_t *stamp, char id_out[SSE_FIELD_MAX + 1]);
 

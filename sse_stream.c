@@ -3,7 +3,7 @@
  * httpd 2.4 cannot park a response without its thread, so a stream holds a
  * worker thread for its whole life; it sleeps on its own condition variable
  * and is woken by the child's dispatcher only when one of its channels has
- * an event (see sse_hub.c). What it touches per stream is kept small: the
+ * an event (see sse_registry.h). What it touches per stream is kept small: the
  * request pool, one sub-pool cleared after each replay, one brigade reused.
  *
  * The order of a stream: headers (flushed at once, so `open` fires before
@@ -13,10 +13,12 @@
  * channel is deleted, or when the child stops, so that clients reconnect
  * to the next generation instead of holding the old one alive.
  */
-#include "sse_private.h"
-#include "sse_hub.h"
-#include "sse_shm.h"
-#include "sse_cors.h"
+#include "sse_stream.h"
+#include "sse_config.h"
+#include "sse_http.h"
+#include "sse_log.h"
+#include "sse_registry.h"
+#include "sse_replay.h"
 
 #include <string.h>
 #include <jansson.h>
@@ -31,8 +33,10 @@
 APLOG_USE_MODULE(sse);
 
 #define STREAM_ALLOW "GET, HEAD, OPTIONS"
+#define GAP_EVENT    "sse-gap"
 #define REPLAY_FLUSH_BYTES (64 * 1024)
 #define IDLE_WAIT apr_time_from_sec(60)   /* wait slice when heartbeats are off */
+#define RETRY_LINE_MAX 32                 /* "retry: 2147483647\n\n" and room */
 
 typedef struct {
     request_rec        *r;
@@ -85,15 +89,15 @@ static void put_gap(stream *st, apr_pool_t *p, const char *asked, apr_size_t ask
      * after it, the client asks from the same id and hears of the gap again. */
     ev.id = asked;
     ev.id_len = asked_len;
-    ev.event = "sse-gap";
-    ev.event_len = 7;
+    ev.event = GAP_EVENT;
+    ev.event_len = sizeof(GAP_EVENT) - 1;
     ev.retry = -1;
     ev.data = text;
     ev.data_len = strlen(text);
     frame = apr_palloc(p, sse_wire_frame_size(&ev));
     put_copy(st, frame, sse_wire_frame(frame, &ev));
     free(text);
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, st->r,
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, st->r, SSE_LOGNO(00301)
                   "stream resumed from '%.*s': events were lost, sent sse-gap",
                   (int)asked_len, asked);
 }
@@ -105,27 +109,28 @@ static void put_gap(stream *st, apr_pool_t *p, const char *asked, apr_size_t ask
 static apr_status_t replay(stream *st, apr_pool_t *p, apr_uint64_t from, apr_uint64_t upto,
                            int limit, const char *asked, apr_size_t asked_len, int gap)
 {
-    sse_hub_reader rd;
+    const sse_store_channels *chans = sse_registry_channels(st->sub);
+    sse_replay_reader rd;
     apr_status_t rv = APR_SUCCESS;
 
-    sse_hub_reader_init(&rd, p);
+    sse_replay_reader_init(&rd, p);
     for (;;) {
         apr_array_header_t *refs;
-        const sse_hub_ref *ref;
+        const sse_replay_ref *ref;
         sse_ring_rec rec;
         int i, lost = 0;
 
-        gap = gap || (asked && sse_hub_gap(st->sub, from));
-        refs = sse_hub_collect(st->sub, p, from, upto, limit);
-        ref = (const sse_hub_ref *)refs->elts;
+        gap = gap || (asked && sse_replay_gap(chans, from));
+        refs = sse_replay_collect(chans, p, from, upto, limit);
+        ref = (const sse_replay_ref *)refs->elts;
         if (gap) {
             const char *oldest = NULL;
-            if (refs->nelts && sse_hub_read(&rd, ref[0].off, &rec) == SSE_RING_OK)
+            if (refs->nelts && sse_replay_read(&rd, ref[0].off, &rec) == SSE_RING_OK)
                 oldest = apr_pstrmemdup(p, rec.id, rec.id_len);
             put_gap(st, p, asked, asked_len, oldest);
         }
         for (i = 0; i < refs->nelts; i++) {
-            if (sse_hub_read(&rd, ref[i].off, &rec) != SSE_RING_OK) {
+            if (sse_replay_read(&rd, ref[i].off, &rec) != SSE_RING_OK) {
                 lost = 1;
                 break;
             }
@@ -148,21 +153,21 @@ static apr_status_t replay(stream *st, apr_pool_t *p, apr_uint64_t from, apr_uin
     return rv;
 }
 
-static apr_status_t write_batch(stream *st, sse_hub_batch *b)
+static apr_status_t write_batch(stream *st, sse_registry_batch *b)
 {
     conn_rec *c = st->r->connection;
     int i;
 
     for (i = 0; i < b->n; i++) {
-        sse_hub_ev *ev = b->ev[i];
-        if (ev->stamp <= st->last)
+        sse_frame *f = b->frame[i];
+        if (f->stamp <= st->last)
             continue;       /* replayed already, or queued twice */
         /* The batch holds a reference until after the flush below: the
          * bytes can go out without a copy. Filters that keep them set them
          * aside, as the bucket contract requires. */
         APR_BRIGADE_INSERT_TAIL(st->bb,
-            apr_bucket_transient_create(ev->frame, ev->len, c->bucket_alloc));
-        st->last = ev->stamp;
+            apr_bucket_transient_create(f->bytes, f->len, c->bucket_alloc));
+        st->last = f->stamp;
     }
     return flush(st);
 }
@@ -205,7 +210,8 @@ static int direct_eligible(request_rec *r)
         for (i = 0; plain[i] && strcasecmp(f->frec->name, plain[i]); i++)
             ;
         if (!plain[i]) {
-            ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "stream written through the "
+            ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, SSE_LOGNO(00302)
+                          "stream written through the "
                           "filters: output filter '%s' present", f->frec->name);
             return 0;
         }
@@ -219,7 +225,7 @@ static int begin_direct(stream *st, int wanted)
 
     if (!wanted || apr_os_sock_get(&fd, ap_get_conn_socket(st->r->connection)) != APR_SUCCESS)
         return 0;
-    return sse_hub_direct_begin(st->sub, fd, st->r->chunked, st->last);
+    return sse_registry_w_direct_begin(st->sub, fd, st->r->chunked, st->last);
 }
 
 static const char *last_event_id(request_rec *r, const apr_array_header_t *pairs,
@@ -253,42 +259,34 @@ static void set_stream_headers(request_rec *r)
 
 int sse_stream_handler(request_rec *r)
 {
-    const sse_dir_conf *dc = ap_get_module_config(r->per_dir_config, &sse_module);
+    const sse_dir_conf *dc = sse_config_dir(r);
     apr_array_header_t *pairs = NULL, *channels;
     const char *why, *asked;
     apr_size_t asked_len = 0;
     apr_uint64_t upto, from = 0;
     apr_interval_time_t beat;
     apr_pool_t *scratch;
-    sse_hub_batch *batch;
+    sse_registry_batch *batch;
     stream st;
     int status, known = 1, direct;
     apr_status_t rv = APR_SUCCESS;
 
-    if (sse_cors_apply(r, dc, "GET") || r->method_number == M_OPTIONS) {
-        apr_table_setn(r->headers_out, "Allow", STREAM_ALLOW);
-        r->status = HTTP_NO_CONTENT;
+    if (sse_http_options(r, dc, "GET", STREAM_ALLOW))
         return OK;
-    }
-    if (r->method_number != M_GET) {
-        apr_table_setn(r->headers_out, "Allow", STREAM_ALLOW);
-        return sse_error(r, HTTP_METHOD_NOT_ALLOWED,
-                         apr_psprintf(r->pool, "method %s not allowed on an event stream; "
-                                      "subscribe with GET", r->method));
-    }
-    if ((why = sse_body_parse_pairs(r->pool, r->args ? r->args : "",
-                                    r->args ? strlen(r->args) : 0, &pairs)))
-        return sse_error(r, HTTP_BAD_REQUEST, why);
-    if (!(channels = sse_request_channels(r, dc, pairs, &why)))
-        return sse_error(r, HTTP_BAD_REQUEST, why);
+    if (r->method_number != M_GET)
+        return sse_http_not_allowed(r, STREAM_ALLOW, "an event stream; subscribe with GET");
+    if ((why = sse_http_query(r, &pairs)))
+        return sse_http_error(r, HTTP_BAD_REQUEST, why);
+    if (!(channels = sse_http_channels(r, dc, pairs, &why)))
+        return sse_http_error(r, HTTP_BAD_REQUEST, why);
     if ((why = sse_body_check_channels(r->pool, channels)))
-        return sse_error(r, HTTP_BAD_REQUEST, why);
+        return sse_http_error(r, HTTP_BAD_REQUEST, why);
     asked = last_event_id(r, pairs, &asked_len);
 
     memset(&st, 0, sizeof(st));
     st.r = r;
-    if ((status = sse_hub_subscribe(r, channels, &st.sub, &upto, &why)) != OK)
-        return sse_error(r, status, why);
+    if ((status = sse_registry_w_subscribe(r, channels, &st.sub, &upto, &why)) != OK)
+        return sse_http_error(r, status, why);
 
     set_stream_headers(r);
     if (r->header_only)
@@ -302,13 +300,15 @@ int sse_stream_handler(request_rec *r)
     apr_pool_tag(scratch, "sse_stream_scratch");
     batch = apr_palloc(r->pool, sizeof(*batch));
 
-    if (dc->retry_set && dc->retry >= 0) {
-        char line[32];
-        put_copy(&st, line, (apr_size_t)apr_snprintf(line, sizeof(line), "retry: %ld\n\n",
-                                                      dc->retry));
+    if (SSE_DIR_RETRY(dc) >= 0) {
+        char line[RETRY_LINE_MAX];
+        put_copy(&st, line, (apr_size_t)apr_snprintf(line, sizeof(line),
+                                                      "retry: %" APR_INT64_T_FMT "\n\n",
+                                                      SSE_DIR_RETRY(dc)));
     }
     if (asked) {
-        known = sse_hub_resolve(st.sub, scratch, asked, asked_len, &from);
+        known = sse_replay_resolve(sse_registry_channels(st.sub), scratch, asked, asked_len,
+                                   &from);
         rv = replay(&st, scratch, known ? from : 0, upto, 0, asked, asked_len, !known);
         /* The asked event may be newer than what the dispatcher had fanned
          * out when we registered: it must not come back live either. */
@@ -316,7 +316,7 @@ int sse_stream_handler(request_rec *r)
             st.last = from;
     }
     else if (SSE_DIR_REPLAY(dc) > 0) {
-        rv = replay(&st, scratch, 0, upto, SSE_DIR_REPLAY(dc), NULL, 0, 0);
+        rv = replay(&st, scratch, 0, upto, (int)SSE_DIR_REPLAY(dc), NULL, 0, 0);
     }
     else {
         st.last = upto;
@@ -324,13 +324,17 @@ int sse_stream_handler(request_rec *r)
     apr_pool_clear(scratch);
     if (rv == APR_SUCCESS)
         rv = flush(&st);
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "stream open on %d channel(s)%s%s",
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00303)
+                  "stream open on %d channel(s)%s%s",
                   channels->nelts, asked ? ", resumed from " : "", asked ? asked : "");
 
     direct = rv == APR_SUCCESS && SSE_DIR_DIRECT(dc) && direct_eligible(r);
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "stream written %s",
-                  begin_direct(&st, direct) ? "directly by the dispatcher"
-                                            : "through the output filters");
+    if (begin_direct(&st, direct))
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00304)
+                      "stream written directly by the dispatcher");
+    else
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00308)
+                      "stream written through the output filters");
 
     beat = apr_time_from_sec(SSE_DIR_HEARTBEAT(dc));
     while (rv == APR_SUCCESS) {
@@ -340,7 +344,7 @@ int sse_stream_handler(request_rec *r)
             apr_time_t due = st.last_write + beat;
             wait = due > apr_time_now() ? due - apr_time_now() : 0;
         }
-        sse_hub_wait(st.sub, wait, batch);
+        sse_registry_w_wait(st.sub, wait, batch);
         if (batch->direct_last > st.last) {
             st.last = batch->direct_last;       /* the dispatcher wrote these */
             st.last_write = apr_time_now();
@@ -348,7 +352,8 @@ int sse_stream_handler(request_rec *r)
         if (batch->dead)
             rv = APR_ECONNABORTED;
         if (batch->spill) {
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "slow client: the stream's "
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00305)
+                          "slow client: the stream's "
                           "thread finishes a direct write (%" APR_SIZE_T_FMT " bytes)",
                           batch->spill_len);
             if (rv == APR_SUCCESS)
@@ -358,20 +363,21 @@ int sse_stream_handler(request_rec *r)
         }
         if (rv == APR_SUCCESS && batch->n)
             rv = write_batch(&st, batch);
-        sse_hub_release(batch);
+        sse_registry_w_release(batch);
         if (rv != APR_SUCCESS || batch->ended || batch->stopping)
             break;
         if (batch->overflow) {
-            apr_uint64_t to = sse_hub_resync(st.sub);
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "slow client: more than %d "
-                          "events pending, catching up from the ring", SSE_HUB_QUEUE);
+            apr_uint64_t to = sse_registry_w_resync(st.sub);
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00306) "slow client: "
+                          "more than %d events pending, catching up from the ring",
+                          SSE_REGISTRY_QUEUE);
             rv = replay(&st, scratch, st.last, to, 0, st.last_id, strlen(st.last_id), 0);
             apr_pool_clear(scratch);
             if (rv == APR_SUCCESS)
                 rv = flush(&st);
         }
         else if (beat && apr_time_now() >= st.last_write + beat) {
-            if (sse_hub_direct_write(st.sub, SSE_WIRE_HEARTBEAT, SSE_WIRE_HEARTBEAT_LEN)) {
+            if (sse_registry_w_direct_write(st.sub, SSE_WIRE_HEARTBEAT, SSE_WIRE_HEARTBEAT_LEN)) {
                 st.last_write = apr_time_now();
             }
             else {
@@ -386,16 +392,16 @@ int sse_stream_handler(request_rec *r)
     }
     /* Take the socket back before finishing through the filters (last
      * chunk, logging), and finish what the dispatcher could not. */
-    r->bytes_sent += (apr_off_t)sse_hub_direct_end(st.sub, batch);
+    r->bytes_sent += (apr_off_t)sse_registry_w_direct_end(st.sub, batch);
     if (batch->spill) {
         if (rv == APR_SUCCESS && !batch->dead)
             rv = write_raw(&st, batch->spill, batch->spill_len);
         free(batch->spill);
         batch->spill = NULL;
     }
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, "stream ends: %s",
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, SSE_LOGNO(00307) "stream ends: %s",
                   rv != APR_SUCCESS ? "client gone" :
                   batch->ended ? "channel deleted" : "child stopping");
-    sse_hub_unsubscribe(st.sub);
+    sse_registry_w_unsubscribe(st.sub);
     return OK;
 }

@@ -12,6 +12,7 @@
  *  - we write LF only; mixing line endings has broken real clients.
  */
 #include "sse_wire.h"
+#include "sse_assert.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -30,7 +31,7 @@ const char *sse_wire_check_channel(const char *s, size_t len)
     if (len == 0)
         return "empty channel name";
     if (len > SSE_CHANNEL_MAX)
-        return "channel name longer than 255 bytes";
+        return "channel name longer than " SSE_STR(SSE_CHANNEL_MAX) " bytes";
     for (i = 0; i < len; i++) {
         if (!is_channel_char((unsigned char)s[i]))
             return "channel name may only hold letters, digits and -._~:/@!$&'()*+,;=";
@@ -91,7 +92,7 @@ static int check_line_field(const char *s, size_t len)
 const char *sse_wire_check_event(const char *s, size_t len)
 {
     static const char *const why[] = {
-        NULL, "event type longer than 255 bytes", "event type contains a line break",
+        NULL, "event type longer than " SSE_STR(SSE_FIELD_MAX) " bytes", "event type contains a line break",
         "event type contains a NUL byte", "event type is not valid UTF-8",
     };
     int problem = check_line_field(s, len);
@@ -106,7 +107,7 @@ const char *sse_wire_check_event(const char *s, size_t len)
 const char *sse_wire_check_id(const char *s, size_t len)
 {
     static const char *const why[] = {
-        NULL, "id longer than 255 bytes", "id contains a line break",
+        NULL, "id longer than " SSE_STR(SSE_FIELD_MAX) " bytes", "id contains a line break",
         "id contains a NUL byte", "id is not valid UTF-8",
     };
     int problem = check_line_field(s, len);
@@ -130,7 +131,7 @@ const char *sse_wire_parse_retry(const char *s, size_t len, uint32_t *out)
             return "retry must be all digits (milliseconds)";
         v = v * 10 + (uint64_t)(s[i] - '0');
         if (v > SSE_RETRY_MAX)
-            return "retry is larger than 2147483647";
+            return "retry is larger than " SSE_STR(SSE_RETRY_MAX);
     }
     *out = (uint32_t)v;
     return NULL;
@@ -184,6 +185,10 @@ int sse_wire_parse_server_id(const char *s, size_t len, uint64_t *stamp)
     *stamp = SSE_STAMP(ms, seq);
     return 1;
 }
+
+SSE_STATIC_ASSERT(SSE_ID_MAXLEN < SSE_ID_BUFSIZE, "a server id fits its buffer");
+SSE_STATIC_ASSERT((UINT64_MAX >> SSE_STAMP_SEQ_BITS) == UINT64_C(4398046511103)
+                  && SSE_STAMP_SEQ_MASK == 4194303, "SSE_ID_MAXLEN counts 13 + 1 + 7");
 
 size_t sse_wire_format_id(uint64_t stamp, char buf[SSE_ID_BUFSIZE])
 {

@@ -14,7 +14,12 @@
 
 #define SSE_CHANNEL_MAX   255   /* bytes in a channel name */
 #define SSE_FIELD_MAX     255   /* bytes in an event type or an id */
-#define SSE_RETRY_MAX     2147483647u
+#define SSE_RETRY_MAX     2147483647    /* ms: what every client can hold */
+
+/* A limit's digits, for messages that are string literals. */
+#define SSE_STR_(x) #x
+#define SSE_STR(x)  SSE_STR_(x)
+#define SSE_ID_MAXLEN     21    /* the longest "<ms>-<seq>": 13 digits, '-', 7 digits */
 #define SSE_ID_BUFSIZE    48    /* "<ms>-<seq>" plus NUL, with room */
 
 /* A server id is a stamp: unix milliseconds in the high bits, a sequence

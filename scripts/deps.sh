@@ -32,8 +32,9 @@ if [ "$MODE" = test ]; then
     # playwright-core package (never `npx playwright install`).
     # nghttp2-client: h2 tools for the HTTP/2 tests; openssl makes their
     # self-signed certificate.
+    # clang, libclang-rt-14-dev: the unit tests' ThreadSanitizer builds.
     PKGS+=(python3-pytest nodejs npm php-cli chromium nghttp2-client openssl
-           php-cgi php-fpm libapache2-mod-php)
+           php-cgi php-fpm libapache2-mod-php clang libclang-rt-14-dev)
 fi
 
 installed() {

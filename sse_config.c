@@ -1,0 +1,302 @@
+/* sse_config.c -- the directive table, its setters, and the merge.
+ *
+ * Every directive is in the one table at the end of this file. Numeric
+ * directives are described by a num_spec (where the value goes, its form
+ * and its bounds, from sse_config.h) and share one setter, so that every
+ * bound is checked the same way and every message names the directive and
+ * prints the bounds it was checked against.
+ */
+#include "sse_config.h"
+#include "sse_wire.h"
+
+#include <errno.h>
+#include <string.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <http_core.h>
+#include <http_log.h>
+
+APLOG_USE_MODULE(sse);
+
+void *sse_config_create_server(apr_pool_t *p, server_rec *s)
+{
+    sse_server_conf *sc = apr_pcalloc(p, sizeof(*sc));
+
+    sc->buffer_size = SSE_BUFFER_SIZE_DEFAULT;
+    sc->max_channels = SSE_MAX_CHANNELS_DEFAULT;
+    return sc;
+}
+
+void *sse_config_create_dir(apr_pool_t *p, char *dir)
+{
+    sse_dir_conf *dc = apr_pcalloc(p, sizeof(*dc));
+
+    dc->heartbeat = -1;
+    dc->retry = -1;
+    dc->initial_replay = -1;
+    dc->max_message = -1;
+    dc->cors_credentials = -1;
+    dc->publish_responses = -1;
+    dc->direct_write = -1;
+    dc->keepalive_wait = -1;
+    return dc;
+}
+
+#define MERGE(field) (add->field >= 0 ? add->field : base->field)
+
+void *sse_config_merge_dir(apr_pool_t *p, void *basev, void *addv)
+{
+    const sse_dir_conf *base = basev, *add = addv;
+    sse_dir_conf *dc = apr_pcalloc(p, sizeof(*dc));
+
+    dc->channel = add->channel ? add->channel : base->channel;
+    dc->heartbeat = MERGE(heartbeat);
+    dc->retry = MERGE(retry);
+    dc->initial_replay = MERGE(initial_replay);
+    dc->max_message = MERGE(max_message);
+    /* The origin list is replaced, not appended to, by an inner section. */
+    if (add->cors_origins) {
+        dc->cors_origins = add->cors_origins;
+        dc->cors_any = add->cors_any;
+    }
+    else {
+        dc->cors_origins = base->cors_origins;
+        dc->cors_any = base->cors_any;
+    }
+    dc->cors_credentials = MERGE(cors_credentials);
+    dc->publish_responses = MERGE(publish_responses);
+    dc->direct_write = MERGE(direct_write);
+    dc->keepalive_wait = MERGE(keepalive_wait);
+    return dc;
+}
+
+const sse_server_conf *sse_config_server(const server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &sse_module);
+}
+
+const sse_dir_conf *sse_config_dir(const request_rec *r)
+{
+    return ap_get_module_config(r->per_dir_config, &sse_module);
+}
+
+/* ---- numeric directives ---- */
+
+typedef enum {
+    NUM_COUNT,          /* a whole number */
+    NUM_SIZE,           /* bytes: a number, optionally followed by K, M or G */
+    NUM_TIME            /* microseconds, written in ms (the default) or s */
+} num_form;
+
+typedef struct {
+    num_form    form;
+    int         server;     /* in sse_server_conf (main server only), else per location */
+    apr_size_t  offset;     /* of the apr_int64_t that takes the value */
+    apr_int64_t min, max;
+} num_spec;
+
+/* A size as an administrator writes it: "64K" rather than "65536". */
+static const char *size_text(apr_pool_t *p, apr_int64_t n)
+{
+    static const char unit[] = "KMGT";
+    int u = -1;
+
+    while (n && n % 1024 == 0 && u < (int)sizeof(unit) - 2) {
+        n /= 1024;
+        u++;
+    }
+    return u < 0 ? apr_psprintf(p, "%" APR_INT64_T_FMT, n)
+                 : apr_psprintf(p, "%" APR_INT64_T_FMT "%c", n, unit[u]);
+}
+
+/* "<n>[K|M|G][B]" into bytes; 0 when it is not a size. */
+static int parse_size(const char *arg, apr_int64_t *out)
+{
+    char *end;
+    apr_int64_t n, mult = 1;
+
+    if (!apr_isdigit(*arg))
+        return 0;
+    n = apr_strtoi64(arg, &end, 10);
+    switch (apr_toupper(*end)) {
+    case 'K': mult = 1024; end++; break;
+    case 'M': mult = 1024 * 1024; end++; break;
+    case 'G': mult = 1024 * 1024 * 1024; end++; break;
+    case '\0': break;
+    default: return 0;
+    }
+    if (apr_toupper(*end) == 'B')
+        end++;
+    if (*end || errno == ERANGE || n > APR_INT64_MAX / mult)
+        return 0;
+    *out = n * mult;
+    return 1;
+}
+
+static const char *set_number(cmd_parms *cmd, void *dir_conf, const char *arg)
+{
+    const num_spec *spec = cmd->info;
+    void *conf = dir_conf;
+    const char *err;
+    apr_interval_time_t t;
+    apr_int64_t n;
+    char *end = "";
+
+    if (spec->server) {
+        if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)))
+            return err;
+        conf = ap_get_module_config(cmd->server->module_config, &sse_module);
+    }
+    switch (spec->form) {
+    case NUM_COUNT:
+        errno = 0;
+        n = apr_isdigit(*arg) ? apr_strtoi64(arg, &end, 10) : -1;
+        if (n < 0 || *end || errno == ERANGE || n < spec->min || n > spec->max)
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a whole number from %"
+                                APR_INT64_T_FMT " to %" APR_INT64_T_FMT,
+                                cmd->cmd->name, arg, spec->min, spec->max);
+        break;
+    case NUM_SIZE:
+        errno = 0;
+        if (!parse_size(arg, &n) || n <= 0)
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a size (a number, optionally "
+                                "followed by K, M or G)", cmd->cmd->name, arg);
+        if (n < spec->min)
+            return apr_psprintf(cmd->pool, "%s: must be at least %s", cmd->cmd->name,
+                                size_text(cmd->pool, spec->min));
+        if (n > spec->max)
+            return apr_psprintf(cmd->pool, "%s: at most %s", cmd->cmd->name,
+                                size_text(cmd->pool, spec->max));
+        break;
+    case NUM_TIME:
+        /* ap_timeout_parameter_parse() takes "soon" for 0 s: digits first. */
+        if (!apr_isdigit(*arg) || ap_timeout_parameter_parse(arg, &t, "ms") != APR_SUCCESS
+            || t < spec->min || t > spec->max)
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a time from %" APR_INT64_T_FMT
+                                " to %" APR_INT64_T_FMT "s (a number of milliseconds, or "
+                                "with a unit: ms, s)", cmd->cmd->name, arg,
+                                apr_time_sec(spec->min), apr_time_sec(spec->max));
+        n = t;
+        break;
+    default:
+        return "mod_sse: unknown directive form";
+    }
+    *(apr_int64_t *)((char *)conf + spec->offset) = n;
+    return NULL;
+}
+
+#define SERVER_NUM(form, field, min, max) \
+    { form, 1, APR_OFFSETOF(sse_server_conf, field), min, max }
+#define DIR_NUM(form, field, min, max) \
+    { form, 0, APR_OFFSETOF(sse_dir_conf, field), min, max }
+
+static const num_spec buffer_size_spec = SERVER_NUM(NUM_SIZE, buffer_size,
+                                                    SSE_BUFFER_SIZE_MIN, SSE_BUFFER_SIZE_MAX);
+static const num_spec max_channels_spec = SERVER_NUM(NUM_COUNT, max_channels,
+                                                     SSE_MAX_CHANNELS_MIN, SSE_MAX_CHANNELS_MAX);
+static const num_spec heartbeat_spec = DIR_NUM(NUM_COUNT, heartbeat, 0, SSE_HEARTBEAT_MAX);
+static const num_spec retry_spec = DIR_NUM(NUM_COUNT, retry, 0, SSE_RETRY_MAX);
+static const num_spec initial_replay_spec = DIR_NUM(NUM_COUNT, initial_replay,
+                                                    0, SSE_INITIAL_REPLAY_MAX);
+static const num_spec max_message_spec = DIR_NUM(NUM_SIZE, max_message,
+                                                 SSE_MAX_MESSAGE_MIN, SSE_MAX_MESSAGE_MAX);
+static const num_spec keepalive_wait_spec = DIR_NUM(NUM_TIME, keepalive_wait,
+                                                    0, SSE_KEEPALIVE_WAIT_MAX);
+
+/* ---- other directives ---- */
+
+static const char *set_channel(cmd_parms *cmd, void *conf, const char *arg)
+{
+    sse_dir_conf *dc = conf;
+    const char *err = NULL;
+
+    dc->channel = ap_expr_parse_cmd(cmd, arg, AP_EXPR_FLAG_STRING_RESULT, &err, NULL);
+    if (err)
+        return apr_psprintf(cmd->pool, "SSEChannel: cannot parse '%s': %s", arg, err);
+    return NULL;
+}
+
+/* scheme "://" host [":" port], as a browser serializes an Origin. */
+static int is_origin(const char *s)
+{
+    const char *p = s;
+
+    if (!apr_isalpha(*p))
+        return 0;
+    while (apr_isalnum(*p) || *p == '+' || *p == '-' || *p == '.')
+        p++;
+    if (strncmp(p, "://", 3) != 0 || !p[3])
+        return 0;
+    for (p += 3; *p; p++) {
+        if (*p == '/' || *p == '?' || *p == '#' || apr_isspace(*p) || *p == '*')
+            return 0;
+    }
+    return 1;
+}
+
+static const char *set_cors_origin(cmd_parms *cmd, void *conf, const char *arg)
+{
+    sse_dir_conf *dc = conf;
+
+    if (strcmp(arg, "*") == 0) {
+        if (dc->cors_credentials == 1)
+            return "SSECorsOrigin: '*' cannot be used with SSECorsCredentials on "
+                   "(browsers refuse it): list the origins";
+        dc->cors_any = 1;
+    }
+    else if (!is_origin(arg)) {
+        return apr_psprintf(cmd->pool, "SSECorsOrigin: '%s' is not an origin "
+                            "(scheme://host[:port], no path), nor '*'", arg);
+    }
+    if (!dc->cors_origins)
+        dc->cors_origins = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    *(const char **)apr_array_push(dc->cors_origins) = arg;
+    return NULL;
+}
+
+static const char *set_cors_credentials(cmd_parms *cmd, void *conf, int on)
+{
+    sse_dir_conf *dc = conf;
+
+    if (on && dc->cors_any)
+        return "SSECorsCredentials: cannot be on where SSECorsOrigin is '*' "
+               "(browsers refuse it): list the origins";
+    dc->cors_credentials = on;
+    return NULL;
+}
+
+#define LOCATION (OR_FILEINFO | ACCESS_CONF)
+#define FLAG_SLOT(field) (void *)APR_OFFSETOF(sse_dir_conf, field)
+
+const command_rec sse_config_cmds[] = {
+    AP_INIT_TAKE1("SSEBufferSize", set_number, (void *)&buffer_size_spec, RSRC_CONF,
+                  "bytes of shared memory for retained events, e.g. 16M (server-wide)"),
+    AP_INIT_TAKE1("SSEMaxChannels", set_number, (void *)&max_channels_spec, RSRC_CONF,
+                  "channels that may exist at once (server-wide)"),
+    AP_INIT_TAKE1("SSEChannel", set_channel, NULL, LOCATION,
+                  "expression naming the channel(s) of this location, e.g. "
+                  "\"user-%{REMOTE_USER}\""),
+    AP_INIT_TAKE1("SSEHeartbeat", set_number, (void *)&heartbeat_spec, LOCATION,
+                  "seconds of idleness before a heartbeat comment (0 = off)"),
+    AP_INIT_TAKE1("SSERetry", set_number, (void *)&retry_spec, LOCATION,
+                  "reconnection delay in milliseconds sent to clients"),
+    AP_INIT_TAKE1("SSEInitialReplay", set_number, (void *)&initial_replay_spec, LOCATION,
+                  "events replayed to a subscriber that sends no Last-Event-ID"),
+    AP_INIT_TAKE1("SSEMaxMessageSize", set_number, (void *)&max_message_spec, LOCATION,
+                  "largest publish body accepted, e.g. 64K"),
+    AP_INIT_FLAG("SSEDirectWrite", ap_set_flag_slot, FLAG_SLOT(direct_write), LOCATION,
+                 "on (default): on plain HTTP/1.x the dispatcher writes events straight "
+                 "to the socket; off: always through the output filters"),
+    AP_INIT_ITERATE("SSECorsOrigin", set_cors_origin, NULL, LOCATION,
+                    "origins allowed cross-origin access (scheme://host[:port]), or *"),
+    AP_INIT_FLAG("SSECorsCredentials", set_cors_credentials, NULL, LOCATION,
+                 "whether allowed origins may send cookies and HTTP auth"),
+    AP_INIT_FLAG("SSEPublishResponses", ap_set_flag_slot, FLAG_SLOT(publish_responses),
+                 LOCATION, "publish responses that carry an X-SSE-Publish header "
+                 "(default off)"),
+    AP_INIT_TAKE1("SSEPublishKeepAliveWait", set_number, (void *)&keepalive_wait_spec,
+                  LOCATION, "how long the worker that answered a publish waits for the "
+                  "next request on its keep-alive connection (event MPM; default 0: hand "
+                  "it back at once)"),
+    { NULL }
+};

@@ -1,0 +1,72 @@
+/* sse_config.h -- the module's configuration records and directive bounds.
+ *
+ * Two records: one server-wide (read from the main server only: there is
+ * one ring for all virtual hosts) and one per location, merged inner over
+ * outer. Every numeric directive's default and bounds are declared here,
+ * once: the directive table in sse_config.c checks them, its messages print
+ * them, and the accessors below fall back to the defaults.
+ */
+#ifndef SSE_CONFIG_H
+#define SSE_CONFIG_H
+
+#include <httpd.h>
+#include <http_config.h>
+#include <ap_expr.h>
+
+extern module AP_MODULE_DECLARE_DATA sse_module;
+
+/*  directive                 default                 minimum      maximum */
+#define SSE_BUFFER_SIZE_DEFAULT  (16 * 1024 * 1024)
+#define SSE_BUFFER_SIZE_MIN      (64 * 1024)
+#define SSE_BUFFER_SIZE_MAX      (APR_INT64_C(1) << 40)
+#define SSE_MAX_CHANNELS_DEFAULT 8192
+#define SSE_MAX_CHANNELS_MIN     1
+#define SSE_MAX_CHANNELS_MAX     1000000
+#define SSE_HEARTBEAT_DEFAULT    15                     /* seconds; 0 = off */
+#define SSE_HEARTBEAT_MAX        86400
+#define SSE_INITIAL_REPLAY_MAX   100000
+#define SSE_MAX_MESSAGE_DEFAULT  (64 * 1024)
+#define SSE_MAX_MESSAGE_MIN      1
+#define SSE_MAX_MESSAGE_MAX      (64 * 1024 * 1024)
+#define SSE_KEEPALIVE_WAIT_MAX   apr_time_from_sec(60)
+/* SSERetry: 0 .. SSE_RETRY_MAX (sse_wire.h), as clients parse it. */
+
+/* Server-wide. */
+typedef struct {
+    apr_int64_t buffer_size;        /* SSEBufferSize, bytes */
+    apr_int64_t max_channels;       /* SSEMaxChannels */
+} sse_server_conf;
+
+/* Per location; -1 (NULL for pointers) means "not set here". */
+typedef struct {
+    ap_expr_info_t *channel;        /* SSEChannel */
+    apr_int64_t     heartbeat;      /* SSEHeartbeat, seconds, 0 = off */
+    apr_int64_t     retry;          /* SSERetry, ms; -1: none sent */
+    apr_int64_t     initial_replay; /* SSEInitialReplay */
+    apr_int64_t     max_message;    /* SSEMaxMessageSize, bytes */
+    apr_array_header_t *cors_origins; /* SSECorsOrigin, as given */
+    int             cors_any;       /* SSECorsOrigin * */
+    int             cors_credentials; /* SSECorsCredentials */
+    int             publish_responses; /* SSEPublishResponses on|off */
+    int             direct_write;   /* SSEDirectWrite */
+    apr_int64_t     keepalive_wait; /* SSEPublishKeepAliveWait, usec */
+} sse_dir_conf;
+
+#define SSE_DIR_HEARTBEAT(c)   ((c)->heartbeat >= 0 ? (c)->heartbeat : SSE_HEARTBEAT_DEFAULT)
+#define SSE_DIR_RETRY(c)       ((c)->retry)
+#define SSE_DIR_REPLAY(c)      ((c)->initial_replay >= 0 ? (c)->initial_replay : 0)
+#define SSE_DIR_DIRECT(c)      ((c)->direct_write != 0)
+#define SSE_DIR_KEEPALIVE_WAIT(c) ((c)->keepalive_wait >= 0 ? (c)->keepalive_wait : 0)
+#define SSE_DIR_MAX_MESSAGE(c) ((c)->max_message >= 0 ? (c)->max_message : SSE_MAX_MESSAGE_DEFAULT)
+
+/* The module record's configuration callbacks and directive table. */
+void *sse_config_create_server(apr_pool_t *p, server_rec *s);
+void *sse_config_create_dir(apr_pool_t *p, char *dir);
+void *sse_config_merge_dir(apr_pool_t *p, void *base, void *add);
+extern const command_rec sse_config_cmds[];
+
+/* The records in force. */
+const sse_server_conf *sse_config_server(const server_rec *s);
+const sse_dir_conf *sse_config_dir(const request_rec *r);
+
+#endif

@@ -1,0 +1,19 @@
+/* sse_dispatch.h -- the child's dispatcher thread.
+ *
+ * Every child runs one. It sleeps on its process's wake word (woken only by
+ * publishes on channels with streams in this child, sse_store.h), reads the
+ * new records from the ring once, up to SSE_FANOUT_MAX at a time, and hands
+ * them to the registry (sse_registry.h), which gives each stream its share.
+ * It ends when the child stops, after waking every stream so that clients
+ * reconnect to the next generation.
+ */
+#ifndef SSE_DISPATCH_H
+#define SSE_DISPATCH_H
+
+#include <httpd.h>
+
+/* Starts the dispatcher of this child (child_init); stopped and joined by a
+ * pre-cleanup of pchild. */
+void sse_dispatch_child_init(apr_pool_t *pchild, server_rec *s);
+
+#endif

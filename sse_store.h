@@ -1,0 +1,157 @@
+/* sse_store.h -- where events are kept: the one boundary between the
+ * module's request handling and its shared state.
+ *
+ * Handlers, the response filter, the sse_publish() optional function and
+ * the dispatcher never take the ring's lock and never write the ring: they
+ * call the functions below. A store is a set of operations (sse_store_ops)
+ * over this server's ring:
+ *
+ *   sse_store_ring.c  the ring in shared memory is the whole truth (one
+ *                     server: today's only store);
+ *
+ * and a store that shares channels between servers plugs in beside it with
+ * the same operations, writing into the local ring what it gets from the
+ * shared side, so that the dispatcher and replay go on reading the ring.
+ *
+ * Contract of every store:
+ *  - Blocking: publish, channel, subscribe and position may block (the ring
+ *    store takes its global lock, for microseconds; a networked store waits
+ *    for its server). Call them from a request's thread or the dispatcher's
+ *    start, never from a signal handler. unsubscribe, the process-slot
+ *    calls and the wake-up calls never block.
+ *  - Ids: only publish assigns ids, in sse_store_receipt; they are strictly
+ *    increasing stamps (sse_wire.h) unless the publisher chose its own.
+ *  - All or none: publish checks every event of the batch (channels,
+ *    fields, size against the ring) before it changes anything, and then
+ *    either every event is published, in order, with consecutive stamps, or
+ *    none is and the answer says why. No subscriber ever sees part of a
+ *    failed batch.
+ *  - Statuses: OK, or the HTTP status a handler answers with:
+ *    HTTP_BAD_REQUEST (an invalid event, *why says which and why),
+ *    HTTP_REQUEST_ENTITY_TOO_LARGE (an event larger than the ring holds),
+ *    HTTP_NOT_FOUND (channel info of a channel that does not exist),
+ *    HTTP_SERVICE_UNAVAILABLE (no store, the lock failed, the channel table
+ *    is full).
+ */
+#ifndef SSE_STORE_H
+#define SSE_STORE_H
+
+#include <apr_global_mutex.h>
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+
+#include "sse_body.h"
+#include "sse_ring.h"
+
+/* The most channels one subscription or one event may name. */
+#define SSE_STORE_MAX_CHANNELS SSE_BODY_MAX_CHANNELS
+
+/* What publish answers for each event. */
+typedef struct {
+    char         id[SSE_FIELD_MAX + 1];
+    apr_uint64_t subscribers;       /* streams of its channels, all processes */
+} sse_store_receipt;
+
+/* What the store knows of a channel. */
+typedef struct {
+    apr_uint64_t subscribers;
+    apr_uint32_t retained;          /* events it still holds */
+    char         last_id[SSE_FIELD_MAX + 1];    /* "" when none */
+} sse_store_info;
+
+/* The channels of a subscription as the ring knows them: a slot each, and
+ * the slot's epoch when subscribed (a DELETE moves it on). Distinct, in the
+ * order first named. */
+typedef struct {
+    int          n;
+    int          slot[SSE_STORE_MAX_CHANNELS];
+    apr_uint32_t epoch[SSE_STORE_MAX_CHANNELS];
+} sse_store_channels;
+
+typedef struct sse_store sse_store;
+
+typedef struct {
+    const char *name;
+    /* events: n validated sse_body_event, each with its channels. */
+    int  (*publish)(sse_store *st, const sse_body_event *events, int n,
+                    sse_store_receipt *out, const char **why);
+    /* info of one channel, and with drop, its deletion: history dropped
+     * and every stream of it ended. */
+    int  (*channel)(sse_store *st, const sse_bytes *name, int drop, sse_store_info *out,
+                    apr_uint32_t *dropped, const char **why);
+    int  (*subscribe)(sse_store *st, const apr_array_header_t *names,
+                      sse_store_channels *out, const char **why);
+    void (*unsubscribe)(sse_store *st, const sse_store_channels *chans);
+} sse_store_ops;
+
+/* Shared by the stores: what a store's operations work on. Callers outside
+ * the store units use the functions below, never these fields. */
+struct sse_store {
+    const sse_store_ops *ops;
+    sse_ring            *ring;      /* this server's ring */
+    apr_global_mutex_t  *lock;      /* its writers' lock */
+    int                  proc;      /* this process's slot in the ring, -1: none */
+};
+
+/* This process's store (set by sse_shm.c at post_config and child_init);
+ * NULL where there is none. */
+sse_store *sse_store_get(void);
+void sse_store_set(sse_store *st);
+
+/* The ring store over ring, whose writers take lock. */
+sse_store *sse_store_ring_open(apr_pool_t *p, sse_ring *ring, apr_global_mutex_t *lock);
+
+/* This server's ring, for lock-free reading (sse_ring.h, "reading"): the
+ * dispatcher follows it, replay walks its channel chains. */
+const sse_ring *sse_store_ring(const sse_store *st);
+
+/* Milliseconds since the epoch: the clock of every stamp. */
+apr_uint64_t sse_store_now_ms(void);
+
+/* ---- what the handlers call ---- */
+
+/* Checks every event of events (sse_body_event, each with its channels)
+ * and publishes them all or none (see above); on OK, *out holds one
+ * receipt per event, from p. */
+int sse_store_publish(sse_store *st, apr_pool_t *p, const apr_array_header_t *events,
+                      sse_store_receipt **out, const char **why);
+
+/* Info of one channel (drop = 0), or its deletion (drop = 1: *dropped says
+ * how many events were dropped). HTTP_NOT_FOUND when the channel has no
+ * events and no subscribers. The name must be valid. */
+int sse_store_channel(sse_store *st, const sse_bytes *name, int drop, sse_store_info *out,
+                      apr_uint32_t *dropped, const char **why);
+
+/* Makes the channels of a stream known to the store and counts the stream
+ * among their subscribers, until sse_store_unsubscribe. Names are valid and
+ * at most SSE_STORE_MAX_CHANNELS. */
+int  sse_store_subscribe(sse_store *st, const apr_array_header_t *names,
+                         sse_store_channels *out, const char **why);
+void sse_store_unsubscribe(sse_store *st, const sse_store_channels *chans);
+
+/* ---- what this process's reader (the dispatcher) calls ---- */
+
+/* Where a reader starts: the ring offset of the next record and the stamp
+ * of the last one, read together (under the lock). */
+int sse_store_position(sse_store *st, apr_uint64_t *cursor, apr_uint64_t *stamp);
+
+/* This process's slot in the ring: claimed at child start (the slots of
+ * dead processes are reaped first when none is free; alive(pid) says which
+ * are), released at exit. A process without a slot still works; its
+ * streams are not counted and its reader wakes on every publish. */
+int  sse_store_proc_claim(sse_store *st, apr_uint32_t pid, int (*alive)(apr_uint32_t pid));
+void sse_store_proc_release(sse_store *st);
+/* Forgets the subscribers of dead processes; returns how many. */
+int  sse_store_proc_reap(sse_store *st, int (*alive)(apr_uint32_t pid));
+
+/* The reader's wake word: read it before looking at the ring, then, with
+ * the ring read up to cursor, sleep until a publish for this process moves
+ * it, or timeout. Returns at once if records arrived meanwhile. */
+apr_uint32_t sse_store_wake_seen(sse_store *st);
+void sse_store_sleep(sse_store *st, apr_uint32_t seen, apr_uint64_t cursor,
+                     apr_interval_time_t timeout);
+/* Wakes this process's own reader (a new stream, a stop). */
+void sse_store_wake_self(sse_store *st);
+
+#endif

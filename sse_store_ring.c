@@ -1,0 +1,226 @@
+/* sse_store_ring.c -- the ring store: this server's ring in shared memory
+ * is the whole truth.
+ *
+ * This is the only code that takes the ring's global lock (the `sse-ring`
+ * mutex) and the only code that writes the ring, apart from the lock-free
+ * process and wake-up bookkeeping in sse_store.c. Every operation is one
+ * critical section:
+ *
+ *   publish    intern every channel of the batch, then append every event;
+ *              the batch was checked before the lock (sse_store_publish),
+ *              and interning comes first, so once the first event is
+ *              appended nothing can fail and the batch is all or none;
+ *   channel    look the channel up, and for a DELETE drop its history and
+ *              append the DELETE record that ends its streams everywhere;
+ *   subscribe  intern the stream's channels and count it on each, with the
+ *              epochs that let the stream tell its channel from a later one
+ *              that reuses the slot;
+ *   position   where a reader starts: head and last stamp, read together.
+ *
+ * The lock is never held while waking anybody: the readers to wake are
+ * collected under it and woken after.
+ */
+#include "sse_store.h"
+#include "sse_assert.h"
+#include "sse_wake.h"
+
+#include <string.h>
+#include <httpd.h>
+
+/* Distinct channel slots a publish wakes the readers of, individually;
+ * past that it wakes every process (sse_ring_wake with n < 0). */
+#define WAKE_SLOTS 64
+
+typedef struct {
+    int n;                  /* -1: every process */
+    int slot[WAKE_SLOTS];
+} wake_set;
+
+static void wake_set_add(wake_set *w, int slot)
+{
+    int i;
+
+    if (w->n < 0)
+        return;
+    for (i = 0; i < w->n; i++) {
+        if (w->slot[i] == slot)
+            return;
+    }
+    if (w->n == WAKE_SLOTS)
+        w->n = -1;
+    else
+        w->slot[w->n++] = slot;
+}
+
+static void wake(sse_store *st, const wake_set *w)
+{
+    sse_ring_wake(st->ring, w->slot, w->n, sse_wake_all, NULL);
+}
+
+static int lock(sse_store *st, const char **why)
+{
+    if (apr_global_mutex_lock(st->lock) == APR_SUCCESS)
+        return 1;
+    *why = "cannot take the sse-ring mutex";
+    return 0;
+}
+
+static void unlock(sse_store *st)
+{
+    apr_global_mutex_unlock(st->lock);
+}
+
+static int ring_publish(sse_store *st, const sse_body_event *events, int n,
+                        sse_store_receipt *out, const char **why)
+{
+    sse_ring *ring = st->ring;
+    int slots[SSE_STORE_MAX_CHANNELS];
+    wake_set woken = { 0 };
+    int i, j;
+
+    if (!lock(st, why))
+        return HTTP_SERVICE_UNAVAILABLE;
+    /* First make sure every channel has a slot: then nothing can fail
+     * half-way, and a batch publishes all its events or none. */
+    for (i = 0; i < n; i++) {
+        const sse_bytes *c = (const sse_bytes *)events[i].channels->elts;
+        for (j = 0; j < events[i].channels->nelts; j++) {
+            if (sse_ring_chan_intern(ring, c[j].s, c[j].len) < 0) {
+                unlock(st);
+                *why = "too many channels in use (SSEMaxChannels)";
+                return HTTP_SERVICE_UNAVAILABLE;
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        const sse_body_event *ev = &events[i];
+        const sse_bytes *c = (const sse_bytes *)ev->channels->elts;
+        sse_ring_msg m;
+        apr_uint64_t stamp;
+        int rc;
+
+        for (j = 0; j < ev->channels->nelts; j++) {
+            slots[j] = sse_ring_chan_find(ring, c[j].s, c[j].len);
+            wake_set_add(&woken, slots[j]);
+        }
+        m.nchan = ev->channels->nelts;
+        m.chan = slots;
+        m.id = ev->id.s;
+        m.id_len = ev->id.len;
+        m.event = ev->event.s;
+        m.event_len = ev->event.s ? ev->event.len : 0;
+        m.retry = ev->retry;
+        m.data = ev->data.s;
+        m.data_len = ev->data.len;
+        /* Checked by sse_store_publish with sse_ring_fits: cannot fail. */
+        rc = sse_ring_publish(ring, &m, sse_store_now_ms(), &stamp, out[i].id);
+        SSE_ASSERT(rc == 0);
+        out[i].subscribers = 0;
+        for (j = 0; j < m.nchan; j++)
+            out[i].subscribers += sse_ring_subs_total(ring, slots[j]);
+    }
+    unlock(st);
+    wake(st, &woken);
+    return OK;
+}
+
+static int ring_channel(sse_store *st, const sse_bytes *name, int drop, sse_store_info *out,
+                        apr_uint32_t *dropped, const char **why)
+{
+    sse_ring_chan_info info;
+    int slot, found = 0;
+    wake_set woken = { 0 };
+
+    if (!lock(st, why))
+        return HTTP_SERVICE_UNAVAILABLE;
+    slot = sse_ring_chan_find(st->ring, name->s, name->len);
+    if (slot >= 0) {
+        sse_ring_chan_get(st->ring, slot, &info);
+        found = info.published || info.retained || info.subscribers;
+        if (found && drop) {
+            *dropped = sse_ring_delete(st->ring, slot, sse_store_now_ms());
+            wake_set_add(&woken, slot);
+        }
+    }
+    unlock(st);
+    if (!found) {
+        *why = "has no events and no subscribers";
+        return HTTP_NOT_FOUND;
+    }
+    if (drop)
+        wake(st, &woken);
+    out->subscribers = info.subscribers;
+    out->retained = info.retained;
+    memcpy(out->last_id, info.last_id, sizeof(out->last_id));
+    return OK;
+}
+
+static void uncount(sse_store *st, const sse_store_channels *chans)
+{
+    int i;
+
+    if (st->proc < 0)
+        return;
+    for (i = 0; i < chans->n; i++)
+        sse_ring_subs_add(st->ring, st->proc, chans->slot[i], -1);
+}
+
+static int ring_subscribe(sse_store *st, const apr_array_header_t *names,
+                          sse_store_channels *out, const char **why)
+{
+    const sse_bytes *c = (const sse_bytes *)names->elts;
+    int i, j;
+
+    SSE_ASSERT(names->nelts <= SSE_STORE_MAX_CHANNELS);
+    out->n = 0;
+    if (!lock(st, why))
+        return HTTP_SERVICE_UNAVAILABLE;
+    for (i = 0; i < names->nelts; i++) {
+        int slot = sse_ring_chan_intern(st->ring, c[i].s, c[i].len);
+        if (slot < 0) {
+            uncount(st, out);
+            unlock(st);
+            out->n = 0;
+            *why = "too many channels in use (SSEMaxChannels)";
+            return HTTP_SERVICE_UNAVAILABLE;
+        }
+        for (j = 0; j < out->n && out->slot[j] != slot; j++)
+            ;
+        if (j < out->n)
+            continue;                   /* named twice */
+        out->slot[out->n] = slot;
+        out->epoch[out->n] = sse_ring_chan_epoch(st->ring, slot);
+        out->n++;
+        if (st->proc >= 0)
+            sse_ring_subs_add(st->ring, st->proc, slot, 1);
+    }
+    unlock(st);
+    return OK;
+}
+
+int sse_store_position(sse_store *st, apr_uint64_t *cursor, apr_uint64_t *stamp)
+{
+    const char *why;
+
+    if (!lock(st, &why))
+        return HTTP_SERVICE_UNAVAILABLE;
+    *cursor = sse_ring_head(st->ring);
+    *stamp = sse_ring_last_stamp(st->ring);
+    unlock(st);
+    return OK;
+}
+
+static const sse_store_ops ring_ops = {
+    "ring", ring_publish, ring_channel, ring_subscribe, uncount
+};
+
+sse_store *sse_store_ring_open(apr_pool_t *p, sse_ring *ring, apr_global_mutex_t *lock)
+{
+    sse_store *st = apr_pcalloc(p, sizeof(*st));
+
+    st->ops = &ring_ops;
+    st->ring = ring;
+    st->lock = lock;
+    st->proc = -1;
+    return st;
+}
