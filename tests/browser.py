@@ -8,6 +8,9 @@ make_cert()  a self-signed certificate for 127.0.0.1 and localhost (openssl).
 CurlStream   `curl -N` as a subscriber over any transport (h2c, h2, TLS),
              with the arrival time of every byte.
 artifact_dir()  where screenshots go (tests/artifacts/, git-ignored).
+Server       an Httpd whose configuration may name its own ports.
+
+The fixtures built on these (browser_factory, server) are in conftest.py.
 """
 import json
 import os
@@ -22,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Httpd, child_pids, free_port, server_factory
+from ssetest.httpd import Httpd
+from ssetest.procs import child_pids, free_port
 
 TESTS_DIR = Path(__file__).resolve().parent
 NODE_DIR = TESTS_DIR / "node"
@@ -193,21 +197,6 @@ class Browser:
         self.close()
 
 
-@pytest.fixture
-def browser_factory(tmp_path):
-    """browser_factory(**kw) -> Browser; every browser is closed after the test."""
-    made = []
-
-    def make(**kw):
-        b = Browser(tmp_path, **kw)
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        b.close()
-
-
 # JavaScript that opens an EventSource in a page and records what it sees in
 # window.sse[name]: {log: [{type, data, id}], opens, errors: [readyState at
 # each error], lastIdAtError: [...]}. Events of type "message" and of every
@@ -306,13 +295,6 @@ LogFormat "%m %U%q %>s leid=[%{Last-Event-ID}i] origin=[%{Origin}i]" hdrs
 CustomLog "{dir}/logs/hdrs.log" hdrs
 """
 _HDR_RE = re.compile(r"^(\S+) (\S+) (\d+) leid=\[(.*)\] origin=\[(.*)\]$")
-
-
-@pytest.fixture
-def server(request):
-    """Factory: server(**Httpd kwargs, extra_ports=(...)) -> started Server;
-    each is stopped by pid after the test (error log shown on failure)."""
-    yield from server_factory(request, Server, lambda h, kw: kw.get("name", "server"))
 
 
 # --------------------------------------------------------------------------

@@ -10,10 +10,13 @@ import time
 
 import pytest
 
-from browser import (HDR_LOG, artifact_dir, browser_factory, es_state,  # noqa: F401
-                     open_event_source, server, wait_es)
-from conftest import (BASE_MODULES, REPO, assert_strictly_increasing, pub_json,
-                      publish_ok, request, uniq, wait_subscribers)
+from browser import HDR_LOG, artifact_dir, es_state, open_event_source, wait_es
+from ssetest.channels import uniq
+from ssetest.clients import request
+from ssetest.env import REPO
+from ssetest.httpd import BASE_MODULES
+from ssetest.publish import pub_json, publish_ok, wait_subscribers
+from ssetest.wire import assert_strictly_increasing
 
 DEMO_CONF = REPO / "conf" / "httpd-demo.conf.in"
 DEMO_PAGE = REPO / "conf" / "demo" / "index.html"

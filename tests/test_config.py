@@ -2,7 +2,11 @@
 directive; good ones pass; the Mutex directive applies to the ring."""
 import pytest
 
-from conftest import Httpd, publish_ok, subscribe, uniq, wire_event
+from ssetest.channels import uniq
+from ssetest.clients import subscribe
+from ssetest.httpd import Httpd
+from ssetest.publish import publish_ok
+from ssetest.wire import wire_event
 
 BAD_SERVER = [
     ("SSEBufferSize", "SSEBufferSize 12Q"),

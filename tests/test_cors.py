@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from browser import (HDR_LOG, browser_factory, es_state, open_event_source,  # noqa: F401
-                     server, wait_es)
-from conftest import (SSEClient, basic_auth, publish_ok, request, uniq, wait_subscribers)
+from browser import HDR_LOG, es_state, open_event_source, wait_es
+from ssetest.channels import uniq
+from ssetest.clients import SSEClient, basic_auth, request
+from ssetest.publish import publish_ok, wait_subscribers
 
 BLANK = "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>t</title></head><body>t</body></html>\n"
 

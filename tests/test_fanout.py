@@ -2,8 +2,9 @@
 published at once, on several channels, from several publishers, across
 several child processes.
 
-These tests pin down the delivery contract that the child's dispatcher
-(sse_hub.c) and the cross-process wake-up (sse_ring.c, sse_shm.c) must keep
+These tests pin down the delivery contract that the child's dispatcher and
+registry (sse_dispatch.c, sse_registry.c) and the cross-process wake-up
+(sse_ring.c, sse_store.c, sse_wake.c) must keep
 however they are optimised, for example when pending events are written to a
 stream in one system call, or when a publish wakes only the children that
 have subscribers on its channels:
@@ -37,9 +38,12 @@ from collections import namedtuple
 
 import pytest
 
-from conftest import (HEARTBEAT, Httpd, _track, assert_strictly_increasing, chan_query,
-                      pub_json, pub_raw, request, server_id_key, subscribe, uniq,
-                      wait_subscribers, wire_event)
+from ssetest.channels import chan_query, uniq
+from ssetest.clients import request, subscribe
+from ssetest.httpd import Httpd
+from ssetest.publish import pub_json, pub_raw, wait_subscribers
+from ssetest.servers import _track
+from ssetest.wire import HEARTBEAT, assert_strictly_increasing, server_id_key, wire_event
 
 DIRECT = "/fan"
 FILTERED = "/fan-filtered"

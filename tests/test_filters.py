@@ -5,8 +5,10 @@ import time
 
 import pytest
 
-from conftest import (SSEClient, chan_query, publish_ok, request, subscribe, uniq,
-                      wire_event)
+from ssetest.channels import chan_query, uniq
+from ssetest.clients import SSEClient, request, subscribe
+from ssetest.publish import publish_ok
+from ssetest.wire import wire_event
 
 COMPRESSION = [
     ("deflate-setoutputfilter", "gzip", """

@@ -18,7 +18,9 @@ import time
 import pytest
 
 from browser import make_cert
-from conftest import BASE_MODULES, SERVER_ID_RE, subscribe, wire_event
+from ssetest.clients import subscribe
+from ssetest.httpd import BASE_MODULES
+from ssetest.wire import SERVER_ID_RE, wire_event
 
 WAIT_CONF = """
 <Location /pubwait>

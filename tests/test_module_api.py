@@ -2,8 +2,11 @@
 with apxs, calls mod_sse's optional function sse_publish from a handler."""
 import pytest
 
-from conftest import SERVER_ID_RE, channel_info, q, request, subscribe, uniq, wire_event
-from testmod import sse_testmod_conf, sse_testmod_so  # noqa: F401 (fixture)
+from ssetest.channels import q, uniq
+from ssetest.clients import request, subscribe
+from ssetest.publish import channel_info
+from ssetest.wire import SERVER_ID_RE, wire_event
+from testmod import sse_testmod_conf
 
 CONF = """
 <Location /t-publish>

@@ -8,8 +8,12 @@ import time
 
 import pytest
 
-from conftest import (MPMS, SMALL_MPM, SSEClient, chan_query, channel_info, pub_raw, publish_ok,
-                      subscribe, uniq, wait_subscribers, wire_event)
+from ssetest.channels import chan_query, uniq
+from ssetest.clients import SSEClient, subscribe
+from ssetest.env import MPMS
+from ssetest.httpd import SMALL_MPM
+from ssetest.publish import channel_info, pub_raw, publish_ok, wait_subscribers
+from ssetest.wire import wire_event
 
 
 @pytest.mark.parametrize("mpm", MPMS)

@@ -15,10 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (APACHE_PRELOAD, BASE_MODULES, MODULES_DIR, REPO, SERVER_ID_RE, Httpd,
-                      _track, assert_no_publish_headers, assert_unpublished, channel_info,
-                      child_pids, get, ids_of, pid_alive, q, request, subscribe, uniq,
-                      wire_event)
+from ssetest.channels import q, uniq
+from ssetest.clients import request, subscribe
+from ssetest.env import APACHE_PRELOAD, MODULES_DIR, REPO
+from ssetest.httpd import BASE_MODULES, Httpd
+from ssetest.procs import child_pids, pid_alive
+from ssetest.publish import assert_no_publish_headers, assert_unpublished, channel_info, get, ids_of
+from ssetest.servers import _track
+from ssetest.wire import SERVER_ID_RE, wire_event
 
 EXAMPLES = REPO / "examples" / "php"
 PHP_CLI = shutil.which("php") or "/usr/bin/php"

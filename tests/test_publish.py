@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from conftest import (SERVER_ID_RE, SSEClient, assert_strictly_increasing, basic_auth,
-                      chan_query, channel_info, pub_form, pub_json, pub_raw,
-                      publish_ok, q, request, subscribe, uniq, wait_subscribers,
-                      wire_event)
+from ssetest.channels import chan_query, q, uniq
+from ssetest.clients import SSEClient, basic_auth, request, subscribe
+from ssetest.publish import channel_info, pub_form, pub_json, pub_raw, publish_ok, wait_subscribers
+from ssetest.wire import SERVER_ID_RE, assert_strictly_increasing, wire_event
 
 PUBLISH_ALLOW = "GET, HEAD, POST, DELETE, OPTIONS"
 

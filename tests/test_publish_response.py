@@ -9,10 +9,13 @@ import threading
 
 import pytest
 
-from conftest import (BASE_MODULES, SERVER_ID_RE, SSEClient, assert_no_publish_headers,
-                      assert_unpublished, channel_info, get, ids_of, pub_raw, q,
-                      subscribe, uniq, wire_event)
-from testmod import sse_testmod_conf, sse_testmod_so  # noqa: F401 (fixture)
+from ssetest.channels import q, uniq
+from ssetest.clients import SSEClient, subscribe
+from ssetest.httpd import BASE_MODULES
+from ssetest.publish import (assert_no_publish_headers, assert_unpublished, channel_info, get,
+                             ids_of, pub_raw)
+from ssetest.wire import SERVER_ID_RE, wire_event
+from testmod import sse_testmod_conf
 
 CGI_SCRIPTS = {
     # $QUERY_STRING is the channel.

@@ -9,9 +9,13 @@ import time
 
 import pytest
 
-from conftest import (MPMS, SMALL_MPM, NodeClient, SSEClient, assert_strictly_increasing, chan_query,
-                      channel_info, pid_alive, pub_raw, publish_ok, request, server_id_key,
-                      subscribe, uniq, wait_subscribers, wire_event)
+from ssetest.channels import chan_query, uniq
+from ssetest.clients import NodeClient, SSEClient, request, subscribe
+from ssetest.env import MPMS
+from ssetest.httpd import SMALL_MPM
+from ssetest.procs import pid_alive
+from ssetest.publish import channel_info, pub_raw, publish_ok, wait_subscribers
+from ssetest.wire import assert_strictly_increasing, server_id_key, wire_event
 
 
 

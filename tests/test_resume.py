@@ -6,8 +6,10 @@ import time
 
 import pytest
 
-from conftest import (NodeClient, SSEClient, assert_strictly_increasing, chan_query,
-                      channel_info, pub_raw, publish_ok, q, subscribe, uniq, wire_event)
+from ssetest.channels import chan_query, q, uniq
+from ssetest.clients import NodeClient, SSEClient, subscribe
+from ssetest.publish import channel_info, pub_raw, publish_ok
+from ssetest.wire import assert_strictly_increasing, wire_event
 
 
 def gap_event(asked, oldest):

@@ -11,7 +11,10 @@ import socket
 
 import pytest
 
-from conftest import SSEClient, pub_json, uniq, wait_subscribers, wire_event
+from ssetest.channels import uniq
+from ssetest.clients import SSEClient
+from ssetest.publish import pub_json, wait_subscribers
+from ssetest.wire import wire_event
 
 EVENTS = 2400          # x 4 KiB = 10 MB: more than socket buffers (up to ~4 MB
                        # with autotuning) and the 256-event queue hold

@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from conftest import (HEARTBEAT, NodeClient, SSEClient, assert_strictly_increasing,
-                      chan_query, channel_info, expected_client_data, pub_json,
-                      pub_raw, publish_ok, q, request, server_id_key, subscribe,
-                      uniq, wait_subscribers, wire_event, basic_auth)
+from ssetest.channels import chan_query, q, uniq
+from ssetest.clients import NodeClient, SSEClient, basic_auth, request, subscribe
+from ssetest.publish import channel_info, pub_json, pub_raw, publish_ok, wait_subscribers
+from ssetest.wire import (HEARTBEAT, assert_strictly_increasing, expected_client_data,
+                          server_id_key, wire_event)
 
 STREAM_ALLOW = "GET, HEAD, OPTIONS"
 

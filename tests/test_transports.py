@@ -13,11 +13,14 @@ import time
 
 import pytest
 
-from browser import (CurlStream, browser_factory, es_state, make_cert,  # noqa: F401
-                     open_event_source, server, wait_es)
-from conftest import (APACHE_BIN, BASE_MODULES, HEARTBEAT, MODULE_SO, MODULES_DIR, REPO,
-                      SSEClient, apache_env, chan_query, free_port, publish_ok, request, uniq,
-                      wait_subscribers, wire_event)
+from browser import CurlStream, es_state, make_cert, open_event_source, wait_es
+from ssetest.channels import chan_query, uniq
+from ssetest.clients import SSEClient, request
+from ssetest.env import APACHE_BIN, MODULES_DIR, MODULE_SO, REPO, apache_env
+from ssetest.httpd import BASE_MODULES
+from ssetest.procs import free_port
+from ssetest.publish import publish_ok, wait_subscribers
+from ssetest.wire import HEARTBEAT, wire_event
 
 MEDIAN_MS = 100
 BLANK = "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>t</title></head><body>t</body></html>\n"
