@@ -164,11 +164,11 @@ MinSpareThreads 1
 MaxSpareThreads {2 * threads}
 MaxRequestWorkers {2 * threads}
 """)
-    want = f"futex hash of this child: {slots} slots for {threads} threads"
+    want = f"SSE00203: futex hash of this child: {slots} slots for {threads} threads"
     deadline = time.time() + 10
     while time.time() < deadline and h.error_log().count(want) < 2:
         time.sleep(0.1)
-    lines = [l for l in h.error_log().splitlines() if "futex hash of this child" in l]
+    lines = [l for l in h.error_log().splitlines() if "SSE00203:" in l]
     assert len(lines) == 2 and all(want in l for l in lines), lines
     if _kernel_has_private_futex_hash():
         assert not any("not set" in l for l in lines), lines

@@ -337,7 +337,7 @@ def test_event_stream_split_across_flushes_two_channels(php):
         want = wire_event(i, b"x\ny", event="split")
         assert s1.next_event().raw == want and s2.next_event().raw == want
         s1.assert_no_event(0.3)
-    assert "not followed by a blank line" in php.log_since(mark)
+    assert "SSE00503:" in php.log_since(mark)     # an event not followed by a blank line
 
 
 def test_post_publisher_from_the_web(php):
@@ -396,7 +396,7 @@ def test_invalid_event_publishes_nothing(php):
         assert "x-sse-published" not in r.headers
         assert_unpublished(php, chan, s, 0.7)
     log = php.log_since(mark)
-    assert "response not published" in log and chan in log, log
+    assert "SSE00501:" in log and chan in log, log
 
 
 def test_body_over_limit_is_an_error(php):
@@ -414,7 +414,8 @@ def test_body_over_limit_is_an_error(php):
         s.assert_no_event(0.7)
     info = channel_info(php.port, chan)
     assert info.json["messages"] == 1, info
-    assert "over the limit" in php.log_since(mark)
+    log = php.log_since(mark)
+    assert "SSE00501:" in log and "over the limit" in log, log
 
 
 def test_failed_script_passes_through(php):

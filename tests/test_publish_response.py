@@ -183,7 +183,7 @@ def test_refused_response(h, script, status, why):
         assert "content-encoding" not in r.headers
         assert_unpublished(h, chan, s, 0.5)
     log = h.log_since(mark)
-    assert "response not published" in log and why in log, log
+    assert "SSE00501:" in log and why in log, log
 
 
 def test_off_by_default(h):
