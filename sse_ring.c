@@ -207,7 +207,7 @@ uint64_t sse_ring_head(const sse_ring *r)
 
 uint64_t sse_ring_last_stamp(const sse_ring *r)
 {
-    return r->last_stamp;
+    return LOAD(&r->last_stamp);
 }
 
 uint64_t sse_ring_born(const sse_ring *r)
@@ -485,7 +485,7 @@ static uint64_t stamp_after(uint64_t last, uint64_t now_ms)
 
 static uint64_t next_stamp(sse_ring *r, uint64_t now_ms)
 {
-    r->last_stamp = stamp_after(r->last_stamp, now_ms);
+    STORE(&r->last_stamp, stamp_after(r->last_stamp, now_ms));
     return r->last_stamp;
 }
 
@@ -579,7 +579,7 @@ int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
     size = ALIGN(HDR + (uint64_t)m->nchan * sizeof(sse_ring_link) + ev.id_len + frame_len, 8);
     /* sse_ring_fits() sized the frame for the longest id we could assign. */
     SSE_ASSERT(frame_len <= sse_ring_max_frame(r) && size <= max_record(r));
-    r->last_stamp = stamp;
+    STORE(&r->last_stamp, stamp);
 
     off = reserve(r, size);
     end = off + size;

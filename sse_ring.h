@@ -72,7 +72,9 @@ size_t sse_ring_max_frame(const sse_ring *r);
 
 uint64_t sse_ring_head(const sse_ring *r);
 uint64_t sse_ring_born(const sse_ring *r);   /* stamp of the ring's birth */
-/* Stamp of the newest record (the caller holds the lock). */
+/* Stamp of the newest record: every id issued so far is at most this.
+ * Lock-free; under the lock it is also the stamp of the record before
+ * head. */
 uint64_t sse_ring_last_stamp(const sse_ring *r);
 
 /* ---- channels (the caller holds the lock, except where noted) ---- */

@@ -1,0 +1,95 @@
+"""Hardening: the four defects an outside probe found, each pinned down.
+
+1. A Last-Event-ID in the server's form but newer than anything the server
+   issued is not a position: the client gets sse-gap naming it and the
+   oldest retained id, then everything retained, then live events. Nothing
+   is ever filtered by it.
+2. Publisher ids with white space at either end cannot come back in a
+   Last-Event-ID (httpd strips it): refused, in every way of publishing.
+3. An SSEChannel value substituted from the request is one channel name,
+   whatever white space it holds; only the administrator's text separates
+   channels.
+4. Subscribers alone cannot fill the channel table: channels that exist
+   only because streams wait on them take at most half of SSEMaxChannels;
+   past that a stream is refused the way EventSource survives (200, a
+   jittered retry:, end), and publishers still create channels.
+"""
+import json
+import re
+import socket
+import time
+
+import pytest
+
+from ssetest.channels import q, uniq
+from ssetest.clients import SSEClient, subscribe
+from ssetest.publish import channel_info, get, pub_form, pub_json, pub_raw, publish_ok
+from ssetest.wire import wire_event
+from test_module_api import conf as module_api_conf
+from test_publish_response import make_server
+
+
+def gap_event(asked, oldest):
+    data = json.dumps({"last_event_id": asked, "oldest_id": oldest}, separators=(",", ":"))
+    return b"id: " + asked.encode() + b"\nevent: sse-gap\ndata: " + data.encode() + b"\n\n"
+
+
+def stamp_of(server_id):
+    ms, seq = server_id.split("-")
+    return int(ms), int(seq)
+
+
+# ---- 1. Last-Event-ID from the future ----------------------------------
+
+FUTURE = {
+    "seconds": lambda ms: f"{ms + 5_000}-0",
+    "hours": lambda ms: f"{ms + 3 * 3_600_000}-17",
+    "largest": lambda ms: "4398046511103-4194303",     # 2^42-1, 2^22-1: what parses
+}
+
+
+@pytest.mark.parametrize("ahead", sorted(FUTURE))
+def test_future_last_event_id_is_a_gap_not_a_filter(srv, chan, ahead):
+    sent = [(publish_ok(srv.port, chan, f"old{i}"), f"old{i}".encode()) for i in range(2)]
+    asked = FUTURE[ahead](stamp_of(sent[-1][0])[0])
+    with subscribe(srv.port, chan, headers={"Last-Event-ID": asked}) as s:
+        got = s.next_events(3)
+        assert [e.raw for e in got] == [gap_event(asked, sent[0][0])] + \
+            [wire_event(i, d) for i, d in sent]
+        # Live events are older than the asked id, and all of them arrive.
+        live = [publish_ok(srv.port, chan, f"live{i}") for i in range(3)]
+        assert [e.raw for e in s.next_events(3)] == \
+            [wire_event(i, f"live{k}".encode()) for k, i in enumerate(live)]
+        s.assert_no_event(0.3)
+
+
+def test_future_last_event_id_on_an_empty_channel(srv, chan):
+    asked = "4398046511103-4194303"
+    with subscribe(srv.port, chan, headers={"Last-Event-ID": asked}) as s:
+        assert s.next_event().raw == gap_event(asked, None)
+        i = publish_ok(srv.port, chan, "first")
+        assert s.next_event().raw == wire_event(i, b"first")
+
+
+def test_future_last_event_id_query_parameter(srv, chan):
+    first = publish_ok(srv.port, chan, "a")
+    asked = f"{stamp_of(first)[0] + 60_000}-0"
+    with SSEClient(srv.port, f"/events?channel={q(chan)}&lastEventId={asked}") as s:
+        assert [e.raw for e in s.next_events(2)] == [gap_event(asked, first),
+                                                     wire_event(first, b"a")]
+        i = publish_ok(srv.port, chan, "b")
+        assert s.next_event().raw == wire_event(i, b"b")
+
+
+def test_newest_issued_id_is_still_a_position(srv, chan):
+    """The boundary: the newest id the server issued resumes exactly."""
+    first = publish_ok(srv.port, chan, "a")
+    newest = publish_ok(srv.port, chan, "b")
+    with subscribe(srv.port, chan, headers={"Last-Event-ID": newest}) as s:
+        s.assert_no_event(0.5)
+        i = publish_ok(srv.port, chan, "c")
+        assert s.next_event().raw == wire_event(i, b"c")
+    with subscribe(srv.port, chan, headers={"Last-Event-ID": first}) as s:
+        assert s.next_event().raw == wire_event(newest, b"b")
+
+
