@@ -104,6 +104,13 @@ const char *sse_wire_check_event(const char *s, size_t len)
     return NULL;
 }
 
+/* What httpd's header parser strips around a value (apr_isspace; CR and LF
+ * are refused anyway). */
+static int is_header_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\v' || c == '\f';
+}
+
 const char *sse_wire_check_id(const char *s, size_t len)
 {
     static const char *const why[] = {
@@ -114,6 +121,12 @@ const char *sse_wire_check_id(const char *s, size_t len)
 
     if (problem != FIELD_OK)
         return why[problem];
+    /* httpd strips white space around header values (RFC 9110): such an id
+     * would come back in Last-Event-ID other than it went out, and could
+     * never be resumed from. */
+    if (len && (is_header_space(s[0]) || is_header_space(s[len - 1])))
+        return "id begins or ends with white space, which httpd strips from the "
+               "Last-Event-ID header: a client could never resume from it";
     if (sse_wire_is_server_form(s, len))
         return "ids of the form <digits>-<digits> are reserved for server-assigned ids";
     return NULL;

@@ -93,3 +93,57 @@ def test_newest_issued_id_is_still_a_position(srv, chan):
         assert s.next_event().raw == wire_event(newest, b"b")
 
 
+# ---- 2. ids that cannot come back --------------------------------------
+
+BAD_IDS = [" x", "x ", "\tx", "x\t", " ", "\t", "  two  "]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS, ids=[repr(b) for b in BAD_IDS])
+def test_whitespace_ids_refused_in_form_and_json(srv, chan, bad):
+    with subscribe(srv.port, chan) as s:
+        r = pub_form(srv.port, {"channel": chan, "data": "d", "id": bad})
+        assert r.status == 400, r
+        assert "white space" in r.error_message()
+        r = pub_json(srv.port, {"channel": chan, "data": "d", "id": bad})
+        assert r.status == 400, r
+        assert "white space" in r.error_message()
+        # All or none: one bad id in a batch publishes nothing.
+        r = pub_json(srv.port, [{"channel": chan, "data": "ok", "id": "fine"},
+                                {"channel": chan, "data": "d", "id": bad}])
+        assert r.status == 400, r
+        assert r.error_message().startswith("event 1: "), r
+        s.assert_no_event(0.5)
+        assert channel_info(srv.port, chan).json == {"channel": chan, "subscribers": 1,
+                                                     "messages": 0, "last_id": None}
+
+
+def test_inner_whitespace_ids_still_accepted(srv, chan):
+    with subscribe(srv.port, chan) as s:
+        r = pub_json(srv.port, {"channel": chan, "data": "d", "id": "two words\tand tab"})
+        assert r.status == 200, r
+        assert s.next_event().raw == wire_event("two words\tand tab", b"d")
+    with subscribe(srv.port, chan, headers={"Last-Event-ID": "two words\tand tab"}) as s:
+        s.assert_no_event(0.5)      # the id came back and was found: nothing after it
+
+
+def test_whitespace_id_refused_in_response_publishing(httpd, sse_testmod_so):
+    h = make_server(httpd, sse_testmod_so)
+    chan = uniq("ws")
+    with subscribe(h.port, chan) as s:
+        body = q("id:  padded\ndata: x\n\n")
+        r = get(h, f"/respond?channel={q(chan)}&type=text/event-stream&part={body}")
+        assert r.status == 500, r
+        assert "response not published" in r.error_message() and "white space" in r.error_message()
+        s.assert_no_event(0.5)
+
+
+def test_whitespace_id_refused_by_the_optional_function(httpd, sse_testmod_so):
+    h = httpd(conf=module_api_conf(sse_testmod_so))
+    chan = uniq("ws")
+    with subscribe(h.port, chan) as s:
+        r = get(h, f"/t-publish?channel={q(chan)}&data=x&id={q(' padded')}")
+        assert r.status == 400, r
+        assert b"white space" in r.body
+        s.assert_no_event(0.5)
+
+
