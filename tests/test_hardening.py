@@ -147,3 +147,64 @@ def test_whitespace_id_refused_by_the_optional_function(httpd, sse_testmod_so):
         s.assert_no_event(0.5)
 
 
+# ---- 3. SSEChannel cannot be steered by the request -------------------
+
+def test_substituted_value_with_space_is_one_invalid_channel(srv):
+    room, other = uniq("room"), uniq("other")
+    with subscribe(srv.port, f"fixed-{other}") as victim:
+        # /pub-fixed publishes only to "fixed-%{HTTP:X-Room}"
+        r = pub_raw(srv.port, None, b"steered", path="/pub-fixed",
+                    headers={"X-Room": f"{room} fixed-{other}"})
+        assert r.status == 400, r
+        assert "invalid channel name" in r.error_message()
+        victim.assert_no_event(0.5)
+    # A stream location: the same value names one invalid channel, not two.
+    c = SSEClient(srv.port, "/events-hdr", headers={"X-Room": f"a room-{other}",
+                                                    "X-Site": "s"}, wait_headers=True)
+    try:
+        assert c.status == 400, c.status
+    finally:
+        c.close()
+
+
+def test_query_string_with_spaces_stays_one_channel(srv):
+    other = uniq("other")
+    # "qs-%{QUERY_STRING}": a query of "x%20qs-other" substitutes "x qs-other".
+    c = SSEClient(srv.port, f"/events-qs?x%20qs-{other}")
+    try:
+        assert c.status == 400, c.status
+    finally:
+        c.close()
+
+
+def test_administrators_own_spaces_still_separate(srv):
+    room, site = uniq("r"), uniq("s")
+    with subscribe(srv.port, path="/events-hdr", headers={"X-Room": room, "X-Site": site}) as s:
+        a = publish_ok(srv.port, f"room-{room}", "to the room")
+        b = publish_ok(srv.port, f"all-rooms-{site}", "to the site")
+        assert [e.raw for e in s.next_events(2)] == [wire_event(a, b"to the room"),
+                                                     wire_event(b, b"to the site")]
+
+
+def test_empty_substitution_is_refused_not_dropped(httpd):
+    """A word that substitutes nothing is an empty channel name (400), not
+    silently left out of the subscription."""
+    h = httpd(conf="""
+<Location /rooms>
+    SetHandler sse-stream
+    SSEChannel "lobby %{HTTP:X-Room}"
+</Location>
+""")
+    c = SSEClient(h.port, "/rooms")                     # no X-Room
+    try:
+        assert c.status == 400, c.status
+    finally:
+        c.close()
+    room = uniq("room")
+    with subscribe(h.port, path="/rooms", headers={"X-Room": room}) as s:
+        a = publish_ok(h.port, "lobby", "to the lobby")
+        b = publish_ok(h.port, room, "to the room")
+        assert [e.raw for e in s.next_events(2)] == [wire_event(a, b"to the lobby"),
+                                                     wire_event(b, b"to the room")]
+
+
