@@ -88,6 +88,16 @@ int sse_ring_chan_find(const sse_ring *r, const char *name, size_t len);
  * after forgetting idle channels (no subscribers, nothing retained). */
 int sse_ring_chan_intern(sse_ring *r, const char *name, size_t len);
 
+/* The same for a subscription: a channel it creates is "waiting" (it
+ * exists only because streams wait on it) until something is published to
+ * it. Waiting channels may take at most sse_ring_waiting_share() slots, so
+ * that subscribers alone can never fill the table and lock publishers out;
+ * past it, SSE_RING_SHARE_FULL. */
+#define SSE_RING_SHARE_FULL (-2)
+int sse_ring_chan_intern_waiting(sse_ring *r, const char *name, size_t len);
+/* Half of max_channels (at least 1). */
+uint32_t sse_ring_waiting_share(const sse_ring *r);
+
 typedef struct {
     char     name[SSE_CHANNEL_MAX + 1];
     char     last_id[SSE_FIELD_MAX + 1];   /* "" when none */

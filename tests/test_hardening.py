@@ -208,3 +208,91 @@ def test_empty_substitution_is_refused_not_dropped(httpd):
                                                      wire_event(b, b"to the room")]
 
 
+# ---- 4. subscribers cannot fill the channel table ----------------------
+
+MAX = 20                # SSEMaxChannels; subscribers' share: 10
+
+
+def open_stream(port, chan, source="127.0.0.1"):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                    source_address=(source, 0))
+    sock.sendall(f"GET /events?channel={q(chan)} HTTP/1.1\r\nHost: x\r\n"
+                 "Accept: text/event-stream\r\n\r\n".encode())
+    return sock
+
+
+def read_refusal(sock, timeout=10):
+    """A refused stream: its whole response, read to the end."""
+    sock.settimeout(timeout)
+    data = b""
+    while not data.endswith(b"0\r\n\r\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def assert_refused(data):
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    assert b"content-type: text/event-stream" in head.lower(), head
+    text = re.sub(rb"\r\n[0-9a-f]+\r\n", b"", b"\r\n" + body).replace(b"\r\n", b"")
+    m = re.fullmatch(rb": ([^\n]*SSEMaxChannels[^\n]*)\nretry: (\d+)\n\n", text)
+    assert m, text
+    assert 7500 <= int(m.group(2)) <= 12500
+    return int(m.group(2))
+
+
+@pytest.mark.parametrize("sources", [1, 5], ids=["one-address", "many-addresses"])
+def test_subscriber_flood_cannot_lock_out_publishers(httpd, sources):
+    h = httpd(server_conf=f"SSEMaxChannels {MAX}\n")
+    base = uniq("flood")
+    addrs = [f"127.0.0.{2 + i}" for i in range(sources)]
+    held = []
+    try:
+        for i in range(MAX // 2):
+            held.append(open_stream(h.port, f"{base}-{i}", addrs[i % sources]))
+        for i, sock in enumerate(held):
+            sock.settimeout(10)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 "), i
+        deadline = time.time() + 10
+        while time.time() < deadline and \
+                channel_info(h.port, f"{base}-{MAX // 2 - 1}").status != 200:
+            time.sleep(0.05)
+        # The subscribers' share is full: more streams on new channels are
+        # refused, from any address, the way EventSource survives.
+        retries = set()
+        for i in range(4):
+            sock = open_stream(h.port, f"{base}-more-{i}", addrs[i % sources])
+            try:
+                retries.add(assert_refused(read_refusal(sock)))
+            finally:
+                sock.close()
+        # Publishers still create channels, up to the whole table.
+        for i in range(MAX - MAX // 2):
+            publish_ok(h.port, f"{base}-pub-{i}", "news")
+        r = pub_raw(h.port, f"{base}-pub-last", b"x")
+        assert r.status == 503 and "SSEMaxChannels" in r.error_message(), r
+        # A stream on a channel that exists is always served.
+        with subscribe(h.port, f"{base}-pub-0") as s:
+            i = publish_ok(h.port, f"{base}-pub-0", "live")
+            assert s.next_event().raw == wire_event(i, b"live")
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_publishing_takes_a_waiting_channel_out_of_the_share(httpd):
+    h = httpd(server_conf="SSEMaxChannels 4\n")        # share: 2
+    base = uniq("share")
+    with subscribe(h.port, f"{base}-a"), subscribe(h.port, f"{base}-b"):
+        sock = open_stream(h.port, f"{base}-c")
+        try:
+            assert_refused(read_refusal(sock))
+        finally:
+            sock.close()
+        publish_ok(h.port, f"{base}-a", "now it is a published channel")
+        with subscribe(h.port, f"{base}-c") as s:
+            i = publish_ok(h.port, f"{base}-c", "served")
+            assert s.next_event().raw == wire_event(i, b"served")
