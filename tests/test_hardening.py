@@ -117,6 +117,21 @@ def test_whitespace_ids_refused_in_form_and_json(srv, chan, bad):
                                                      "messages": 0, "last_id": None}
 
 
+CONTROL_IDS = ["a\x01b", "a\x1fb", "a\x7fb", "\x0b", "a\x0cb", "\x1b[0m"]
+
+
+@pytest.mark.parametrize("bad", CONTROL_IDS, ids=[repr(b) for b in CONTROL_IDS])
+def test_control_character_ids_refused(srv, chan, bad):
+    """httpd answers 400 to a Last-Event-ID holding a control character
+    (tab aside): an EventSource reconnecting with it would give up."""
+    with subscribe(srv.port, chan) as s:
+        for r in (pub_form(srv.port, {"channel": chan, "data": "d", "id": bad}),
+                  pub_json(srv.port, {"channel": chan, "data": "d", "id": bad})):
+            assert r.status == 400, r
+            assert "control character" in r.error_message()
+        s.assert_no_event(0.5)
+
+
 def test_inner_whitespace_ids_still_accepted(srv, chan):
     with subscribe(srv.port, chan) as s:
         r = pub_json(srv.port, {"channel": chan, "data": "d", "id": "two words\tand tab"})

@@ -706,6 +706,9 @@ static void test_hardening(void)
     CHECK(sse_wire_check_id("x\t", 2) != NULL);
     CHECK(sse_wire_check_id(" ", 1) != NULL);
     CHECK(sse_wire_check_id("a b\tc", 5) == NULL);
+    CHECK(sse_wire_check_id("a\x01" "b", 3) != NULL);
+    CHECK(sse_wire_check_id("a\x7f" "b", 3) != NULL);
+    CHECK(sse_wire_check_id("\x1b[0m", 4) != NULL);
 
     CHECK(sse_ring_waiting_share(r) == 2);
     CHECK((a = sse_ring_chan_intern_waiting(r, "w1", 2)) >= 0);
