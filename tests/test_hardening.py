@@ -248,15 +248,22 @@ def read_refusal(sock, timeout=10):
     return data
 
 
-def assert_refused(data):
+SHARE_FULL = (rb"too many channels that nothing was published to have subscribers "
+              rb"\(half of SSEMaxChannels\)")
+TABLE_FULL = rb"too many channels in use \(SSEMaxChannels\)"
+
+
+def assert_refused(data, why=SHARE_FULL):
+    """A refusal: 200, an event stream of one comment saying why and a
+    retry: of 10 s +/- 25 %, then the end. Returns the retry."""
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 "), head
     assert b"content-type: text/event-stream" in head.lower(), head
     text = re.sub(rb"\r\n[0-9a-f]+\r\n", b"", b"\r\n" + body).replace(b"\r\n", b"")
-    m = re.fullmatch(rb": ([^\n]*SSEMaxChannels[^\n]*)\nretry: (\d+)\n\n", text)
+    m = re.fullmatch(rb": " + why + rb"\nretry: (\d+)\n\n", text)
     assert m, text
-    assert 7500 <= int(m.group(2)) <= 12500
-    return int(m.group(2))
+    assert 7500 <= int(m.group(1)) <= 12500
+    return int(m.group(1))
 
 
 @pytest.mark.parametrize("sources", [1, 5], ids=["one-address", "many-addresses"])
@@ -311,3 +318,22 @@ def test_publishing_takes_a_waiting_channel_out_of_the_share(httpd):
         with subscribe(h.port, f"{base}-c") as s:
             i = publish_ok(h.port, f"{base}-c", "served")
             assert s.next_event().raw == wire_event(i, b"served")
+
+
+def test_full_table_refuses_new_channel_streams_with_a_retry(httpd):
+    """Publishing filled the whole table: a stream on a new channel is
+    refused as EventSource survives it; streams on known channels work."""
+    h = httpd(server_conf="SSEMaxChannels 4\n")
+    base = uniq("full")
+    for i in range(4):
+        publish_ok(h.port, f"{base}-{i}", "x")
+    sock = open_stream(h.port, f"{base}-new")
+    try:
+        data = read_refusal(sock)
+    finally:
+        sock.close()
+    assert_refused(data, TABLE_FULL)
+    assert channel_info(h.port, f"{base}-new").status == 404
+    with subscribe(h.port, f"{base}-2") as s:
+        i = publish_ok(h.port, f"{base}-2", "known")
+        assert s.next_event().raw == wire_event(i, b"known")
