@@ -265,12 +265,13 @@ static void set_stream_headers(request_rec *r)
  * come back in step), and ends. Logged at most once a second per child. */
 static int refuse(request_rec *r, const char *why)
 {
-    static apr_time_t logged;           /* racy by design: a rate, not a count */
-    apr_time_t now = apr_time_now();
+    static apr_time_t logged;           /* when this child last logged one */
+    apr_time_t now = apr_time_now(), last = __atomic_load_n(&logged, __ATOMIC_RELAXED);
     apr_uint32_t retry = ap_random_pick(OVERLOAD_RETRY * 3 / 4, OVERLOAD_RETRY * 5 / 4);
 
-    if (now - logged >= apr_time_from_sec(1)) {
-        logged = now;
+    if (now - last >= apr_time_from_sec(1)
+        && __atomic_compare_exchange_n(&logged, &last, now, 0, __ATOMIC_RELAXED,
+                                       __ATOMIC_RELAXED)) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SSE_LOGNO(00309)
                       "stream refused (the client retries in %u ms): %s", retry, why);
     }
