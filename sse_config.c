@@ -7,6 +7,7 @@
  * prints the bounds it was checked against.
  */
 #include "sse_config.h"
+#include "sse_body.h"
 #include "sse_wire.h"
 
 #include <errno.h>
@@ -205,14 +206,45 @@ static const num_spec keepalive_wait_spec = DIR_NUM(NUM_TIME, keepalive_wait,
 
 /* ---- other directives ---- */
 
+/* SSEChannel "a-%{X} b": the administrator's own white space separates
+ * channels, and nothing else does. Each word is its own string expression,
+ * so a value substituted from the request (a header, a query argument)
+ * always stays (part of) one channel name, whatever spaces it holds; a
+ * word's %{...} may itself contain spaces without being cut. */
 static const char *set_channel(cmd_parms *cmd, void *conf, const char *arg)
 {
     sse_dir_conf *dc = conf;
-    const char *err = NULL;
+    const char *p = arg, *word, *err = NULL;
+    int depth;
 
-    dc->channel = ap_expr_parse_cmd(cmd, arg, AP_EXPR_FLAG_STRING_RESULT, &err, NULL);
-    if (err)
-        return apr_psprintf(cmd->pool, "SSEChannel: cannot parse '%s': %s", arg, err);
+    dc->channel = apr_array_make(cmd->pool, 2, sizeof(ap_expr_info_t *));
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            break;
+        for (word = p, depth = 0; *p && (depth || (*p != ' ' && *p != '\t')); p++) {
+            if (p[0] == '%' && p[1] == '{') {
+                depth++;
+                p++;
+            }
+            else if (*p == '}' && depth) {
+                depth--;
+            }
+        }
+        if (depth)
+            return apr_psprintf(cmd->pool, "SSEChannel: cannot parse '%s': an unclosed %%{",
+                                arg);
+        *(ap_expr_info_t **)apr_array_push(dc->channel) =
+            ap_expr_parse_cmd(cmd, apr_pstrmemdup(cmd->pool, word, (apr_size_t)(p - word)),
+                              AP_EXPR_FLAG_STRING_RESULT, &err, NULL);
+        if (err)
+            return apr_psprintf(cmd->pool, "SSEChannel: cannot parse '%s': %s", arg, err);
+    }
+    if (dc->channel->nelts == 0)
+        return "SSEChannel: names no channel";
+    if (dc->channel->nelts > SSE_BODY_MAX_CHANNELS)
+        return "SSEChannel: more than " SSE_STR(SSE_BODY_MAX_CHANNELS) " channels";
     return NULL;
 }
 

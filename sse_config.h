@@ -39,7 +39,7 @@ typedef struct {
 
 /* Per location; -1 (NULL for pointers) means "not set here". */
 typedef struct {
-    ap_expr_info_t *channel;        /* SSEChannel */
+    apr_array_header_t *channel;    /* SSEChannel: one ap_expr_info_t * a channel */
     apr_int64_t     heartbeat;      /* SSEHeartbeat, seconds, 0 = off */
     apr_int64_t     retry;          /* SSERetry, ms; -1: none sent */
     apr_int64_t     initial_replay; /* SSEInitialReplay */

@@ -182,19 +182,21 @@ apr_array_header_t *sse_http_channels(request_rec *r, const sse_dir_conf *dc,
     const char *path;
 
     if (dc->channel) {
-        const char *err = NULL, *val = ap_expr_str_exec(r, dc->channel, &err);
-        char *last, *tok, *copy;
+        ap_expr_info_t *const *expr = (ap_expr_info_t *const *)dc->channel->elts;
+        int i;
 
-        if (err) {
-            *why = apr_psprintf(r->pool, "SSEChannel could not be evaluated: %s", err);
-            return NULL;
-        }
-        copy = apr_pstrdup(r->pool, val ? val : "");
-        for (tok = apr_strtok(copy, " \t", &last); tok; tok = apr_strtok(NULL, " \t", &last))
-            add_channel(r->pool, out, tok, strlen(tok));
-        if (out->nelts == 0) {
-            *why = "SSEChannel evaluated to an empty channel name";
-            return NULL;
+        for (i = 0; i < dc->channel->nelts; i++) {
+            const char *err = NULL, *val = ap_expr_str_exec(r, expr[i], &err);
+
+            if (err) {
+                *why = apr_psprintf(r->pool, "SSEChannel could not be evaluated: %s", err);
+                return NULL;
+            }
+            if (!val || !*val) {
+                *why = "SSEChannel evaluated to an empty channel name";
+                return NULL;
+            }
+            add_channel(r->pool, out, val, strlen(val));
         }
         return out;
     }

@@ -62,8 +62,13 @@ int sse_replay_resolve(const sse_store_channels *chans, apr_pool_t *p, const cha
     sse_ring_rec rec;
     int i;
 
+    /* A server id places the client in time only if this ring could have
+     * issued it: not older than the ring, and not newer than the newest
+     * stamp it issued. An id "from the future" (a crafted header, a clock
+     * elsewhere) is not a position: taken as one, it would hide every live
+     * event older than it, silently, for the life of the stream. */
     if (sse_wire_parse_server_id(id, len, stamp))
-        return *stamp >= sse_ring_born(ring);
+        return *stamp >= sse_ring_born(ring) && *stamp <= sse_ring_last_stamp(ring);
     sse_replay_reader_init(&rd, p);
     for (i = 0; i < chans->n; i++) {
         apr_uint64_t off = sse_ring_chan_last(ring, chans->slot[i]);

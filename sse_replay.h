@@ -35,8 +35,9 @@ int sse_replay_read(sse_replay_reader *rd, apr_uint64_t off, sse_ring_rec *rec);
 int sse_replay_gap(const sse_store_channels *chans, apr_uint64_t from);
 
 /* The stamp of a Last-Event-ID on the channels. Returns 1 and *stamp when
- * known (a server id, or a publisher id still retained), 0 when not (then
- * the caller reports a gap and replays all that is retained). */
+ * known (a server id this ring could have issued, between its birth and its
+ * newest stamp, or a publisher id still retained), 0 when not (then the
+ * caller reports a gap and replays all that is retained). */
 int sse_replay_resolve(const sse_store_channels *chans, apr_pool_t *p, const char *id,
                        apr_size_t len, apr_uint64_t *stamp);
 

@@ -17,9 +17,13 @@
 #include <string.h>
 
 #define RING_MAGIC  0x52455353u     /* "SSER" */
-#define RING_LAYOUT 2u
+#define RING_LAYOUT 3u
 
 enum { CHAN_FREE = 0, CHAN_LIVE = 1, CHAN_GONE = 2 };
+
+/* A channel that exists only because streams wait on it: interned by a
+ * subscription and never published to (see sse_ring_chan_intern_waiting). */
+#define CHAN_WAITING 1u
 
 typedef struct {
     uint32_t size;          /* whole record, multiple of 8 */
@@ -49,6 +53,8 @@ typedef struct {
     uint32_t epoch;
     uint32_t hash;
     uint32_t retained;
+    uint32_t flags;         /* CHAN_WAITING */
+    uint32_t unused;
     uint64_t last_off;
     uint64_t last_stamp;
     uint64_t evicted;
@@ -65,6 +71,8 @@ struct sse_ring {
     sse_ring_params params;
     uint32_t chan_cap;          /* power of two, > max_channels */
     uint32_t chan_live;
+    uint32_t chan_waiting;      /* live channels with CHAN_WAITING */
+    uint32_t unused;
     uint64_t born;
     uint64_t last_stamp;
     uint64_t chan_off, procs_off, counts_off, wakers_off, data_off;
@@ -207,7 +215,7 @@ uint64_t sse_ring_head(const sse_ring *r)
 
 uint64_t sse_ring_last_stamp(const sse_ring *r)
 {
-    return r->last_stamp;
+    return LOAD(&r->last_stamp);
 }
 
 uint64_t sse_ring_born(const sse_ring *r)
@@ -262,18 +270,45 @@ static void chan_reclaim(sse_ring *r)
         if (c->state == CHAN_LIVE && c->retained == 0 && sse_ring_subs_total(r, (int)i) == 0) {
             STORE(&c->state, CHAN_GONE);
             r->chan_live--;
+            if (c->flags & CHAN_WAITING)
+                r->chan_waiting--;
         }
     }
 }
 
+uint32_t sse_ring_waiting_share(const sse_ring *r)
+{
+    return r->params.max_channels / 2 ? r->params.max_channels / 2 : 1;
+}
+
+static int chan_create(sse_ring *r, const char *name, size_t len, uint32_t flags);
+
 int sse_ring_chan_intern(sse_ring *r, const char *name, size_t len)
 {
-    uint32_t h, mask = r->chan_cap - 1, i, n;
-    chan_slot *t = chans(r), *c;
+    int slot = sse_ring_chan_find(r, name, len);
+
+    return slot >= 0 ? slot : chan_create(r, name, len, 0);
+}
+
+int sse_ring_chan_intern_waiting(sse_ring *r, const char *name, size_t len)
+{
     int slot = sse_ring_chan_find(r, name, len);
 
     if (slot >= 0)
         return slot;
+    if (r->chan_waiting >= sse_ring_waiting_share(r)) {
+        chan_reclaim(r);
+        if (r->chan_waiting >= sse_ring_waiting_share(r))
+            return SSE_RING_SHARE_FULL;
+    }
+    return chan_create(r, name, len, CHAN_WAITING);
+}
+
+static int chan_create(sse_ring *r, const char *name, size_t len, uint32_t flags)
+{
+    uint32_t h, mask = r->chan_cap - 1, i, n;
+    chan_slot *t = chans(r), *c;
+
     if (len == 0 || len > SSE_CHANNEL_MAX)
         return -1;
     if (r->chan_live >= r->params.max_channels) {
@@ -302,8 +337,11 @@ int sse_ring_chan_intern(sse_ring *r, const char *name, size_t len)
     c->name[len] = '\0';
     c->last_id_len = 0;
     c->last_id[0] = '\0';
+    c->flags = flags;
     STORE(&c->state, CHAN_LIVE);
     r->chan_live++;
+    if (flags & CHAN_WAITING)
+        r->chan_waiting++;
     return (int)i;
 }
 
@@ -485,7 +523,7 @@ static uint64_t stamp_after(uint64_t last, uint64_t now_ms)
 
 static uint64_t next_stamp(sse_ring *r, uint64_t now_ms)
 {
-    r->last_stamp = stamp_after(r->last_stamp, now_ms);
+    STORE(&r->last_stamp, stamp_after(r->last_stamp, now_ms));
     return r->last_stamp;
 }
 
@@ -579,7 +617,7 @@ int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
     size = ALIGN(HDR + (uint64_t)m->nchan * sizeof(sse_ring_link) + ev.id_len + frame_len, 8);
     /* sse_ring_fits() sized the frame for the longest id we could assign. */
     SSE_ASSERT(frame_len <= sse_ring_max_frame(r) && size <= max_record(r));
-    r->last_stamp = stamp;
+    STORE(&r->last_stamp, stamp);
 
     off = reserve(r, size);
     end = off + size;
@@ -604,6 +642,10 @@ int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
 
     for (i = 0; i < m->nchan; i++) {
         chan_slot *c = &t[m->chan[i]];
+        if (c->flags & CHAN_WAITING) {
+            c->flags &= ~CHAN_WAITING;  /* publishing has taken it over */
+            r->chan_waiting--;
+        }
         c->retained++;
         c->published++;
         c->last_stamp = stamp;

@@ -72,7 +72,9 @@ size_t sse_ring_max_frame(const sse_ring *r);
 
 uint64_t sse_ring_head(const sse_ring *r);
 uint64_t sse_ring_born(const sse_ring *r);   /* stamp of the ring's birth */
-/* Stamp of the newest record (the caller holds the lock). */
+/* Stamp of the newest record: every id issued so far is at most this.
+ * Lock-free; under the lock it is also the stamp of the record before
+ * head. */
 uint64_t sse_ring_last_stamp(const sse_ring *r);
 
 /* ---- channels (the caller holds the lock, except where noted) ---- */
@@ -85,6 +87,16 @@ int sse_ring_chan_find(const sse_ring *r, const char *name, size_t len);
 /* Slot of a channel, created if needed; -1 when the table is full even
  * after forgetting idle channels (no subscribers, nothing retained). */
 int sse_ring_chan_intern(sse_ring *r, const char *name, size_t len);
+
+/* The same for a subscription: a channel it creates is "waiting" (it
+ * exists only because streams wait on it) until something is published to
+ * it. Waiting channels may take at most sse_ring_waiting_share() slots, so
+ * that subscribers alone can never fill the table and lock publishers out;
+ * past it, SSE_RING_SHARE_FULL. */
+#define SSE_RING_SHARE_FULL (-2)
+int sse_ring_chan_intern_waiting(sse_ring *r, const char *name, size_t len);
+/* Half of max_channels (at least 1). */
+uint32_t sse_ring_waiting_share(const sse_ring *r);
 
 typedef struct {
     char     name[SSE_CHANNEL_MAX + 1];

@@ -14,7 +14,10 @@
  *              append the DELETE record that ends its streams everywhere;
  *   subscribe  intern the stream's channels and count it on each, with the
  *              epochs that let the stream tell its channel from a later one
- *              that reuses the slot;
+ *              that reuses the slot; a channel a subscription creates is
+ *              "waiting" and counts against the subscribers' share of the
+ *              table (sse_ring.h), so that subscribers alone never lock
+ *              publishers out;
  *   position   where a reader starts: head and last stamp, read together.
  *
  * The lock is never held while waking anybody: the readers to wake are
@@ -176,12 +179,15 @@ static int ring_subscribe(sse_store *st, const apr_array_header_t *names,
     if (!lock(st, why))
         return HTTP_SERVICE_UNAVAILABLE;
     for (i = 0; i < names->nelts; i++) {
-        int slot = sse_ring_chan_intern(st->ring, c[i].s, c[i].len);
+        int slot = sse_ring_chan_intern_waiting(st->ring, c[i].s, c[i].len);
         if (slot < 0) {
             uncount(st, out);
             unlock(st);
             out->n = 0;
-            *why = "too many channels in use (SSEMaxChannels)";
+            *why = slot == SSE_RING_SHARE_FULL
+                   ? "too many channels that nothing was published to have subscribers "
+                     "(half of SSEMaxChannels)"
+                   : "too many channels in use (SSEMaxChannels)";
             return HTTP_SERVICE_UNAVAILABLE;
         }
         for (j = 0; j < out->n && out->slot[j] != slot; j++)

@@ -104,6 +104,12 @@ const char *sse_wire_check_event(const char *s, size_t len)
     return NULL;
 }
 
+/* What httpd's header parser strips around a value. */
+static int is_header_space(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
 const char *sse_wire_check_id(const char *s, size_t len)
 {
     static const char *const why[] = {
@@ -111,9 +117,24 @@ const char *sse_wire_check_id(const char *s, size_t len)
         "id contains a NUL byte", "id is not valid UTF-8",
     };
     int problem = check_line_field(s, len);
+    size_t i;
 
     if (problem != FIELD_OK)
         return why[problem];
+    /* httpd strips white space around header values (RFC 9110): such an id
+     * would come back in Last-Event-ID other than it went out, and could
+     * never be resumed from. */
+    if (len && (is_header_space(s[0]) || is_header_space(s[len - 1])))
+        return "id begins or ends with white space, which httpd strips from the "
+               "Last-Event-ID header: a client could never resume from it";
+    /* httpd answers 400 to a header value with a control character other
+     * than tab: the client's reconnection would fail, and EventSource then
+     * gives up for good. */
+    for (i = 0; i < len; i++) {
+        if (((unsigned char)s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f)
+            return "id contains a control character, which a client cannot send back "
+                   "in the Last-Event-ID header";
+    }
     if (sse_wire_is_server_form(s, len))
         return "ids of the form <digits>-<digits> are reserved for server-assigned ids";
     return NULL;

@@ -31,7 +31,10 @@
 #define SSE_STAMP_MS(st)   ((st) >> SSE_STAMP_SEQ_BITS)
 #define SSE_STAMP_SEQ(st)  ((st) & SSE_STAMP_SEQ_MASK)
 
-/* Field checks: NULL when acceptable, otherwise a message for the client. */
+/* Field checks: NULL when acceptable, otherwise a message for the client.
+ * An id must also survive the round trip through a Last-Event-ID header:
+ * no space or tab at either end, where httpd strips them, and no control
+ * character but tab, which httpd refuses in a header. */
 const char *sse_wire_check_channel(const char *s, size_t len);
 const char *sse_wire_check_event(const char *s, size_t len);
 const char *sse_wire_check_id(const char *s, size_t len);

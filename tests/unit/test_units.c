@@ -690,6 +690,45 @@ static void test_parse(apr_pool_t *p)
     }
 }
 
+/* Ids must survive a Last-Event-ID header, whose ends httpd strips; and
+ * subscribers alone may take at most half of the channel table. */
+static void test_hardening(void)
+{
+    void *mem;
+    sse_ring *r = new_ring(64 * 1024, 4, &mem);
+    uint64_t stamp;
+    char id[SSE_FIELD_MAX + 1];
+    int a, b;
+
+    CHECK(sse_wire_check_id(" x", 2) != NULL);
+    CHECK(sse_wire_check_id("x ", 2) != NULL);
+    CHECK(sse_wire_check_id("\tx", 2) != NULL);
+    CHECK(sse_wire_check_id("x\t", 2) != NULL);
+    CHECK(sse_wire_check_id(" ", 1) != NULL);
+    CHECK(sse_wire_check_id("a b\tc", 5) == NULL);
+    CHECK(sse_wire_check_id("a\x01" "b", 3) != NULL);
+    CHECK(sse_wire_check_id("a\x7f" "b", 3) != NULL);
+    CHECK(sse_wire_check_id("\x1b[0m", 4) != NULL);
+
+    CHECK(sse_ring_waiting_share(r) == 2);
+    CHECK((a = sse_ring_chan_intern_waiting(r, "w1", 2)) >= 0);
+    CHECK((b = sse_ring_chan_intern_waiting(r, "w2", 2)) >= 0);
+    sse_ring_subs_add(r, 0, a, 1);
+    sse_ring_subs_add(r, 0, b, 1);
+    CHECK(sse_ring_chan_intern_waiting(r, "w3", 2) == SSE_RING_SHARE_FULL);
+    CHECK(sse_ring_chan_intern_waiting(r, "w1", 2) == a);      /* existing: found */
+    /* Publishers still create channels, up to the whole table. */
+    CHECK(pub(r, "p1", NULL, "x", 1000, &stamp, id) == 0);
+    CHECK(pub(r, "p2", NULL, "x", 1000, &stamp, id) == 0);
+    CHECK(pub(r, "p3", NULL, "x", 1000, &stamp, id) == -2);
+    /* Publishing to a waiting channel takes it out of the share. */
+    CHECK(pub(r, "w1", NULL, "x", 1000, &stamp, id) == 0);
+    sse_ring_subs_add(r, 0, a, -1);
+    sse_ring_subs_add(r, 0, b, -1);
+    CHECK(sse_ring_chan_intern_waiting(r, "w3", 2) >= 0);      /* w2 reclaimed */
+    free(mem);
+}
+
 int main(void)
 {
     apr_pool_t *p;
@@ -704,6 +743,7 @@ int main(void)
     test_ring_wake();
     test_body(p);
     test_parse(p);
+    test_hardening();
     apr_pool_destroy(p);
     apr_terminate();
     printf("unit: %d passed, %d failed\n", passed, failed);
