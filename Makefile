@@ -7,6 +7,10 @@
 #                   under ASan/UBSan and under TSan (make unit-tsan), and the log tags
 #   make itest-asan the httpd tests against a module built with ASan and UBSan
 #   make bench-selftest  build bench/loadgen and run its self-test (part of make test)
+#   make soak       soak test (tests/soak.py; not part of make test): rounds of 2,000
+#                   subscribers connected and dropped (FIN and RST), publishes checked,
+#                   channels deleted, for SOAK_SECONDS (default 300); fails if httpd's
+#                   PSS or descriptors keep growing; writes bench/results/soak/
 #   make install    copy the module into httpd's module directory (apxs -i)
 
 APXS    ?= apxs
@@ -35,7 +39,7 @@ UNIT_LIBS   = $(APR_LIBS) -ljansson -lpthread
 # ThreadSanitizer builds use clang: GCC's TSan ignores atomic fences.
 TSAN_CC ?= clang
 
-.PHONY: all run test unit itest itest-asan deps install clean bench bench-selftest
+.PHONY: all run test unit itest itest-asan deps install clean bench bench-selftest soak
 
 all: .libs/mod_sse.so
 
@@ -105,6 +109,11 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) bench-selftest
 	$(MAKE) itest
+
+# Soak: minutes, stops by itself after SOAK_SECONDS (README "Testing").
+SOAK_SECONDS ?= 300
+soak: all
+	SOAK_SECONDS=$(SOAK_SECONDS) /usr/bin/python3 tests/soak.py
 
 clean:
 	rm -rf .libs *.la *.lo *.slo *.o $(UNITS) $(UNIT_TSAN) build-asan
