@@ -6,6 +6,11 @@
 #   make unit       only the C unit tests (pure units, ring and store under threads),
 #                   under ASan/UBSan and under TSan (make unit-tsan), and the log tags
 #   make itest-asan the httpd tests against a module built with ASan and UBSan
+#   make bench-selftest  build bench/loadgen and run its self-test (part of make test)
+#   make soak       soak test (tests/soak.py; not part of make test): rounds of 2,000
+#                   subscribers connected and dropped (FIN and RST), publishes checked,
+#                   channels deleted, for SOAK_SECONDS (default 300); fails if httpd's
+#                   PSS or descriptors keep growing; writes bench/results/soak/
 #   make install    copy the module into httpd's module directory (apxs -i)
 
 APXS    ?= apxs
@@ -34,7 +39,7 @@ UNIT_LIBS   = $(APR_LIBS) -ljansson -lpthread
 # ThreadSanitizer builds use clang: GCC's TSan ignores atomic fences.
 TSAN_CC ?= clang
 
-.PHONY: all run test unit itest itest-asan deps install clean bench
+.PHONY: all run test unit itest itest-asan deps install clean bench bench-selftest soak
 
 all: .libs/mod_sse.so
 
@@ -102,7 +107,13 @@ itest-asan:
 test: deps
 	$(MAKE) all
 	$(MAKE) unit
+	$(MAKE) bench-selftest
 	$(MAKE) itest
+
+# Soak: minutes, stops by itself after SOAK_SECONDS (README "Testing").
+SOAK_SECONDS ?= 300
+soak: all
+	SOAK_SECONDS=$(SOAK_SECONDS) /usr/bin/python3 tests/soak.py
 
 clean:
 	rm -rf .libs *.la *.lo *.slo *.o $(UNITS) $(UNIT_TSAN) build-asan
@@ -111,6 +122,10 @@ clean:
 # gnuplot when missing, builds, runs every scenario, writes bench/results/.
 bench/loadgen: bench/loadgen.c
 	$(CC) -O2 -Wall -Wextra -Wno-unused-parameter -o $@ bench/loadgen.c
+
+# The load generator's self-test against an awkward stdlib server (a few seconds).
+bench-selftest: bench/loadgen
+	/usr/bin/python3 bench/test_loadgen.py bench/loadgen
 
 bench:
 	bench/deps.sh

@@ -29,38 +29,21 @@ that streams spread over several child processes.
 
 No assertion is about time: timeouts only keep a failing test from hanging.
 """
-import http.client
 import json
 import socket
 import threading
 import time
-from collections import namedtuple
 
 import pytest
 
 from ssetest.channels import chan_query, uniq
 from ssetest.clients import request, subscribe
+from ssetest.delivery import (DIRECT, FILTERED, STREAM_LOCATIONS, Publisher, assert_events,
+                              assert_stream_is, close_all, publish_burst, receive, sent_record)
 from ssetest.httpd import Httpd
-from ssetest.publish import pub_json, pub_raw, wait_subscribers
+from ssetest.publish import pub_raw, wait_subscribers
 from ssetest.servers import _track
-from ssetest.wire import HEARTBEAT, assert_strictly_increasing, server_id_key, wire_event
-
-DIRECT = "/fan"
-FILTERED = "/fan-filtered"
-
-# Heartbeats every second: a stream whose client has gone is noticed (and its
-# thread freed for the next test) within a second or two.
-LOCATIONS = f"""
-<Location {DIRECT}>
-    SetHandler sse-stream
-    SSEHeartbeat 1
-</Location>
-<Location {FILTERED}>
-    SetHandler sse-stream
-    SSEHeartbeat 1
-    SSEDirectWrite off
-</Location>
-"""
+from ssetest.wire import assert_strictly_increasing, server_id_key
 
 # Four threads per child under event: a handful of streams needs several
 # children. No child is retired for being idle (MaxSpare* = the maximum).
@@ -86,9 +69,6 @@ MaxConnectionsPerChild 0
 }
 FANOUT_MPMS = tuple(FANOUT_MPM)
 
-# One published event as a subscriber must see it.
-Sent = namedtuple("Sent", "id channels data wire")
-
 
 # --------------------------------------------------------------------------
 # servers
@@ -101,7 +81,7 @@ def _fan_servers():
     def get(mpm):
         h = made.get(mpm)
         if h is None or not h.running():
-            h = made[mpm] = Httpd(mpm=mpm, mpm_conf=FANOUT_MPM[mpm], conf=LOCATIONS,
+            h = made[mpm] = Httpd(mpm=mpm, mpm_conf=FANOUT_MPM[mpm], conf=STREAM_LOCATIONS,
                                   name=f"fanout-{mpm}")
             h.start()
         return h
@@ -137,66 +117,6 @@ def burst(n, channels_of, tag):
     return events
 
 
-def sent_record(id_, channels, data, event=None):
-    if isinstance(channels, str):
-        channels = [channels]
-    return Sent(id_, tuple(channels), data, wire_event(id_, data.encode(), event))
-
-
-def publish_burst(port, events, subscribers=None):
-    """Publishes events in one JSON request; returns their Sent records.
-    subscribers(ev), when given, is the count each response item must report."""
-    r = pub_json(port, events)
-    assert r.status == 200 and isinstance(r.json, list) and len(r.json) == len(events), r
-    out = []
-    for item, ev in zip(r.json, events):
-        if subscribers is not None:
-            assert item["subscribers"] == subscribers(ev), (item, ev)
-        out.append(sent_record(item["id"], ev["channel"], ev["data"], ev.get("event")))
-    return out
-
-
-class Publisher:
-    """A keep-alive connection to /pub.
-
-    The event MPM closes idle keep-alive connections of a child whose workers
-    are all busy (here: holding streams); a request that meets such a close
-    was not read, and is sent again on a new connection (had it been
-    published after all, the duplicate would fail the test)."""
-
-    def __init__(self, port):
-        self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-    def _post(self, target, body, content_type, headers=None):
-        hdrs = {"Content-Type": content_type, **(headers or {})}
-        try:
-            self.conn.request("POST", target, body=body, headers=hdrs)
-            resp = self.conn.getresponse()
-        except (http.client.RemoteDisconnected, BrokenPipeError):
-            self.conn.close()
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            self.conn.request("POST", target, body=body, headers=hdrs)
-            resp = self.conn.getresponse()
-        text = resp.read()
-        assert resp.status == 200, (resp.status, text)
-        return json.loads(text)
-
-    def one(self, channels, data, event=None):
-        """A raw publish of one event; returns its Sent record."""
-        i = self._post("/pub" + chan_query(channels), data.encode(), "text/plain",
-                       {"SSE-Event": event} if event else None)["id"]
-        return sent_record(i, channels, data, event)
-
-    def many(self, events):
-        """A JSON array publish; returns the ids."""
-        return [item["id"] for item in self._post("/pub", json.dumps(events).encode(),
-                                                  "application/json")]
-
-    def close(self):
-        self.conn.close()
-
-
 def pipelined(port, requests):
     """Sends raw HTTP/1.1 requests back to back on one connection (the last
     one closes it): httpd serves each right after the previous one, with no
@@ -224,39 +144,6 @@ def pipelined(port, requests):
 # receiving
 # --------------------------------------------------------------------------
 
-def receive(s, n, timeout=60):
-    """The next n events of s (a shorter message than next_events' on failure)."""
-    try:
-        return s.next_events(n, timeout)
-    except AssertionError:
-        evs = s.events()
-        raise AssertionError(f"{s.path}: {n} more events expected within {timeout}s, "
-                             f"{len(evs)} received in all, the last {evs[-3:]}, "
-                             f"eof={s.eof}") from None
-
-
-def assert_events(got, want, who):
-    """got (Events) are exactly want (Sent records), pointing at the first
-    difference."""
-    got_raw, want_raw = [e.raw for e in got], [w.wire for w in want]
-    if got_raw == want_raw:
-        return
-    for k, (g, w) in enumerate(zip(got_raw, want_raw)):
-        if g != w:
-            raise AssertionError(f"{who}: event {k} of {len(want)} is {g!r}, expected {w!r}")
-    raise AssertionError(f"{who}: {len(got)} events, expected {len(want)}")
-
-
-def assert_stream_is(s, want, who):
-    """Nothing more arrives, and the whole stream, heartbeats aside, is
-    exactly want (Sent records)."""
-    s.idle(0.3)
-    body = bytes(s.body).replace(HEARTBEAT, b"")
-    if body != b"".join(w.wire for w in want):
-        assert_events(s.events(), want, who)
-        raise AssertionError(f"{who}: stray bytes in the stream: {body[-300:]!r}")
-
-
 def assert_ended_after(s, want, who):
     """s received exactly want (Sent records), then ended cleanly."""
     assert_events(receive(s, len(want)), want, who)
@@ -269,11 +156,6 @@ def child_of(h, s):
     pid = h.wait_pid_of_client(s.client_port)
     assert pid, f"no child holds the connection of {s.path}"
     return pid
-
-
-def close_all(subs):
-    for s in subs:
-        s.close()
 
 
 # --------------------------------------------------------------------------
@@ -612,7 +494,7 @@ def test_quiet_channel_while_others_overrun_the_ring(httpd, mpm):
     times: the streams of a quiet channel get its next event exactly, with
     no sse-gap, and resuming from its last id (itself overwritten, what
     follows it retained) gives exactly what followed."""
-    h = httpd(mpm=mpm, mpm_conf=FANOUT_MPM[mpm], conf=LOCATIONS, server_conf="SSEBufferSize 64K")
+    h = httpd(mpm=mpm, mpm_conf=FANOUT_MPM[mpm], conf=STREAM_LOCATIONS, server_conf="SSEBufferSize 64K")
     quiet, noisy = uniq("quiet"), uniq("noisy")
     subs = [subscribe(h.port, quiet, path=p) for p in (DIRECT, FILTERED, DIRECT)]
     try:

@@ -12,9 +12,13 @@ Modules, lowest first (each imports only from those above it):
             ordering.
   channels  unique channel names and the ?channel= query string.
   clients   Response/request() (http.client), the raw-socket SSEClient and
-            its Event blocks, subscribe(), NodeClient (npm eventsource).
+            its Event blocks, subscribe(), read_all() (many streams at once),
+            NodeClient (npm eventsource).
   publish   publishers (pub_raw/pub_form/pub_json/publish_ok), channel info,
             and checks on responses published through X-SSE-Publish.
+  delivery  what each stream must receive: Sent records, keep-alive
+            Publisher, publish_burst(), assert_events()/assert_stream_is(),
+            and the direct and filtered stream locations.
   httpd     the Httpd class (config generation, start/stop/graceful by pid,
             error log, which child holds a connection) and the configuration
             pieces it is built from.

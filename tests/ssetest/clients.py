@@ -159,8 +159,11 @@ class SSEClient:
         """Receive once; returns False on timeout."""
         if self.eof:
             return False
-        r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
-        if not r:
+        # poll, not select: a process holding thousands of streams (the
+        # soak, tests/soak.py) has descriptors above select's FD_SETSIZE.
+        p = select.poll()
+        p.register(self.sock, select.POLLIN)
+        if not p.poll(max(0.0, timeout) * 1000):
             return False
         try:
             data = self.sock.recv(65536)
@@ -343,6 +346,9 @@ class SSEClient:
         except OSError:
             pass
 
+    def fileno(self):
+        return self.sock.fileno()
+
     def abort(self):
         """Vanish abruptly: RST instead of FIN."""
         try:
@@ -357,6 +363,27 @@ class SSEClient:
 
     def __exit__(self, *a):
         self.close()
+
+
+def read_all(clients, pred, timeout):
+    """Reads whichever of clients (SSEClients) have data, one poll() over
+    them all, until pred(c) holds for every client or timeout seconds
+    passed. Returns the clients for which it does not hold (empty: all
+    done). For many streams at once, where reading each in turn would wait
+    on every quiet one."""
+    left = [c for c in clients if not pred(c)]
+    deadline = time.monotonic() + timeout
+    while left:
+        waiting = {c.fileno(): c for c in left if not c.eof}
+        if not waiting or time.monotonic() >= deadline:
+            break
+        p = select.poll()
+        for fd in waiting:
+            p.register(fd, select.POLLIN)
+        for fd, _ in p.poll(max(0.0, min(1.0, deadline - time.monotonic())) * 1000):
+            waiting[fd]._recv(0)
+        left = [c for c in left if not pred(c)]
+    return left
 
 
 def subscribe(port, channels=None, path="/events", headers=None, extra_query=None, **kw):

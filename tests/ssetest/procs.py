@@ -1,6 +1,7 @@
 """Processes and sockets, by pid only (never by name), read from /proc:
-children of a pid, whether a pid lives, the TCP table and which pid holds a
-socket; and free local ports."""
+children of a pid, whether a pid lives, its memory (PSS), open descriptors
+and threads, the TCP table and which pid holds a socket; and free local
+ports."""
 import os
 import socket
 
@@ -41,6 +42,49 @@ def pid_alive(pid):
         return state != "Z"
     except OSError:
         return False
+
+
+def smaps_rollup(pid):
+    """{field: KiB} of /proc/PID/smaps_rollup (Rss, Pss, Pss_Anon, Pss_File,
+    Pss_Shmem, ...). Pss counts a shared page as a share of each process
+    that maps it, so its sum over a process tree is the tree's footprint."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                out[parts[0].rstrip(":")] = int(parts[1])
+    return out
+
+
+def fd_count(pid):
+    """Open descriptors of pid (entries of /proc/PID/fd)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def thread_switches(pid):
+    """{tid: context switches so far} of each thread of pid: a thread that
+    has done nothing since a sample has the same count."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        n = 0
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if "ctxt_switches:" in line:     # voluntary and not
+                        n += int(line.split()[1])
+        except OSError:
+            continue
+        out[int(tid)] = n
+    return out
+
+
+def thread_count(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
 
 
 def tcp_table():
