@@ -180,14 +180,25 @@ def test_full_restart_ids_increase_and_old_id_gaps(httpd):
 
 def _kill_test(h, sub_path="/events", rounds=3.0):
     """Publish from several threads while children are SIGKILLed; then the
-    ring must still work, and be consistent."""
+    ring must still work, and be consistent.
+
+    What a publish can get while children die (sse_publish.c, sse_store.c):
+    the one channel exists, every event fits and the lock recovers from its
+    holder's death (robust pthread mutex, or fcntl: released by the kernel),
+    so every answer is 200. A publish whose own child is killed gets no
+    answer: the connection is reset or closed before a status line
+    (ConnectionResetError, http.client.RemoteDisconnected being one, or
+    BrokenPipeError while sending); nothing else. Its event may or may not
+    have been published. The subscriber gets every acknowledged event exactly
+    once, in order, and besides them only events whose publish got no
+    answer, each once."""
     port = h.port
     chan = uniq("kill")
     watcher = subscribe(port, chan, path=sub_path)
     watcher_pid = h.wait_pid_of_client(watcher.client_port)
     assert watcher_pid, "could not find the watcher's child"
     ok = []            # (id, data) of publishes answered 200
-    attempted = set()  # every payload sent
+    unanswered = set() # data of publishes whose connection was cut
     lock = threading.Lock()
     stop = threading.Event()
     errors = []
@@ -197,17 +208,18 @@ def _kill_test(h, sub_path="/events", rounds=3.0):
         while not stop.is_set():
             data = f"k{n}-{k}".encode()
             k += 1
-            with lock:
-                attempted.add(data)
             try:
                 r = pub_raw(port, chan, data, timeout=10)
-            except OSError:
-                continue  # our child was killed under us
+            except (ConnectionResetError, BrokenPipeError):
+                with lock:
+                    unanswered.add(data)    # our child was killed under us
+                continue
+            except Exception as e:          # a timeout would mean a stuck lock
+                errors.append(f"{data!r}: {e!r}")
+                return
             if r.status == 200:
                 with lock:
                     ok.append((r.json["id"], data))
-            elif r.status >= 500:
-                continue
             else:
                 errors.append(r)
 
@@ -232,8 +244,10 @@ def _kill_test(h, sub_path="/events", rounds=3.0):
         for t in threads:
             t.join(30)
     assert not any(t.is_alive() for t in threads), "publishers hung: ring left locked?"
-    assert kills > 5
     assert not errors, errors[:3]
+    # How many kills and publishes fit in the time depends on the machine's
+    # speed: lower bounds only, that the test did what it is about.
+    assert kills > 5
     assert len(ok) > 20, f"only {len(ok)} publishes succeeded while killing"
 
     # After the massacre: publishing still works, promptly, and is delivered.
@@ -248,16 +262,23 @@ def _kill_test(h, sub_path="/events", rounds=3.0):
     assert got and got[-1][0] == last, f"watcher did not get the last event; got {got[-3:]}"
     ids = [i for i, _ in got]
     assert_strictly_increasing(ids)
+    datas = [d for _, d in got]
+    assert len(set(datas)) == len(datas), "an event was delivered twice"
+    # Every acknowledged event, with the id its publish was given, exactly
+    # once; the rest are events whose publish got no answer.
     got_set = set(got)
     missing = [x for x in all_ok if x not in got_set]
     assert not missing, f"acknowledged publishes not delivered: {missing[:5]}"
-    for _, d in got:
-        assert d in attempted or d.startswith(b"after"), f"garbage event data {d!r}"
+    acked = {d for _, d in all_ok}
+    extra = [d for d in datas if d not in acked and d not in unanswered]
+    assert not extra, f"events delivered that no publish sent or that were answered otherwise: {extra[:5]}"
+    assert [x for x in got if x[1] in acked] == sorted(all_ok, key=lambda x: server_id_key(x[0]))
     # The ring is consistent: a replay from the first event returns exactly
     # what the live watcher saw.
     with subscribe(port, chan, headers={"Last-Event-ID": got[0][0]}) as r:
         evs = r.next_events(len(got) - 1, timeout=20)
         assert [(e.id, e.data) for e in evs] == got[1:]
+        r.assert_no_event(0.3)
     return kills
 
 
