@@ -45,13 +45,13 @@ def test_graceful_restart_mid_stream_no_event_lost(httpd, mpm):
         for s in subs:
             assert [(e.id, e.data) for e in s.next_events(2)] == before
         old_children = h.children()
-        t0 = time.monotonic()
+        # Streams end at once (not at the clients' leisure): 10 s is a guard
+        # against a hang for all of them together, not a speed.
+        deadline = time.monotonic() + 10
         h.graceful(wait=False)
         for s in subs:
-            assert s.wait_eof(10), f"stream still open {time.monotonic() - t0:.1f}s after SIGUSR1"
+            assert s.wait_eof(max(0, deadline - time.monotonic())), "stream still open 10s after SIGUSR1"
             assert s.clean_end, "stream should end cleanly (last chunk), not be cut"
-        took = time.monotonic() - t0
-        assert took < 10, took
         # The old generation goes away instead of lingering with streams.
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and any(pid_alive(p) for p in old_children):
@@ -107,10 +107,8 @@ def test_node_eventsource_reconnects_across_graceful_restart(httpd):
         wait_subscribers(h.port, chan, 1)
         sent = [(publish_ok(h.port, chan, f"a{i}"), f"a{i}") for i in range(3)]
         node.wait_for(lambda m: m.get("kind") == "event" and m.get("data") == "a2", 10)
-        t0 = time.monotonic()
         h.graceful(wait=False)
-        node.wait_for(lambda m: m.get("kind") == "error", 10)
-        assert time.monotonic() - t0 < 10
+        node.wait_for(lambda m: m.get("kind") == "error", 10)    # the guard against a hang
         # Published while the client is between connections.
         sent += [(publish_retry(h.port, chan, f"b{i}"), f"b{i}") for i in range(3)]
         final, events = node.result(45)
@@ -130,8 +128,11 @@ def test_stop_ends_streams_promptly(httpd, mpm):
         i = publish_ok(h.port, chan, "x")
         for s in subs:
             assert s.next_event().id == i
-        took = h.stop()
-        assert took < 10, f"httpd took {took:.1f}s to stop with open streams"
+        # httpd stops by itself with open streams (no SIGKILL needed): a
+        # 10 s guard against a hang, not a speed.
+        os.kill(h.pid, signal.SIGTERM)
+        h.proc.wait(10)
+        h.stop()
         for s in subs:
             assert s.wait_eof(5)
     finally:
@@ -150,13 +151,14 @@ def test_graceful_stop_ends_streams_promptly(httpd, mpm):
         i = publish_ok(h.port, chan, "x")
         for s in subs:
             assert s.next_event().id == i
-        t0 = time.monotonic()
+        # Guards against a hang, not speeds: 10 s for the streams to end,
+        # 15 s in all for httpd to exit.
+        deadline = time.monotonic() + 15
         os.kill(h.pid, signal.SIGWINCH)
         for s in subs:
             assert s.wait_eof(10), "stream still open 10s after graceful-stop"
             assert s.clean_end
-        h.proc.wait(15)
-        assert time.monotonic() - t0 < 15
+        h.proc.wait(max(0, deadline - time.monotonic()))
     finally:
         for s in subs:
             s.close()
