@@ -64,8 +64,13 @@ deps-run:
 #   test_units          wire, body, parse, ring, buffer (single-threaded)
 #   test_ring_threads   the ring under concurrent publishers and lock-free readers
 #   test_store_threads  the store boundary: batches, all-or-none, counts, threads
-UNITS = tests/unit/test_units tests/unit/test_ring_threads tests/unit/test_store_threads
+#   test_ring_crash     a writer SIGKILLed with the lock held at each step of a write
+#                       (sse_ring.c built with its test hooks, -DSSE_RING_TEST_HOOKS)
+UNITS = tests/unit/test_units tests/unit/test_ring_threads tests/unit/test_store_threads \
+        tests/unit/test_ring_crash
 UNIT_TSAN = $(UNITS:=.tsan)
+
+tests/unit/test_ring_crash tests/unit/test_ring_crash.tsan: UNIT_CFLAGS += -DSSE_RING_TEST_HOOKS
 
 $(UNITS): tests/unit/%: tests/unit/%.c $(STORE_SRC) $(HDR)
 	$(CC) $(UNIT_CFLAGS) -fsanitize=address,undefined -o $@ $< $(STORE_SRC) $(UNIT_LIBS)
@@ -77,6 +82,7 @@ unit: $(UNITS)
 	tests/unit/test_units
 	tests/unit/test_ring_threads
 	tests/unit/test_store_threads
+	tests/unit/test_ring_crash
 	/usr/bin/python3 scripts/lognos.py
 	$(MAKE) unit-tsan
 
@@ -85,6 +91,7 @@ unit-tsan: $(UNIT_TSAN)
 	tests/unit/test_units.tsan
 	tests/unit/test_ring_threads.tsan
 	tests/unit/test_store_threads.tsan
+	tests/unit/test_ring_crash.tsan
 
 itest: all
 	$(PYTEST) -q tests $(PYTEST_ARGS)

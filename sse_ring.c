@@ -85,6 +85,15 @@ struct sse_ring {
 
 #define ALIGN(x, a) (((x) + ((a) - 1)) & ~(uint64_t)((a) - 1))
 
+/* Test hooks (tests/unit/test_ring_crash.c): RING_STEP(n) marks a point
+ * of a write where a writer may die; compiled to nothing in the module. */
+#ifdef SSE_RING_TEST_HOOKS
+void (*sse_ring_test_hook)(int step);
+#define RING_STEP(n) do { if (sse_ring_test_hook) sse_ring_test_hook(n); } while (0)
+#else
+#define RING_STEP(n) ((void)0)
+#endif
+
 #define LOAD(p)        __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define STORE(p, v)    __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
@@ -575,12 +584,14 @@ static uint64_t reserve(sse_ring *r, uint64_t size)
         /* Readers must see the new tail before any byte is overwritten. */
         STORE(&r->tail, tail);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        RING_STEP(SSE_RING_STEP_TAIL);
     }
     if (start != head && room >= HDR) {
         rec_hdr *pad = (rec_hdr *)(data(r) + head % ds);
         memset(pad, 0, sizeof(*pad));
         pad->size = (uint32_t)room;
         pad->kind = SSE_REC_PAD;
+        RING_STEP(SSE_RING_STEP_PAD);
     }
     return start;
 }
@@ -628,6 +639,7 @@ int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
     h->stamp = stamp;
     h->id_len = (uint32_t)ev.id_len;
     h->frame_len = (uint32_t)frame_len;
+    RING_STEP(SSE_RING_STEP_HEADER);
     links = (sse_ring_link *)(h + 1);
     for (i = 0; i < m->nchan; i++) {
         chan_slot *c = &t[m->chan[i]];
@@ -635,10 +647,14 @@ int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
         links[i].epoch = c->epoch;
         links[i].prev = c->last_off;
     }
+    RING_STEP(SSE_RING_STEP_LINKS);
     p = (char *)(links + m->nchan);
     memcpy(p, ev.id, ev.id_len);
+    RING_STEP(SSE_RING_STEP_ID);
     sse_wire_frame(p + ev.id_len, &ev);
+    RING_STEP(SSE_RING_STEP_FRAME);
     commit(r, end);
+    RING_STEP(SSE_RING_STEP_COMMIT);
 
     for (i = 0; i < m->nchan; i++) {
         chan_slot *c = &t[m->chan[i]];
@@ -652,6 +668,7 @@ int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
         memcpy(c->last_id, ev.id, ev.id_len);
         c->last_id_len = (uint16_t)ev.id_len;
         STORE(&c->last_off, off);
+        RING_STEP(SSE_RING_STEP_CHANNEL);
     }
     *stamp_out = stamp;
     if (id_out) {
@@ -675,6 +692,7 @@ uint32_t sse_ring_delete(sse_ring *r, int slot, uint64_t now_ms)
     c->last_id[0] = '\0';
     STORE(&c->last_off, SSE_RING_NONE);
     STORE(&c->epoch, old_epoch + 1);
+    RING_STEP(SSE_RING_STEP_DROPPED);
 
     size = ALIGN(HDR + sizeof(sse_ring_link), 8);
     off = reserve(r, size);
@@ -688,7 +706,9 @@ uint32_t sse_ring_delete(sse_ring *r, int slot, uint64_t now_ms)
     link->chan = (uint32_t)slot;
     link->epoch = old_epoch;
     link->prev = SSE_RING_NONE;
+    RING_STEP(SSE_RING_STEP_RECORD);
     commit(r, off + size);
+    RING_STEP(SSE_RING_STEP_COMMIT);
     return dropped;
 }
 

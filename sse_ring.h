@@ -217,4 +217,22 @@ uint64_t sse_ring_chan_last(const sse_ring *r, int slot);
 /* Highest stamp of the channel's events that were overwritten (0: none). */
 uint64_t sse_ring_chan_evicted(const sse_ring *r, int slot);
 
+#ifdef SSE_RING_TEST_HOOKS
+/* Only in test builds (tests/unit/test_ring_crash.c): called, when set, at
+ * each step of a write, with the step that was just completed. */
+enum {
+    SSE_RING_STEP_TAIL = 1,     /* reserve: the tail moved past what is overwritten */
+    SSE_RING_STEP_PAD,          /* reserve: the padding to the end is written */
+    SSE_RING_STEP_HEADER,       /* publish: the record's header is written */
+    SSE_RING_STEP_LINKS,        /* publish: its channel links */
+    SSE_RING_STEP_ID,           /* publish: its id */
+    SSE_RING_STEP_FRAME,        /* publish: its frame: the record is complete */
+    SSE_RING_STEP_COMMIT,       /* publish, delete: the head moved past it */
+    SSE_RING_STEP_CHANNEL,      /* publish: one channel's bookkeeping is done */
+    SSE_RING_STEP_DROPPED,      /* delete: the channel's history is dropped */
+    SSE_RING_STEP_RECORD        /* delete: the DELETE record is written */
+};
+extern void (*sse_ring_test_hook)(int step);
+#endif
+
 #endif

@@ -181,9 +181,10 @@ def test_burst_reaches_every_stream_exactly_once_in_order(fsrv):
             assert_events(receive(s, len(sent)), sent, s.path)
         for s in subs:
             assert_stream_is(s, sent, s.path)
+        # One line per stream opened since the mark: these six.
         log = fsrv.log_since(mark)
-        assert log.count("SSE00304:") >= 3, log[-3000:]    # written directly by the dispatcher
-        assert log.count("SSE00308:") >= 3, log[-3000:]    # written through the output filters
+        assert log.count("SSE00304:") == 3, log[-3000:]    # written directly by the dispatcher
+        assert log.count("SSE00308:") == 3, log[-3000:]    # written through the output filters
     finally:
         close_all(subs)
 
@@ -331,6 +332,10 @@ def test_first_stream_of_a_channel_in_a_child_gets_the_next_event(fsrv):
             for n, (t, _) in enumerate(subs):
                 assert_events(receive(t, 1, timeout=5), sent[-1:],
                               f"subscriber {n} on {t.path}, event {k}")
+        # Under prefork each child holds one stream: all 8 are fresh. With
+        # threads (4 per child, some busy with the publishes) the 8 streams
+        # need at least two children; which children accept them is the
+        # kernel's choice, so how many is not determined.
         assert fresh >= (8 if h.mpm == "prefork" else 2), seen
         for n, (t, first) in enumerate(subs):
             assert_stream_is(t, sent[first:], f"subscriber {n} on {t.path}")

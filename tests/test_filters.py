@@ -1,6 +1,5 @@
 """Other httpd modules around a stream: compression must not buffer or
 encode it, request timeouts must not cut it."""
-import statistics
 import time
 
 import pytest
@@ -51,12 +50,12 @@ def test_compression_does_not_buffer_or_encode_stream(httpd, conf, encoding):
         assert s.status == 200
         assert "content-encoding" not in s.headers, s.headers
         assert s.headers["content-type"] == "text/event-stream; charset=utf-8"
-        t0 = time.monotonic()
+        # Not held back by the filter: it arrives while the stream is open
+        # (within the 5 s guard against a hang), alone.
         i = publish_ok(h.port, chan, "not compressed\nnot buffered")
         ev = s.next_event(timeout=5)
         assert ev.raw == wire_event(i, b"not compressed\nnot buffered")
         assert bytes(s.body) == ev.raw
-        assert time.monotonic() - t0 < 5
         i2 = publish_ok(h.port, chan, "second")
         assert s.next_event(timeout=5).raw == wire_event(i2, b"second")
         # Release the thread (heartbeat is off on this location).
@@ -87,19 +86,15 @@ def test_deflate_server_wide_events_one_by_one(httpd):
     r = request(h.port, "GET", "/page.html", headers={"Accept-Encoding": "gzip"})
     assert r.status == 200 and r.headers.get("content-encoding") == "gzip", r
     chan = uniq("gzw")
-    lat = []
     with subscribe(h.port, chan, path="/events-nohb", headers={"Accept-Encoding": "gzip"}) as s:
         assert "content-encoding" not in s.headers, s.headers
         for k in range(8):
             data = f"event {k}\nline two"
-            t0 = time.monotonic()
             i = publish_ok(h.port, chan, data)
-            ev = s.next_event(timeout=5)
-            lat.append((time.monotonic() - t0) * 1000)
+            ev = s.next_event(timeout=5)      # a guard against a hang, not a speed
             assert ev.raw == wire_event(i, data.encode())
             assert s.chunks[-1][1] == ev.raw, s.chunks[-3:]     # alone, not batched
             time.sleep(0.02)
-    assert statistics.median(lat) < 100, lat
     for _ in range(2):
         publish_ok(h.port, chan, "release")
 

@@ -45,13 +45,13 @@ def test_graceful_restart_mid_stream_no_event_lost(httpd, mpm):
         for s in subs:
             assert [(e.id, e.data) for e in s.next_events(2)] == before
         old_children = h.children()
-        t0 = time.monotonic()
+        # Streams end at once (not at the clients' leisure): 10 s is a guard
+        # against a hang for all of them together, not a speed.
+        deadline = time.monotonic() + 10
         h.graceful(wait=False)
         for s in subs:
-            assert s.wait_eof(10), f"stream still open {time.monotonic() - t0:.1f}s after SIGUSR1"
+            assert s.wait_eof(max(0, deadline - time.monotonic())), "stream still open 10s after SIGUSR1"
             assert s.clean_end, "stream should end cleanly (last chunk), not be cut"
-        took = time.monotonic() - t0
-        assert took < 10, took
         # The old generation goes away instead of lingering with streams.
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and any(pid_alive(p) for p in old_children):
@@ -107,10 +107,8 @@ def test_node_eventsource_reconnects_across_graceful_restart(httpd):
         wait_subscribers(h.port, chan, 1)
         sent = [(publish_ok(h.port, chan, f"a{i}"), f"a{i}") for i in range(3)]
         node.wait_for(lambda m: m.get("kind") == "event" and m.get("data") == "a2", 10)
-        t0 = time.monotonic()
         h.graceful(wait=False)
-        node.wait_for(lambda m: m.get("kind") == "error", 10)
-        assert time.monotonic() - t0 < 10
+        node.wait_for(lambda m: m.get("kind") == "error", 10)    # the guard against a hang
         # Published while the client is between connections.
         sent += [(publish_retry(h.port, chan, f"b{i}"), f"b{i}") for i in range(3)]
         final, events = node.result(45)
@@ -130,8 +128,11 @@ def test_stop_ends_streams_promptly(httpd, mpm):
         i = publish_ok(h.port, chan, "x")
         for s in subs:
             assert s.next_event().id == i
-        took = h.stop()
-        assert took < 10, f"httpd took {took:.1f}s to stop with open streams"
+        # httpd stops by itself with open streams (no SIGKILL needed): a
+        # 10 s guard against a hang, not a speed.
+        os.kill(h.pid, signal.SIGTERM)
+        h.proc.wait(10)
+        h.stop()
         for s in subs:
             assert s.wait_eof(5)
     finally:
@@ -150,13 +151,14 @@ def test_graceful_stop_ends_streams_promptly(httpd, mpm):
         i = publish_ok(h.port, chan, "x")
         for s in subs:
             assert s.next_event().id == i
-        t0 = time.monotonic()
+        # Guards against a hang, not speeds: 10 s for the streams to end,
+        # 15 s in all for httpd to exit.
+        deadline = time.monotonic() + 15
         os.kill(h.pid, signal.SIGWINCH)
         for s in subs:
             assert s.wait_eof(10), "stream still open 10s after graceful-stop"
             assert s.clean_end
-        h.proc.wait(15)
-        assert time.monotonic() - t0 < 15
+        h.proc.wait(max(0, deadline - time.monotonic()))
     finally:
         for s in subs:
             s.close()
@@ -180,14 +182,25 @@ def test_full_restart_ids_increase_and_old_id_gaps(httpd):
 
 def _kill_test(h, sub_path="/events", rounds=3.0):
     """Publish from several threads while children are SIGKILLed; then the
-    ring must still work, and be consistent."""
+    ring must still work, and be consistent.
+
+    What a publish can get while children die (sse_publish.c, sse_store.c):
+    the one channel exists, every event fits and the lock recovers from its
+    holder's death (robust pthread mutex, or fcntl: released by the kernel),
+    so every answer is 200. A publish whose own child is killed gets no
+    answer: the connection is reset or closed before a status line
+    (ConnectionResetError, http.client.RemoteDisconnected being one, or
+    BrokenPipeError while sending); nothing else. Its event may or may not
+    have been published. The subscriber gets every acknowledged event exactly
+    once, in order, and besides them only events whose publish got no
+    answer, each once."""
     port = h.port
     chan = uniq("kill")
     watcher = subscribe(port, chan, path=sub_path)
     watcher_pid = h.wait_pid_of_client(watcher.client_port)
     assert watcher_pid, "could not find the watcher's child"
     ok = []            # (id, data) of publishes answered 200
-    attempted = set()  # every payload sent
+    unanswered = set() # data of publishes whose connection was cut
     lock = threading.Lock()
     stop = threading.Event()
     errors = []
@@ -197,17 +210,18 @@ def _kill_test(h, sub_path="/events", rounds=3.0):
         while not stop.is_set():
             data = f"k{n}-{k}".encode()
             k += 1
-            with lock:
-                attempted.add(data)
             try:
                 r = pub_raw(port, chan, data, timeout=10)
-            except OSError:
-                continue  # our child was killed under us
+            except (ConnectionResetError, BrokenPipeError):
+                with lock:
+                    unanswered.add(data)    # our child was killed under us
+                continue
+            except Exception as e:          # a timeout would mean a stuck lock
+                errors.append(f"{data!r}: {e!r}")
+                return
             if r.status == 200:
                 with lock:
                     ok.append((r.json["id"], data))
-            elif r.status >= 500:
-                continue
             else:
                 errors.append(r)
 
@@ -232,8 +246,10 @@ def _kill_test(h, sub_path="/events", rounds=3.0):
         for t in threads:
             t.join(30)
     assert not any(t.is_alive() for t in threads), "publishers hung: ring left locked?"
-    assert kills > 5
     assert not errors, errors[:3]
+    # How many kills and publishes fit in the time depends on the machine's
+    # speed: lower bounds only, that the test did what it is about.
+    assert kills > 5
     assert len(ok) > 20, f"only {len(ok)} publishes succeeded while killing"
 
     # After the massacre: publishing still works, promptly, and is delivered.
@@ -248,16 +264,23 @@ def _kill_test(h, sub_path="/events", rounds=3.0):
     assert got and got[-1][0] == last, f"watcher did not get the last event; got {got[-3:]}"
     ids = [i for i, _ in got]
     assert_strictly_increasing(ids)
+    datas = [d for _, d in got]
+    assert len(set(datas)) == len(datas), "an event was delivered twice"
+    # Every acknowledged event, with the id its publish was given, exactly
+    # once; the rest are events whose publish got no answer.
     got_set = set(got)
     missing = [x for x in all_ok if x not in got_set]
     assert not missing, f"acknowledged publishes not delivered: {missing[:5]}"
-    for _, d in got:
-        assert d in attempted or d.startswith(b"after"), f"garbage event data {d!r}"
+    acked = {d for _, d in all_ok}
+    extra = [d for d in datas if d not in acked and d not in unanswered]
+    assert not extra, f"events delivered that no publish sent or that were answered otherwise: {extra[:5]}"
+    assert [x for x in got if x[1] in acked] == sorted(all_ok, key=lambda x: server_id_key(x[0]))
     # The ring is consistent: a replay from the first event returns exactly
     # what the live watcher saw.
     with subscribe(port, chan, headers={"Last-Event-ID": got[0][0]}) as r:
         evs = r.next_events(len(got) - 1, timeout=20)
         assert [(e.id, e.data) for e in evs] == got[1:]
+        r.assert_no_event(0.3)
     return kills
 
 

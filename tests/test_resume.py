@@ -9,6 +9,7 @@ import pytest
 from ssetest.channels import chan_query, q, uniq
 from ssetest.clients import NodeClient, SSEClient, subscribe
 from ssetest.publish import channel_info, pub_raw, publish_ok
+from ssetest.ring import retained_events
 from ssetest.wire import assert_strictly_increasing, wire_event
 
 
@@ -164,26 +165,28 @@ def test_ring_wrap_gap(httpd):
     first = publish_ok(h.port, g, "first")
     payload = lambda k: (f"{k:04d}-" + "w" * 2000).encode()
     sent = [(publish_ok(h.port, g, payload(k)), payload(k)) for k in range(120)]
+    # What a 64K ring holds of these, from their ids and sizes.
+    retained = retained_events([(first, b"first")] + sent, 64 * 1024)
+    assert retained[0] in sent[1:], "the ring should have wrapped (64K, 120 x 2K events)"
+    oldest = retained[0][0]
     with subscribe(h.port, g, headers={"Last-Event-ID": first}) as s:
         gap = s.next_event()
         assert gap.event == "sse-gap"
         info = json.loads(gap.data)
         assert set(info) == {"last_event_id", "oldest_id"}
         assert info["last_event_id"] == first
-        oldest = info["oldest_id"]
-        ids = [i for i, _ in sent]
-        assert oldest in ids[1:], "the ring should have wrapped (64K, 120 x 2K events)"
+        assert info["oldest_id"] == oldest
         assert gap.raw == gap_event(first, oldest)
-        k = ids.index(oldest)
-        retained = sent[k:]
         evs = s.next_events(len(retained), timeout=15)
         assert [e.raw for e in evs] == [wire_event(i, d) for i, d in retained]
         s.assert_no_event(0.5)
         live = publish_ok(h.port, g, "live")
         assert s.next_event().raw == wire_event(live, b"live")
     info = channel_info(h.port, g)
-    # "live" may itself have pushed the oldest event out of the full ring.
-    assert info.json["messages"] in (len(retained), len(retained) + 1), info
+    # "live" may itself push the oldest events out of the full ring: the
+    # same computation says how many are left.
+    after = retained_events([(first, b"first")] + sent + [(live, b"live")], 64 * 1024)
+    assert info.json["messages"] == len(after), info
     assert info.json["last_id"] == live
     # A subscriber that was not too far behind gets no gap.
     with subscribe(h.port, g, headers={"Last-Event-ID": sent[-2][0]}) as s:
@@ -195,11 +198,16 @@ def test_gap_when_channel_lost_everything(httpd):
     h = httpd(server_conf="SSEBufferSize 64K")
     quiet, noisy = uniq("quiet"), uniq("noisy")
     q1 = publish_ok(h.port, quiet, "q1")
-    publish_ok(h.port, quiet, "q2")
-    for k in range(80):
-        publish_ok(h.port, noisy, b"n" * 2000)
+    q2 = publish_ok(h.port, quiet, "q2")
+    noise = [(publish_ok(h.port, noisy, b"n" * 2000), b"n" * 2000) for k in range(80)]
+    # The 64K ring keeps only noisy events now (from their ids and sizes).
+    kept = retained_events([(q1, b"q1"), (q2, b"q2")] + noise, 64 * 1024)
+    assert kept == noise[-len(kept):] and len(kept) < len(noise)
+    # The channel is still known (it published, and the table is far from
+    # full), with nothing retained; its last id stays the last it published.
     info = channel_info(h.port, quiet)
-    assert info.status == 404 or info.json["messages"] == 0, info
+    assert info.status == 200 and info.json == {
+        "channel": quiet, "subscribers": 0, "messages": 0, "last_id": q2}, info
     with subscribe(h.port, quiet, headers={"Last-Event-ID": q1}) as s:
         assert s.next_event().raw == gap_event(q1, None)
         s.assert_no_event(0.5)
@@ -213,12 +221,14 @@ def test_initial_replay_after_wrap_is_contiguous(httpd):
     g = uniq("iw")
     sent = [(publish_ok(h.port, g, f"{k}:" + "r" * 1500), (f"{k}:" + "r" * 1500).encode())
             for k in range(100)]
+    # What a 64K ring holds of these, from their ids and sizes.
+    n = len(retained_events(sent, 64 * 1024))
+    assert 0 < n < 100
     with subscribe(h.port, g, path="/replay") as s:
-        n = channel_info(h.port, g).json["messages"]
-        assert 0 < n < 100
         evs = s.next_events(n)
         assert [e.raw for e in evs] == [wire_event(i, d) for i, d in sent[-n:]]
         s.assert_no_event(0.5)
+    assert channel_info(h.port, g).json["messages"] == n
 
 
 def test_node_eventsource_last_event_id(srv, chan):

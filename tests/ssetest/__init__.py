@@ -11,6 +11,8 @@ Modules, lowest first (each imports only from those above it):
   wire      the exact bytes mod_sse writes (events, ids, heartbeats) and id
             ordering.
   channels  unique channel names and the ?channel= query string.
+  ring      what a server's ring retains of the events a test published,
+            from their ids and SSEBufferSize (sse_ring.c's accounting).
   clients   Response/request() (http.client), the raw-socket SSEClient and
             its Event blocks, subscribe(), read_all() (many streams at once),
             NodeClient (npm eventsource).
