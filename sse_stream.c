@@ -424,6 +424,14 @@ int sse_stream_handler(request_rec *r)
         free(batch->spill);
         batch->spill = NULL;
     }
+    /* A stream that could not write all it had (a direct write left
+     * unfinished, a write that failed or timed out on a client that stopped
+     * reading) has broken HTTP framing: the client must see the connection
+     * cut, not a last chunk inside an unfinished one, which it would read as
+     * data. The core output filter drops all output of an aborted
+     * connection, and EventSource reconnects from its last complete event. */
+    if (rv != APR_SUCCESS)
+        r->connection->aborted = 1;
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, SSE_LOGNO(00307) "stream ends: %s",
                   rv != APR_SUCCESS ? "client gone" :
                   batch->ended ? "channel deleted" : "child stopping");
