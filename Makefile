@@ -6,6 +6,8 @@
 #   make unit       only the C unit tests (pure units, ring and store under threads),
 #                   under ASan/UBSan and under TSan (make unit-tsan), and the log tags
 #   make itest-asan the httpd tests against a module built with ASan and UBSan
+#   make fuzz       build the libFuzzer targets of fuzz/ (clang) and run each for
+#                   FUZZ_SECONDS (default 10) from its seed corpus; fails on any report
 #   make install    copy the module into httpd's module directory (apxs -i)
 
 APXS    ?= apxs
@@ -34,7 +36,7 @@ UNIT_LIBS   = $(APR_LIBS) -ljansson -lpthread
 # ThreadSanitizer builds use clang: GCC's TSan ignores atomic fences.
 TSAN_CC ?= clang
 
-.PHONY: all run test unit itest itest-asan deps install clean bench
+.PHONY: all run test unit itest itest-asan deps install clean bench fuzz
 
 all: .libs/mod_sse.so
 
@@ -104,8 +106,33 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) itest
 
+# Fuzzing (fuzz/README.md): one libFuzzer target per parser or validator of
+# outside input in the pure units, built with clang under ASan and UBSan
+# (a UBSan report aborts, so it fails the run like a crash).
+#   body_form body_json body_raw   publish bodies, then the field and channel checks
+#   parse      the text/event-stream parser fed in pieces = parsed whole
+#   ids        ids, event types, retry, server ids and stamps (Last-Event-ID)
+#   channels   channel names and channel lists
+#   frame      framing parsed back gives the event; the frame size is exact
+#   num        directive sizes and counts (sse_num.c), against the old code
+#   ring       the ring under a sequence of operations, checked after each
+# fuzz/run.sh runs each for FUZZ_SECONDS with fuzz/corpus/<target>/ as seeds;
+# new inputs go to fuzz/work/ and crashes to fuzz/artifacts/ (not kept).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 10
+FUZZ_TARGETS  = body_form body_json body_raw parse ids channels frame num ring
+FUZZ_BINS     = $(FUZZ_TARGETS:%=fuzz/bin/%)
+FUZZ_CFLAGS   = $(UNIT_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+$(FUZZ_BINS): fuzz/bin/%: fuzz/%.c fuzz/fuzz.h $(UNIT_SRC) $(HDR)
+	@mkdir -p fuzz/bin
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(UNIT_SRC) $(UNIT_LIBS)
+
+fuzz: $(FUZZ_BINS)
+	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf .libs *.la *.lo *.slo *.o $(UNITS) $(UNIT_TSAN) build-asan
+	rm -rf .libs *.la *.lo *.slo *.o $(UNITS) $(UNIT_TSAN) build-asan fuzz/bin fuzz/work fuzz/artifacts
 
 # Benchmark against Nchan (bench/README.md): installs nginx, Nchan, mod_php,
 # gnuplot when missing, builds, runs every scenario, writes bench/results/.
