@@ -70,7 +70,8 @@ sse_num_result sse_num_count(const char *s, int64_t min, int64_t max, int64_t *o
 
 size_t sse_num_size_text(int64_t n, char buf[SSE_NUM_TEXT_SIZE])
 {
-    static const char unit[] = "KMGT";
+    /* Only the units sse_num_size() reads: 2^40 is "1024G", not "1T". */
+    static const char unit[] = "KMG";
     int u = -1;
 
     while (n && n % 1024 == 0 && u < (int)sizeof(unit) - 2) {

@@ -757,6 +757,11 @@ static void test_num(void)
     CHECK(sse_num_size_text(1, buf) == 1 && strcmp(buf, "1") == 0);
     CHECK(sse_num_size_text(1536, buf) == 4 && strcmp(buf, "1536") == 0);
     CHECK(sse_num_size_text(INT64_C(3) << 30, buf) == 2 && strcmp(buf, "3G") == 0);
+    /* The largest unit is one a size may be written in: SSEBufferSize's
+     * bound, 2^40, said "at most 1T", and "1T" is not a size. */
+    CHECK(sse_num_size_text(INT64_C(1) << 40, buf) == 5 && strcmp(buf, "1024G") == 0);
+    CHECK(sse_num_size(buf, 65536, INT64_C(1) << 40, &n) == SSE_NUM_OK && n == INT64_C(1) << 40);
+    CHECK(sse_num_size_text(INT64_C(1) << 50, buf) == 8 && strcmp(buf, "1048576G") == 0);
 }
 
 int main(void)
