@@ -11,6 +11,8 @@
 #                   subscribers connected and dropped (FIN and RST), publishes checked,
 #                   channels deleted, for SOAK_SECONDS (default 300); fails if httpd's
 #                   PSS or descriptors keep growing; writes bench/results/soak/
+#   make fuzz       build the libFuzzer targets of fuzz/ (clang) and run each for
+#                   FUZZ_SECONDS (default 10) from its seed corpus; fails on any report
 #   make install    copy the module into httpd's module directory (apxs -i)
 
 APXS    ?= apxs
@@ -20,15 +22,15 @@ CFLAGS_EXTRA ?=
 # The module's units; each sse_*.c holds one idea (see README "Layout").
 SRC = mod_sse.c sse_config.c sse_http.c sse_stream.c sse_publish.c sse_filter.c sse_cors.c \
       sse_store.c sse_store_ring.c sse_shm.c sse_dispatch.c sse_registry.c sse_replay.c \
-      sse_frame.c sse_wake.c sse_ring.c sse_wire.c sse_body.c sse_parse.c sse_buf.c
+      sse_frame.c sse_wake.c sse_ring.c sse_wire.c sse_body.c sse_parse.c sse_buf.c sse_num.c
 HDR = mod_sse.h sse_config.h sse_http.h sse_stream.h sse_publish.h sse_filter.h sse_cors.h \
       sse_store.h sse_shm.h sse_dispatch.h sse_registry.h sse_replay.h sse_frame.h \
       sse_wake.h sse_wake_futex.c sse_wake_poll.c sse_ring.h sse_wire.h sse_body.h \
-      sse_parse.h sse_buf.h sse_assert.h sse_log.h
+      sse_parse.h sse_buf.h sse_num.h sse_assert.h sse_log.h
 
 # Pure units: no httpd, only APR (for pools) and jansson. The ring store
 # needs httpd's headers (status codes) but none of its code.
-UNIT_SRC  = sse_wire.c sse_body.c sse_ring.c sse_parse.c sse_buf.c
+UNIT_SRC  = sse_wire.c sse_body.c sse_ring.c sse_parse.c sse_buf.c sse_num.c
 STORE_SRC = $(UNIT_SRC) sse_store.c sse_store_ring.c sse_wake.c
 APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes 2>/dev/null)
 APR_LIBS   := $(shell apr-1-config --link-ld --libs 2>/dev/null)
@@ -39,7 +41,7 @@ UNIT_LIBS   = $(APR_LIBS) -ljansson -lpthread
 # ThreadSanitizer builds use clang: GCC's TSan ignores atomic fences.
 TSAN_CC ?= clang
 
-.PHONY: all run test unit itest itest-asan deps install clean bench bench-selftest soak
+.PHONY: all run test unit itest itest-asan deps install clean bench bench-selftest soak fuzz
 
 all: .libs/mod_sse.so
 
@@ -61,7 +63,7 @@ deps-run:
 
 # The unit tests, each built with ASan/UBSan and, as <name>.tsan, with TSan
 # (binaries of their own: the two do not mix; a TSan report exits 66).
-#   test_units          wire, body, parse, ring, buffer (single-threaded)
+#   test_units          wire, body, parse, ring, buffer, num (single-threaded)
 #   test_ring_threads   the ring under concurrent publishers and lock-free readers
 #   test_store_threads  the store boundary: batches, all-or-none, counts, threads
 #   test_ring_crash     a writer SIGKILLed with the lock held at each step of a write
@@ -122,8 +124,33 @@ SOAK_SECONDS ?= 300
 soak: all
 	SOAK_SECONDS=$(SOAK_SECONDS) /usr/bin/python3 tests/soak.py
 
+# Fuzzing (fuzz/README.md): one libFuzzer target per parser or validator of
+# outside input in the pure units, built with clang under ASan and UBSan
+# (a UBSan report aborts, so it fails the run like a crash).
+#   body_form body_json body_raw   publish bodies, then the field and channel checks
+#   parse      the text/event-stream parser fed in pieces = parsed whole
+#   ids        ids, event types, retry, server ids and stamps (Last-Event-ID)
+#   channels   channel names and channel lists
+#   frame      framing parsed back gives the event; the frame size is exact
+#   num        directive sizes and counts (sse_num.c), against the old code
+#   ring       the ring under a sequence of operations, checked after each
+# fuzz/run.sh runs each for FUZZ_SECONDS with fuzz/corpus/<target>/ as seeds;
+# new inputs go to fuzz/work/ and crashes to fuzz/artifacts/ (not kept).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 10
+FUZZ_TARGETS  = body_form body_json body_raw parse ids channels frame num ring
+FUZZ_BINS     = $(FUZZ_TARGETS:%=fuzz/bin/%)
+FUZZ_CFLAGS   = $(UNIT_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+$(FUZZ_BINS): fuzz/bin/%: fuzz/%.c fuzz/fuzz.h $(UNIT_SRC) $(HDR)
+	@mkdir -p fuzz/bin
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(UNIT_SRC) $(UNIT_LIBS)
+
+fuzz: $(FUZZ_BINS)
+	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf .libs *.la *.lo *.slo *.o $(UNITS) $(UNIT_TSAN) build-asan
+	rm -rf .libs *.la *.lo *.slo *.o $(UNITS) $(UNIT_TSAN) build-asan fuzz/bin fuzz/work fuzz/artifacts
 
 # Benchmark against Nchan (bench/README.md): installs nginx, Nchan, mod_php,
 # gnuplot when missing, builds, runs every scenario, writes bench/results/.

@@ -4,13 +4,14 @@
  * directives are described by a num_spec (where the value goes, its form
  * and its bounds, from sse_config.h) and share one setter, so that every
  * bound is checked the same way and every message names the directive and
- * prints the bounds it was checked against.
+ * prints the bounds it was checked against. Sizes and counts are read by
+ * sse_num.c (pure, unit-tested and fuzzed); times by httpd.
  */
 #include "sse_config.h"
 #include "sse_body.h"
+#include "sse_num.h"
 #include "sse_wire.h"
 
-#include <errno.h>
 #include <string.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
@@ -99,39 +100,10 @@ typedef struct {
 /* A size as an administrator writes it: "64K" rather than "65536". */
 static const char *size_text(apr_pool_t *p, apr_int64_t n)
 {
-    static const char unit[] = "KMGT";
-    int u = -1;
+    char buf[SSE_NUM_TEXT_SIZE];
 
-    while (n && n % 1024 == 0 && u < (int)sizeof(unit) - 2) {
-        n /= 1024;
-        u++;
-    }
-    return u < 0 ? apr_psprintf(p, "%" APR_INT64_T_FMT, n)
-                 : apr_psprintf(p, "%" APR_INT64_T_FMT "%c", n, unit[u]);
-}
-
-/* "<n>[K|M|G][B]" into bytes; 0 when it is not a size. */
-static int parse_size(const char *arg, apr_int64_t *out)
-{
-    char *end;
-    apr_int64_t n, mult = 1;
-
-    if (!apr_isdigit(*arg))
-        return 0;
-    n = apr_strtoi64(arg, &end, 10);
-    switch (apr_toupper(*end)) {
-    case 'K': mult = 1024; end++; break;
-    case 'M': mult = 1024 * 1024; end++; break;
-    case 'G': mult = 1024 * 1024 * 1024; end++; break;
-    case '\0': break;
-    default: return 0;
-    }
-    if (apr_toupper(*end) == 'B')
-        end++;
-    if (*end || errno == ERANGE || n > APR_INT64_MAX / mult)
-        return 0;
-    *out = n * mult;
-    return 1;
+    sse_num_size_text(n, buf);
+    return apr_pstrdup(p, buf);
 }
 
 static const char *set_number(cmd_parms *cmd, void *dir_conf, const char *arg)
@@ -141,7 +113,6 @@ static const char *set_number(cmd_parms *cmd, void *dir_conf, const char *arg)
     const char *err;
     apr_interval_time_t t;
     apr_int64_t n;
-    char *end = "";
 
     if (spec->server) {
         if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)))
@@ -150,24 +121,25 @@ static const char *set_number(cmd_parms *cmd, void *dir_conf, const char *arg)
     }
     switch (spec->form) {
     case NUM_COUNT:
-        errno = 0;
-        n = apr_isdigit(*arg) ? apr_strtoi64(arg, &end, 10) : -1;
-        if (n < 0 || *end || errno == ERANGE || n < spec->min || n > spec->max)
+        if (sse_num_count(arg, spec->min, spec->max, &n) != SSE_NUM_OK)
             return apr_psprintf(cmd->pool, "%s: '%s' is not a whole number from %"
                                 APR_INT64_T_FMT " to %" APR_INT64_T_FMT,
                                 cmd->cmd->name, arg, spec->min, spec->max);
         break;
     case NUM_SIZE:
-        errno = 0;
-        if (!parse_size(arg, &n) || n <= 0)
-            return apr_psprintf(cmd->pool, "%s: '%s' is not a size (a number, optionally "
-                                "followed by K, M or G)", cmd->cmd->name, arg);
-        if (n < spec->min)
+        switch (sse_num_size(arg, spec->min, spec->max, &n)) {
+        case SSE_NUM_OK:
+            break;
+        case SSE_NUM_LOW:
             return apr_psprintf(cmd->pool, "%s: must be at least %s", cmd->cmd->name,
                                 size_text(cmd->pool, spec->min));
-        if (n > spec->max)
+        case SSE_NUM_HIGH:
             return apr_psprintf(cmd->pool, "%s: at most %s", cmd->cmd->name,
                                 size_text(cmd->pool, spec->max));
+        default:
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a size (a number, optionally "
+                                "followed by K, M or G)", cmd->cmd->name, arg);
+        }
         break;
     case NUM_TIME:
         /* ap_timeout_parameter_parse() takes "soon" for 0 s: digits first. */

@@ -1,5 +1,5 @@
 /* test_units.c -- unit tests of the pure units: sse_wire, sse_ring, sse_body,
- * sse_parse.
+ * sse_parse, sse_num.
  *
  * No httpd: the ring lives in calloc'd memory and the lock is this single
  * thread. Built under AddressSanitizer and UBSan by `make unit`. Prints one
@@ -14,6 +14,7 @@
 #include "sse_ring.h"
 #include "sse_body.h"
 #include "sse_parse.h"
+#include "sse_num.h"
 
 static int passed, failed;
 
@@ -729,6 +730,79 @@ static void test_hardening(void)
     free(mem);
 }
 
+/* ---- directive numbers ---- */
+
+static void test_num(void)
+{
+    int64_t n;
+    char buf[SSE_NUM_TEXT_SIZE];
+
+    n = -1;
+    CHECK(sse_num_size("65536", 1, INT64_MAX, &n) == SSE_NUM_OK && n == 65536);
+    CHECK(sse_num_size("64K", 1, INT64_MAX, &n) == SSE_NUM_OK && n == 65536);
+    CHECK(sse_num_size("64kb", 1, INT64_MAX, &n) == SSE_NUM_OK && n == 65536);
+    CHECK(sse_num_size("16M", 1, INT64_MAX, &n) == SSE_NUM_OK && n == 16777216);
+    CHECK(sse_num_size("2GB", 1, INT64_MAX, &n) == SSE_NUM_OK && n == INT64_C(2147483648));
+    CHECK(sse_num_size("1024G", 1, INT64_MAX, &n) == SSE_NUM_OK && n == INT64_C(1) << 40);
+    /* Not sizes: a bare B, a unit not known, zero, signs, spaces, fractions. */
+    n = 7;
+    CHECK(sse_num_size("512B", 1, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_size("1T", 1, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_size("16MBB", 1, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_size("0", 0, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_size("0K", 0, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_size("", 1, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_size("K", 1, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_size("-1", INT64_MIN, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_size("+1", 1, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_size(" 1", 1, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_size("1 ", 1, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_size("1.5M", 1, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_size("0x10", 1, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(n == 7);      /* untouched by a refusal */
+    /* 64-bit overflow, in the digits or in the unit. */
+    CHECK(sse_num_size("9223372036854775807", 1, INT64_MAX, &n) == SSE_NUM_OK
+          && n == INT64_MAX);
+    CHECK(sse_num_size("9223372036854775808", 1, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_size("8589934591G", 1, INT64_MAX, &n) == SSE_NUM_OK
+          && n == INT64_C(8589934591) << 30);
+    CHECK(sse_num_size("8589934592G", 1, INT64_MAX, &n) == SSE_NUM_FORM);
+    /* Bounds: the value as a whole, after the unit. */
+    CHECK(sse_num_size("63K", 65536, INT64_C(1) << 40, &n) == SSE_NUM_LOW);
+    CHECK(sse_num_size("64K", 65536, INT64_C(1) << 40, &n) == SSE_NUM_OK && n == 65536);
+    CHECK(sse_num_size("1025G", 65536, INT64_C(1) << 40, &n) == SSE_NUM_HIGH);
+    CHECK(sse_num_size("65M", 1, 64 * 1024 * 1024, &n) == SSE_NUM_HIGH);
+
+    n = 7;
+    CHECK(sse_num_count("0", 0, 86400, &n) == SSE_NUM_OK && n == 0);
+    CHECK(sse_num_count("86400", 0, 86400, &n) == SSE_NUM_OK && n == 86400);
+    CHECK(sse_num_count("007", 0, 86400, &n) == SSE_NUM_OK && n == 7);
+    CHECK(sse_num_count("86401", 0, 86400, &n) == SSE_NUM_HIGH);
+    CHECK(sse_num_count("0", 1, 1000000, &n) == SSE_NUM_LOW);
+    CHECK(sse_num_count("2147483647", 0, 2147483647, &n) == SSE_NUM_OK && n == 2147483647);
+    CHECK(sse_num_count("2147483648", 0, 2147483647, &n) == SSE_NUM_HIGH);
+    n = 7;
+    CHECK(sse_num_count("16K", 0, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_count("-1", INT64_MIN, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_count("", 0, 10, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_count(" 5", 0, 10, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_count("5 ", 0, 10, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_count("99999999999999999999", 0, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(n == 7);
+
+    CHECK(sse_num_size_text(65536, buf) == 3 && strcmp(buf, "64K") == 0);
+    CHECK(sse_num_size_text(16777216, buf) == 3 && strcmp(buf, "16M") == 0);
+    CHECK(sse_num_size_text(3000, buf) == 4 && strcmp(buf, "3000") == 0);
+    CHECK(sse_num_size_text(1, buf) == 1 && strcmp(buf, "1") == 0);
+    CHECK(sse_num_size_text(1536, buf) == 4 && strcmp(buf, "1536") == 0);
+    CHECK(sse_num_size_text(INT64_C(3) << 30, buf) == 2 && strcmp(buf, "3G") == 0);
+    /* The largest unit is one a size may be written in: SSEBufferSize's
+     * bound, 2^40, said "at most 1T", and "1T" is not a size. */
+    CHECK(sse_num_size_text(INT64_C(1) << 40, buf) == 5 && strcmp(buf, "1024G") == 0);
+    CHECK(sse_num_size(buf, 65536, INT64_C(1) << 40, &n) == SSE_NUM_OK && n == INT64_C(1) << 40);
+    CHECK(sse_num_size_text(INT64_C(1) << 50, buf) == 8 && strcmp(buf, "1048576G") == 0);
+}
+
 int main(void)
 {
     apr_pool_t *p;
@@ -744,6 +818,7 @@ int main(void)
     test_body(p);
     test_parse(p);
     test_hardening();
+    test_num();
     apr_pool_destroy(p);
     apr_terminate();
     printf("unit: %d passed, %d failed\n", passed, failed);

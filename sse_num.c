@@ -1,0 +1,83 @@
+/* sse_num.c -- sizes and counts of directives (see sse_num.h for the forms).
+ *
+ * Digits are read here, not with strtoll(): no locale, no errno, no
+ * leading space or sign to refuse afterwards. Overflow is checked before
+ * every multiplication, so any string is safe to hand in.
+ */
+#include "sse_num.h"
+
+#include <stdio.h>
+
+/* Leading decimal digits of s into *n; returns the first byte after them,
+ * or NULL when there are none or they overflow int64_t. */
+static const char *digits(const char *s, int64_t *n)
+{
+    const char *p = s;
+    int64_t v = 0;
+
+    for (; *p >= '0' && *p <= '9'; p++) {
+        int d = *p - '0';
+        if (v > (INT64_MAX - d) / 10)
+            return NULL;
+        v = v * 10 + d;
+    }
+    if (p == s)
+        return NULL;
+    *n = v;
+    return p;
+}
+
+static sse_num_result bounded(int64_t n, int64_t min, int64_t max, int64_t *out)
+{
+    if (n < min)
+        return SSE_NUM_LOW;
+    if (n > max)
+        return SSE_NUM_HIGH;
+    *out = n;
+    return SSE_NUM_OK;
+}
+
+sse_num_result sse_num_size(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    const char *end;
+    int64_t n, mult = 1;
+
+    if (!(end = digits(s, &n)))
+        return SSE_NUM_FORM;
+    switch (*end) {
+    case 'K': case 'k': mult = INT64_C(1) << 10; end++; break;
+    case 'M': case 'm': mult = INT64_C(1) << 20; end++; break;
+    case 'G': case 'g': mult = INT64_C(1) << 30; end++; break;
+    case '\0': break;
+    default: return SSE_NUM_FORM;
+    }
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end || n > INT64_MAX / mult || n == 0)
+        return SSE_NUM_FORM;
+    return bounded(n * mult, min, max, out);
+}
+
+sse_num_result sse_num_count(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    const char *end;
+    int64_t n;
+
+    if (!(end = digits(s, &n)) || *end)
+        return SSE_NUM_FORM;
+    return bounded(n, min, max, out);
+}
+
+size_t sse_num_size_text(int64_t n, char buf[SSE_NUM_TEXT_SIZE])
+{
+    /* Only the units sse_num_size() reads: 2^40 is "1024G", not "1T". */
+    static const char unit[] = "KMG";
+    int u = -1;
+
+    while (n && n % 1024 == 0 && u < (int)sizeof(unit) - 2) {
+        n /= 1024;
+        u++;
+    }
+    return (size_t)(u < 0 ? snprintf(buf, SSE_NUM_TEXT_SIZE, "%lld", (long long)n)
+                          : snprintf(buf, SSE_NUM_TEXT_SIZE, "%lld%c", (long long)n, unit[u]));
+}
