@@ -4,8 +4,8 @@
  * directives are described by a num_spec (where the value goes, its form
  * and its bounds, from sse_config.h) and share one setter, so that every
  * bound is checked the same way and every message names the directive and
- * prints the bounds it was checked against. Sizes and counts are read by
- * sse_num.c (pure, unit-tested and fuzzed); times by httpd.
+ * prints the bounds it was checked against. Sizes, counts and times are
+ * read by sse_num.c (pure, unit-tested and fuzzed).
  */
 #include "sse_config.h"
 #include "sse_body.h"
@@ -111,7 +111,6 @@ static const char *set_number(cmd_parms *cmd, void *dir_conf, const char *arg)
     const num_spec *spec = cmd->info;
     void *conf = dir_conf;
     const char *err;
-    apr_interval_time_t t;
     apr_int64_t n;
 
     if (spec->server) {
@@ -142,14 +141,11 @@ static const char *set_number(cmd_parms *cmd, void *dir_conf, const char *arg)
         }
         break;
     case NUM_TIME:
-        /* ap_timeout_parameter_parse() takes "soon" for 0 s: digits first. */
-        if (!apr_isdigit(*arg) || ap_timeout_parameter_parse(arg, &t, "ms") != APR_SUCCESS
-            || t < spec->min || t > spec->max)
+        if (sse_num_time(arg, spec->min, spec->max, &n) != SSE_NUM_OK)
             return apr_psprintf(cmd->pool, "%s: '%s' is not a time from %" APR_INT64_T_FMT
                                 " to %" APR_INT64_T_FMT "s (a number of milliseconds, or "
                                 "with a unit: ms, s)", cmd->cmd->name, arg,
                                 apr_time_sec(spec->min), apr_time_sec(spec->max));
-        n = t;
         break;
     default:
         return "mod_sse: unknown directive form";

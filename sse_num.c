@@ -1,4 +1,5 @@
-/* sse_num.c -- sizes and counts of directives (see sse_num.h for the forms).
+/* sse_num.c -- sizes, counts and times of directives (see sse_num.h for the
+ * forms).
  *
  * Digits are read here, not with strtoll(): no locale, no errno, no
  * leading space or sign to refuse afterwards. Overflow is checked before
@@ -66,6 +67,36 @@ sse_num_result sse_num_count(const char *s, int64_t min, int64_t max, int64_t *o
     if (!(end = digits(s, &n)) || *end)
         return SSE_NUM_FORM;
     return bounded(n, min, max, out);
+}
+
+sse_num_result sse_num_time(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    const char *unit;
+    int64_t n, mult;
+
+    if (!(unit = digits(s, &n)))
+        return SSE_NUM_FORM;
+    if (!*unit)
+        unit = "ms";
+    /* httpd's rule (ap_timeout_parameter_parse): a unit is known by its
+     * first letters, whatever follows them. */
+    switch (unit[0]) {
+    case 's': mult = INT64_C(1000000); break;
+    case 'h': mult = INT64_C(3600000000); break;
+    case 'm':
+        if (unit[1] == 's')
+            mult = INT64_C(1000);
+        else if (unit[1] == 'i')
+            mult = INT64_C(60000000);
+        else
+            return SSE_NUM_FORM;
+        break;
+    default:
+        return SSE_NUM_FORM;
+    }
+    if (n > INT64_MAX / mult)
+        return SSE_NUM_FORM;
+    return bounded(n * mult, min, max, out);
 }
 
 size_t sse_num_size_text(int64_t n, char buf[SSE_NUM_TEXT_SIZE])

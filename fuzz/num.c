@@ -1,8 +1,9 @@
 /* num.c -- fuzzes the numbers of directives (sse_num.c): sizes with
  * K/M/G[B] suffixes and whole numbers, each within bounds.
  *
- * Input: a flags byte (bit 0: size, else count; bit 1: bounds from the
- * input, else those of a real directive), 16 bytes of bounds (min, max),
+ * Input: a flags byte (bit 2: a time; else bit 0: size, else count; bit 1:
+ * bounds from the input, else those of a real directive), 16 bytes of
+ * bounds (min, max),
  * then the value, up to its first NUL (httpd hands directives C strings).
  * Properties:
  *  - a value accepted is within [min, max] (and positive, for a size), and
@@ -14,8 +15,11 @@
  *    APR's calls spelled in libc: apr_strtoi64 is strtoll, apr_isdigit and
  *    apr_toupper the <ctype.h> functions): the same acceptance, value, and
  *    message chosen (not a size/number, below min, above max).
- * Times (SSEPublishKeepAliveWait) are parsed by httpd's
- * ap_timeout_parameter_parse() and are not fuzzed here.
+ * Times (SSEPublishKeepAliveWait; flags bit 2): sse_num_time against a
+ * reference written here from httpd's ap_timeout_parameter_parse() as the
+ * module called it before (digits first, default unit ms, a unit known by
+ * its first letters: ms, s, mi, h), and an accepted time written back in
+ * ms or s parses to the same microseconds.
  */
 #include "fuzz.h"
 #include "sse_num.h"
@@ -77,6 +81,39 @@ static int old_count(const char *arg, int64_t min, int64_t max, int64_t *out)
     return 1;
 }
 
+/* What sse_config.c accepted as a time before sse_num_time: digits first,
+ * then httpd's rule, then the bounds; microseconds. */
+static int old_time(const char *arg, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    const char *unit;
+    int64_t n, mult;
+
+    if (!isdigit((unsigned char)*arg))
+        return 0;
+    errno = 0;
+    n = strtoll(arg, &end, 10);
+    if (errno)
+        return 0;
+    unit = *end ? end : "ms";
+    if (unit[0] == 's')
+        mult = 1000000;
+    else if (unit[0] == 'h')
+        mult = INT64_C(3600000000);
+    else if (unit[0] == 'm' && unit[1] == 's')
+        mult = 1000;
+    else if (unit[0] == 'm' && unit[1] == 'i')
+        mult = 60000000;
+    else
+        return 0;
+    if (n > INT64_MAX / mult)       /* httpd would wrap; sse_num refuses */
+        return 0;
+    if (n * mult < min || n * mult > max)
+        return 0;
+    *out = n * mult;
+    return 1;
+}
+
 /* Bounds of the real directives (sse_config.h; SSERetry's from sse_wire.h). */
 static const int64_t sizes[][2] = {
     { 64 * 1024, INT64_C(1) << 40 },        /* SSEBufferSize */
@@ -116,7 +153,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
         memcpy(arg, d + 17, n - 17);
     arg[n > 17 ? n - 17 : 0] = '\0';
 
-    if (flags & 1) {
+    if (flags & 4) {
+        if (!(flags & 2)) {
+            min = 0;
+            max = 60000000;                 /* SSEPublishKeepAliveWait */
+        }
+        r = sse_num_time(arg, min, max, &got);
+        FUZZ_CHECK((r == SSE_NUM_OK) == old_time(arg, min, max, &want));
+        if (r == SSE_NUM_OK) {
+            FUZZ_CHECK(got == want && got >= min && got <= max);
+            if (got % 1000 == 0) {
+                snprintf(digits, sizeof(digits), "%" PRId64 "ms", got / 1000);
+                FUZZ_CHECK(sse_num_time(digits, min, max, &again) == SSE_NUM_OK && again == got);
+            }
+            if (got % 1000000 == 0) {
+                snprintf(digits, sizeof(digits), "%" PRId64 "s", got / 1000000);
+                FUZZ_CHECK(sse_num_time(digits, min, max, &again) == SSE_NUM_OK && again == got);
+            }
+        }
+        else {
+            FUZZ_CHECK(got == -7);
+        }
+    }
+    else if (flags & 1) {
         r = sse_num_size(arg, min, max, &got);
         FUZZ_CHECK(r == old_size(arg, min, max, &want));
         if (r == SSE_NUM_OK) {

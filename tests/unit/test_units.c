@@ -801,6 +801,26 @@ static void test_num(void)
     CHECK(sse_num_size_text(INT64_C(1) << 40, buf) == 5 && strcmp(buf, "1024G") == 0);
     CHECK(sse_num_size(buf, 65536, INT64_C(1) << 40, &n) == SSE_NUM_OK && n == INT64_C(1) << 40);
     CHECK(sse_num_size_text(INT64_C(1) << 50, buf) == 8 && strcmp(buf, "1048576G") == 0);
+
+    /* Times, in microseconds; ms by default; units as httpd reads them. */
+    n = -1;
+    CHECK(sse_num_time("10", 0, INT64_MAX, &n) == SSE_NUM_OK && n == 10000);
+    CHECK(sse_num_time("10ms", 0, INT64_MAX, &n) == SSE_NUM_OK && n == 10000);
+    CHECK(sse_num_time("2s", 0, INT64_MAX, &n) == SSE_NUM_OK && n == 2000000);
+    CHECK(sse_num_time("3mi", 0, INT64_MAX, &n) == SSE_NUM_OK && n == 180000000);
+    CHECK(sse_num_time("1h", 0, INT64_MAX, &n) == SSE_NUM_OK && n == INT64_C(3600000000));
+    CHECK(sse_num_time("10msec", 0, INT64_MAX, &n) == SSE_NUM_OK && n == 10000);
+    CHECK(sse_num_time("0", 0, INT64_MAX, &n) == SSE_NUM_OK && n == 0);
+    n = 7;
+    CHECK(sse_num_time("soon", 0, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_time("-1", 0, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_time("0.5s", 0, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_time("5m", 0, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_time("5x", 0, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_time("", 0, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_time("9223372036854775807s", 0, INT64_MAX, &n) == SSE_NUM_FORM);
+    CHECK(sse_num_time("61s", 0, 60000000, &n) == SSE_NUM_HIGH);
+    CHECK(sse_num_time("60s", 0, 60000000, &n) == SSE_NUM_OK && n == 60000000);
 }
 
 int main(void)
