@@ -18,7 +18,7 @@ from ssetest.channels import chan_query, uniq
 from ssetest.clients import SSEClient, request
 from ssetest.env import APACHE_BIN, MODULES_DIR, MODULE_SO, REPO, apache_env
 from ssetest.httpd import BASE_MODULES
-from ssetest.procs import free_port
+from ssetest.procs import free_port, tcp_table
 from ssetest.publish import publish_ok, wait_subscribers
 from ssetest.wire import HEARTBEAT, wire_event
 
@@ -169,18 +169,7 @@ def test_h2_idle_stream_outlives_timeout(server):
 
 def _established(port):
     """Server-side ESTABLISHED TCP connections on a local port."""
-    n = 0
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "01":
-                        n += 1
-        except OSError:
-            pass
-    return n
+    return sum(1 for lport, _, state, _ in tcp_table() if lport == port and state == "01")
 
 
 def test_browser_ten_streams_over_one_h2_connection(tsrv, browser_factory):
