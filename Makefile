@@ -74,10 +74,10 @@ UNIT_TSAN = $(UNITS:=.tsan)
 
 tests/unit/test_ring_crash tests/unit/test_ring_crash.tsan: UNIT_CFLAGS += -DSSE_RING_TEST_HOOKS
 
-$(UNITS): tests/unit/%: tests/unit/%.c $(STORE_SRC) $(HDR)
+$(UNITS): tests/unit/%: tests/unit/%.c tests/unit/check.h $(STORE_SRC) $(HDR)
 	$(CC) $(UNIT_CFLAGS) -fsanitize=address,undefined -o $@ $< $(STORE_SRC) $(UNIT_LIBS)
 
-$(UNIT_TSAN): tests/unit/%.tsan: tests/unit/%.c $(STORE_SRC) $(HDR)
+$(UNIT_TSAN): tests/unit/%.tsan: tests/unit/%.c tests/unit/check.h $(STORE_SRC) $(HDR)
 	$(TSAN_CC) $(UNIT_CFLAGS) -fsanitize=thread -o $@ $< $(STORE_SRC) $(UNIT_LIBS)
 
 unit: $(UNITS)

@@ -103,19 +103,7 @@
 #define PRINT_MAX   20                  /* failures printed in full */
 #endif
 
-static int passed, failed;
-
-#define CHECK(cond) check((cond), #cond, __FILE__, __LINE__)
-static void check(int ok, const char *what, const char *file, int line)
-{
-    if (ok) {
-        passed++;
-    }
-    else {
-        failed++;
-        printf("FAIL %s:%d: %s\n", file, line, what);
-    }
-}
+#include "check.h"
 
 /* ---- shared state ---- */
 

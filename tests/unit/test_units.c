@@ -16,19 +16,7 @@
 #include "sse_parse.h"
 #include "sse_num.h"
 
-static int passed, failed;
-
-#define CHECK(cond) check((cond), #cond, __FILE__, __LINE__)
-static void check(int ok, const char *what, const char *file, int line)
-{
-    if (ok) {
-        passed++;
-    }
-    else {
-        failed++;
-        printf("FAIL %s:%d: %s\n", file, line, what);
-    }
-}
+#include "check.h"
 
 static void check_bytes(const char *got, size_t got_len, const char *want, size_t want_len,
                         int line)
