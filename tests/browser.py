@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from ssetest.httpd import Httpd
-from ssetest.procs import child_pids, free_port
+from ssetest.procs import child_pids, free_port, terminate
 
 TESTS_DIR = Path(__file__).resolve().parent
 NODE_DIR = TESTS_DIR / "node"
@@ -374,13 +374,7 @@ class CurlStream:
                              f" curl rc={self.proc.poll()} stderr {self.headers_text()[-500:]}")
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
 
     def __enter__(self):
         return self

@@ -19,7 +19,7 @@ from ssetest.channels import q, uniq
 from ssetest.clients import request, subscribe
 from ssetest.env import APACHE_PRELOAD, MODULES_DIR, REPO
 from ssetest.httpd import BASE_MODULES, Httpd
-from ssetest.procs import child_pids, pid_alive
+from ssetest.procs import child_pids, kill_leftovers
 from ssetest.publish import assert_no_publish_headers, assert_unpublished, channel_info, get, ids_of
 from ssetest.servers import _track
 from ssetest.wire import SERVER_ID_RE, wire_event
@@ -153,12 +153,7 @@ clear_env = no
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-        for k in kids:
-            if pid_alive(k):
-                try:
-                    os.kill(k, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        kill_leftovers(kids)
         self.proc = None
 
 

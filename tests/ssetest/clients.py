@@ -16,6 +16,7 @@ import pytest
 
 from .channels import chan_query
 from .env import AUTH_USERS, NODE_CLIENT, NODE_DIR
+from .procs import terminate
 from .wire import HEARTBEAT
 
 
@@ -463,10 +464,4 @@ class NodeClient:
         return (final[-1]["kind"] if final else None), events
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .env import APACHE_BIN, AUTH_USERS, MODULE_SO, MODULES_DIR, MPMS, apache_env
-from .procs import child_pids, free_port, pid_alive, socket_owner_pids, tcp_table
+from .procs import child_pids, free_port, kill_leftovers, socket_owner_pids, tcp_table
 
 BASE_MODULES = [
     "authz_core", "authz_host", "authz_user", "authn_core", "authn_file",
@@ -336,12 +336,7 @@ Timeout 60
                 self.proc.wait(10)
         took = time.monotonic() - t0
         # Children of a SIGKILLed parent may linger: only those we recorded.
-        for k in kids:
-            if pid_alive(k):
-                try:
-                    os.kill(k, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        kill_leftovers(kids)
         if self._stdout:
             self._stdout.close()
             self._stdout = None

@@ -3,7 +3,9 @@ children of a pid, whether a pid lives, its memory (PSS), open descriptors
 and threads, the TCP table and which pid holds a socket; and free local
 ports."""
 import os
+import signal
 import socket
+import subprocess
 
 
 def child_pids(ppid):
@@ -42,6 +44,30 @@ def pid_alive(pid):
         return state != "Z"
     except OSError:
         return False
+
+
+def terminate(proc, timeout=5):
+    """Ends a subprocess we started: SIGTERM, then SIGKILL if it is still
+    there after timeout seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+def kill_leftovers(pids):
+    """SIGKILL those of pids (children recorded before their parent was
+    stopped) that are still alive: the children of a killed parent may
+    linger."""
+    for pid in pids:
+        if pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def smaps_rollup(pid):
