@@ -23,27 +23,20 @@ BASE_MODULES = [
     "setenvif", "headers", "filter", "deflate", "brotli",
 ]
 
+# The event and worker MPMs take the same directives.
+MPM_TUNING_THREADED = """
+StartServers 2
+ServerLimit 8
+ThreadLimit 32
+ThreadsPerChild 32
+MinSpareThreads 16
+MaxSpareThreads 256
+MaxRequestWorkers 256
+MaxConnectionsPerChild 0
+"""
 MPM_TUNING = {
-    "event": """
-StartServers 2
-ServerLimit 8
-ThreadLimit 32
-ThreadsPerChild 32
-MinSpareThreads 16
-MaxSpareThreads 256
-MaxRequestWorkers 256
-MaxConnectionsPerChild 0
-""",
-    "worker": """
-StartServers 2
-ServerLimit 8
-ThreadLimit 32
-ThreadsPerChild 32
-MinSpareThreads 16
-MaxSpareThreads 256
-MaxRequestWorkers 256
-MaxConnectionsPerChild 0
-""",
+    "event": MPM_TUNING_THREADED,
+    "worker": MPM_TUNING_THREADED,
     "prefork": """
 StartServers 4
 MinSpareServers 4
@@ -55,25 +48,18 @@ MaxConnectionsPerChild 0
 }
 
 # Few threads/processes, so that a handful of streams spread over children.
+SMALL_MPM_THREADED = """
+StartServers 3
+ServerLimit 6
+ThreadLimit 4
+ThreadsPerChild 4
+MinSpareThreads 4
+MaxSpareThreads 24
+MaxRequestWorkers 24
+"""
 SMALL_MPM = {
-    "event": """
-StartServers 3
-ServerLimit 6
-ThreadLimit 4
-ThreadsPerChild 4
-MinSpareThreads 4
-MaxSpareThreads 24
-MaxRequestWorkers 24
-""",
-    "worker": """
-StartServers 3
-ServerLimit 6
-ThreadLimit 4
-ThreadsPerChild 4
-MinSpareThreads 4
-MaxSpareThreads 24
-MaxRequestWorkers 24
-""",
+    "event": SMALL_MPM_THREADED,
+    "worker": SMALL_MPM_THREADED,
     "prefork": """
 StartServers 4
 MinSpareServers 4
