@@ -614,7 +614,7 @@ int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
     char *p;
     int i;
 
-    if (!sse_ring_fits(r, m))
+    if (m->nchan < 1 || m->nchan > SSE_RING_MAX_CHANNELS_PER_EVENT)
         return -1;
     stamp = stamp_after(r->last_stamp, now_ms);
     ev.event = m->event;
@@ -626,8 +626,10 @@ int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
     ev.id_len = m->id ? m->id_len : sse_wire_format_id(stamp, idbuf);
     frame_len = sse_wire_frame_size(&ev);
     size = ALIGN(HDR + (uint64_t)m->nchan * sizeof(sse_ring_link) + ev.id_len + frame_len, 8);
-    /* sse_ring_fits() sized the frame for the longest id we could assign. */
-    SSE_ASSERT(frame_len <= sse_ring_max_frame(r) && size <= max_record(r));
+    /* The frame is measured once, with the id it really gets: an event
+     * that sse_ring_fits() accepted (sized for the longest id) fits. */
+    if (frame_len > sse_ring_max_frame(r) || size > max_record(r))
+        return -1;
     STORE(&r->last_stamp, stamp);
 
     off = reserve(r, size);

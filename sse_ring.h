@@ -165,8 +165,8 @@ typedef struct {
 int sse_ring_fits(const sse_ring *r, const sse_ring_msg *m);
 
 /* Appends one event, framed, evicting the oldest records as needed.
- * Returns 0 and the stamp (and the id text in id_out) or -1 when
- * sse_ring_fits() says it does not fit. */
+ * Returns 0 and the stamp (and the id text in id_out) or -1 when it does
+ * not fit (never for a message sse_ring_fits() accepted). */
 int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
                      uint64_t *stamp, char id_out[SSE_FIELD_MAX + 1]);
 
