@@ -12,7 +12,8 @@
 #                   channels deleted, for SOAK_SECONDS (default 300); fails if httpd's
 #                   PSS or descriptors keep growing; writes bench/results/soak/
 #   make fuzz       build the libFuzzer targets of fuzz/ (clang) and run each for
-#                   FUZZ_SECONDS (default 10) from its seed corpus; fails on any report
+#                   FUZZ_SECONDS (default 10) from its seed corpus; fails on any report;
+#                   FUZZ_SEED=N repeats a run (CI uses a fixed seed)
 #   make install    copy the module into httpd's module directory (apxs -i)
 
 APXS    ?= apxs
@@ -138,6 +139,7 @@ soak: all
 # new inputs go to fuzz/work/ and crashes to fuzz/artifacts/ (not kept).
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 10
+FUZZ_SEED    ?=
 FUZZ_TARGETS  = body_form body_json body_raw parse ids channels frame num ring
 FUZZ_BINS     = $(FUZZ_TARGETS:%=fuzz/bin/%)
 FUZZ_CFLAGS   = $(UNIT_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
@@ -147,7 +149,7 @@ $(FUZZ_BINS): fuzz/bin/%: fuzz/%.c fuzz/fuzz.h $(UNIT_SRC) $(HDR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(UNIT_SRC) $(UNIT_LIBS)
 
 fuzz: $(FUZZ_BINS)
-	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	FUZZ_SEED=$(FUZZ_SEED) fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf .libs *.la *.lo *.slo *.o $(UNITS) $(UNIT_TSAN) build-asan fuzz/bin fuzz/work fuzz/artifacts

@@ -7,7 +7,10 @@
 # start from too. A crash, a sanitizer report or a failed property leaves
 # its input in fuzz/artifacts/ and fails the run (after the other targets
 # have run). FUZZ_JOBS=2 runs two targets at a time; FUZZ_NICE=19 runs
-# them under nice.
+# them under nice. FUZZ_SEED=N fixes libFuzzer's random seed (CI does, so
+# that its verdict depends on the code and the seed corpus alone, not on
+# luck: a slower machine explores a prefix of what a faster one does);
+# unset, every run explores anew.
 set -u
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: fuzz/run.sh SECONDS TARGET..." >&2; exit 2; }
@@ -15,6 +18,8 @@ secs=$1
 shift
 jobs=${FUZZ_JOBS:-1}
 nice=${FUZZ_NICE:-0}
+seed=
+[ -n "${FUZZ_SEED:-}" ] && seed="-seed=$FUZZ_SEED"
 mkdir -p fuzz/artifacts fuzz/work
 
 run_one() {
@@ -26,7 +31,7 @@ run_one() {
     # -timeout: an input that takes 10 s is a hang; -rss_limit_mb keeps a
     # runaway allocation from taking the machine.
     nice -n "$nice" "fuzz/bin/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 \
-        -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t-" $dict \
+        -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t-" $seed $dict \
         "fuzz/work/$t" "fuzz/corpus/$t" >"$log" 2>&1
     rc=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")

@@ -165,6 +165,9 @@ NUMS = [
     num_seed(False, b"16K"), num_seed(False, b"-1", (-10, 10)), num_seed(False, b" 5"),
     num_seed(False, b"99999999999999999999", (0, 2 ** 63 - 1)), num_seed(False, b"007", directive=1),
 ]
+# Times (flags bit 2; SSEPublishKeepAliveWait's bounds): the recommended
+# value, a unit spelled out, and the largest allowed.
+NUMS += [bytes([4]) + b"x" * 16 + t for t in (b"10ms", b"2mi", b"60s")]
 
 
 def ring_seed(ops):
@@ -182,6 +185,12 @@ RINGS = [
     ring_seed([5, 0x80, 1, 0, 0, 0, 0, 10, 1, 4, 0, 1, 0, 0, 0, 0, 10, 1, 6, 0x90, 1, 0, 0, 1, 0, 10, 1]),
     ring_seed([1, 0, 5, 3, 250, 0, 10, 1, 7, 3, 1] * 30),
     ring_seed([1, 0, 9, 16 | 32, 0x20, 0, 77, 7, 0, 6] * 8),
+]
+# Inputs that once failed, kept as they were found (not through ring_seed):
+# an event with a server id and 15,042 bytes of data, refused by
+# sse_ring_fits (longest id) but stored by sse_ring_publish (its real id).
+RINGS += [
+    bytes.fromhex("96000000 21ffffd2 3ac2a401 00"),
 ]
 
 TARGETS = {
