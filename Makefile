@@ -3,6 +3,8 @@
 #   make            build .libs/mod_sse.so with apxs
 #   make run        build and start a local httpd on 127.0.0.1 with the demo page
 #   make test       install what the tests need, build, run unit and httpd tests
+#                   (tests/test_deb.py builds the package, installs it into this
+#                   machine's Apache, serves through it and restores the machine)
 #   make unit       only the C unit tests (pure units, ring and store under threads),
 #                   under ASan/UBSan and under TSan (make unit-tsan), and the log tags
 #   make itest-asan the httpd tests against a module built with ASan and UBSan
