@@ -159,6 +159,7 @@ def system_apache():
                 if os.path.lexists(p):
                     p.unlink()
             for p, b in saved.items():
+                p.parent.mkdir(parents=True, exist_ok=True)
                 run(["cp", "-a", str(b), str(p)])
             for d in STATE_DIRS:
                 if before[str(d)] is None and d.is_dir() and not any(d.iterdir()):
