@@ -3,6 +3,8 @@
 #   make            build .libs/mod_sse.so with apxs
 #   make run        build and start a local httpd on 127.0.0.1 with the demo page
 #   make test       install what the tests need, build, run unit and httpd tests
+#                   (tests/test_deb.py builds the package, installs it into this
+#                   machine's Apache, serves through it and restores the machine)
 #   make unit       only the C unit tests (pure units, ring and store under threads),
 #                   under ASan/UBSan and under TSan (make unit-tsan), and the log tags
 #   make itest-asan the httpd tests against a module built with ASan and UBSan
@@ -15,6 +17,8 @@
 #                   FUZZ_SECONDS (default 10) from its seed corpus; fails on any report;
 #                   FUZZ_SEED=N repeats a run (CI uses a fixed seed)
 #   make install    copy the module into httpd's module directory (apxs -i)
+#   make deb        the Debian package libapache2-mod-sse (debhelper, dh_apache2),
+#                   written to build/deb/; its version is debian/changelog's
 
 APXS    ?= apxs
 PYTEST  ?= /usr/bin/python3 -m pytest
@@ -42,7 +46,8 @@ UNIT_LIBS   = $(APR_LIBS) -ljansson -lpthread
 # ThreadSanitizer builds use clang: GCC's TSan ignores atomic fences.
 TSAN_CC ?= clang
 
-.PHONY: all run test unit itest itest-asan deps install clean bench bench-selftest soak fuzz
+.PHONY: all run test unit itest itest-asan deps install clean bench bench-selftest soak fuzz \
+        deb deps-deb
 
 all: .libs/mod_sse.so
 
@@ -55,6 +60,22 @@ install: .libs/mod_sse.so
 
 deps:
 	scripts/deps.sh
+
+# The Debian package (debian/rules says how it is built). dpkg-buildpackage
+# writes debhelper's files into the source and the .deb beside it, so the
+# sources the build needs are copied to build/deb/src and built there: the
+# tree stays clean and the package lands in build/deb/.
+DEB_DIR     = build/deb
+DEB_SOURCES = $(SRC) $(HDR) Makefile debian conf docs README.md
+deb: deps-deb
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src
+	cp -R $(DEB_SOURCES) $(DEB_DIR)/src/
+	cd $(DEB_DIR)/src && dpkg-buildpackage -b -us -uc
+	@cd $(DEB_DIR) && for f in *.deb; do echo "make deb: wrote $(DEB_DIR)/$$f"; done
+
+deps-deb:
+	scripts/deps.sh --deb
 
 run: deps-run all
 	scripts/run.sh
@@ -152,7 +173,7 @@ fuzz: $(FUZZ_BINS)
 	FUZZ_SEED=$(FUZZ_SEED) fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
-	rm -rf .libs *.la *.lo *.slo *.o $(UNITS) $(UNIT_TSAN) build-asan fuzz/bin fuzz/work fuzz/artifacts
+	rm -rf .libs *.la *.lo *.slo *.o $(UNITS) $(UNIT_TSAN) build-asan build fuzz/bin fuzz/work fuzz/artifacts
 
 # Benchmark against Nchan (bench/README.md): installs nginx, Nchan, mod_php,
 # gnuplot when missing, builds, runs every scenario, writes bench/results/.

@@ -4,6 +4,7 @@
 #
 #   scripts/deps.sh          everything `make test` needs
 #   scripts/deps.sh --run    only what `make run` needs
+#   scripts/deps.sh --deb    only what `make deb` needs
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -11,6 +12,7 @@ MODE="test"
 for arg in "$@"; do
     case "$arg" in
         --run) MODE="run" ;;
+        --deb) MODE="deb" ;;
         -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
         *) echo "deps.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
@@ -18,9 +20,21 @@ done
 
 log() { echo "deps.sh: $*" >&2; }
 
-# Packages for `make run`; `make test` adds the test clients.
-# build-essential: apxs needs a C compiler and make (absent on minimal images).
-PKGS=(build-essential apache2 apache2-dev libjansson-dev curl)
+# Building the module. build-essential: apxs needs a C compiler and make
+# (absent on minimal images).
+BUILD=(build-essential apache2-dev libjansson-dev)
+# Packaging (`make deb`, and tests/test_deb.py in `make test`): debhelper
+# (compat 13). dh_apache2 comes with apache2-dev, which provides the
+# virtual dh-apache2 of debian/control's Build-Depends; dpkg-buildpackage
+# comes with build-essential (dpkg-dev). No fakeroot: the package declares
+# Rules-Requires-Root: no.
+PACKAGING=(debhelper)
+# Packages for `make run`; `make test` adds packaging and the test clients.
+case "$MODE" in
+    deb) PKGS=("${BUILD[@]}" "${PACKAGING[@]}") ;;
+    run) PKGS=("${BUILD[@]}" apache2 curl) ;;
+    test) PKGS=("${BUILD[@]}" apache2 curl "${PACKAGING[@]}") ;;
+esac
 if [ "$MODE" = test ]; then
     # php-cli: the PHP publishing example is exercised with the real php binary.
     # php-cgi, php-fpm, libapache2-mod-php: the PHP publishers run under
@@ -78,21 +92,24 @@ fi
 
 # If the Debian service is running anyway (started by a policy that allowed
 # it), stop it through its own init script: identified by its pidfile only.
-for pidfile in /var/run/apache2/apache2.pid /run/apache2/apache2.pid; do
-    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-        log "stopping the Debian apache2 service (pidfile $pidfile)"
-        service apache2 stop || true
-        break
-    fi
-done
-# The same for Debian's PHP-FPM service (the tests start their own FPM).
-for pidfile in /run/php/php*-fpm.pid; do
-    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-        svc=$(basename "$pidfile" .pid)
-        log "stopping the Debian $svc service (pidfile $pidfile)"
-        service "$svc" stop || true
-    fi
-done
+# Not for `make deb`: building a package must leave a serving Apache alone.
+if [ "$MODE" != deb ]; then
+    for pidfile in /var/run/apache2/apache2.pid /run/apache2/apache2.pid; do
+        if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            log "stopping the Debian apache2 service (pidfile $pidfile)"
+            service apache2 stop || true
+            break
+        fi
+    done
+    # The same for Debian's PHP-FPM service (the tests start their own FPM).
+    for pidfile in /run/php/php*-fpm.pid; do
+        if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            svc=$(basename "$pidfile" .pid)
+            log "stopping the Debian $svc service (pidfile $pidfile)"
+            service "$svc" stop || true
+        fi
+    done
+fi
 
 if [ "$MODE" = test ]; then
     NODE_DIR="$ROOT/tests/node"
