@@ -288,7 +288,7 @@ int sse_stream_handler(request_rec *r)
     apr_array_header_t *pairs = NULL, *channels;
     const char *why, *asked;
     apr_size_t asked_len = 0;
-    apr_uint64_t upto, from = 0;
+    apr_uint64_t upto, from = 0, floor, expired;
     apr_interval_time_t beat;
     apr_pool_t *scratch;
     sse_registry_batch *batch;
@@ -331,17 +331,27 @@ int sse_stream_handler(request_rec *r)
                                                       "retry: %" APR_INT64_T_FMT "\n\n",
                                                       SSE_DIR_RETRY(dc)));
     }
+    /* SSEHistoryTTL: what the stream may replay starts after `expired`.
+     * An id older than the TTL is a gap like an overwritten one: what
+     * followed it may have expired, and the client must hear so. Only the
+     * start of a stream is bounded: live events, and the catch-up of a slow
+     * stream, are never expired. */
+    floor = sse_wire_expiry_floor(sse_store_now_ms(),
+                                  (apr_uint64_t)SSE_DIR_HISTORY_TTL(dc) * 1000);
+    expired = floor ? floor - 1 : 0;
     if (asked) {
         known = sse_replay_resolve(sse_registry_channels(st.sub), scratch, asked, asked_len,
                                    &from);
-        rv = replay(&st, scratch, known ? from : 0, upto, 0, asked, asked_len, !known);
+        if (known && from < floor)
+            known = 0;
+        rv = replay(&st, scratch, known ? from : expired, upto, 0, asked, asked_len, !known);
         /* The asked event may be newer than what the dispatcher had fanned
          * out when we registered: it must not come back live either. */
         if (known && from > st.last)
             st.last = from;
     }
     else if (SSE_DIR_REPLAY(dc) > 0) {
-        rv = replay(&st, scratch, 0, upto, (int)SSE_DIR_REPLAY(dc), NULL, 0, 0);
+        rv = replay(&st, scratch, expired, upto, (int)SSE_DIR_REPLAY(dc), NULL, 0, 0);
     }
     else {
         st.last = upto;
