@@ -77,7 +77,10 @@ def open_at_once(port, path, chan, n):
 
 def split_refused(clients, settle=0.7):
     """(served, refused): a refused stream ends at once; a served one stays
-    open (its first heartbeat comes after 1 s)."""
+    open. Waits for a first end (up to 5 s), then settle seconds for more."""
+    deadline = time.monotonic() + 5
+    while not any(c.eof for c in clients) and time.monotonic() < deadline:
+        read_all(clients, lambda c: c.eof, 0.1)
     read_all(clients, lambda c: c.eof, settle)
     return [c for c in clients if not c.eof], [c for c in clients if c.eof]
 
