@@ -291,7 +291,7 @@ int sse_stream_handler(request_rec *r)
     apr_array_header_t *pairs = NULL, *channels;
     const char *why, *asked;
     apr_size_t asked_len = 0;
-    apr_uint64_t upto, from = 0, floor, expired;
+    apr_uint64_t upto, from = 0, ttl_floor, expired;
     apr_interval_time_t beat;
     apr_pool_t *scratch;
     sse_registry_batch *batch;
@@ -341,13 +341,13 @@ int sse_stream_handler(request_rec *r)
      * followed it may have expired, and the client must hear so. Only the
      * start of a stream is bounded: live events, and the catch-up of a slow
      * stream, are never expired. */
-    floor = sse_wire_expiry_floor(sse_store_now_ms(),
+    ttl_floor = sse_wire_expiry_floor(sse_store_now_ms(),
                                   (apr_uint64_t)SSE_DIR_HISTORY_TTL(dc) * 1000);
-    expired = floor ? floor - 1 : 0;
+    expired = ttl_floor ? ttl_floor - 1 : 0;
     if (asked) {
         known = sse_replay_resolve(sse_registry_channels(st.sub), scratch, asked, asked_len,
                                    &from);
-        if (known && from < floor)
+        if (known && from < ttl_floor)
             known = 0;
         rv = replay(&st, scratch, known ? from : expired, upto, 0, asked, asked_len, !known);
         /* The asked event may be newer than what the dispatcher had fanned
