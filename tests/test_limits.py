@@ -141,6 +141,26 @@ def test_jitter_spreads_retries_within_a_quarter(httpd):
             s.close()
 
 
+@pytest.mark.parametrize("retry", [100, 1717986916], ids=["smallest", "largest"])
+def test_retry_at_its_bounds_stays_within_a_quarter_and_valid(httpd, retry):
+    """At the largest SSEOverloadRetry, +25 % is still a retry every client
+    holds (at most 2147483647); at the smallest, -25 % is still 75 ms."""
+    h = httpd(conf=f"""
+<Location /edge>
+    SetHandler sse-stream
+    SSEMaxChannelSubscribers 1
+    SSEOverloadRetry {retry}
+</Location>""")
+    chan = uniq("edge")
+    with subscribe(h.port, chan, path="/edge"):
+        got = []
+        for _ in range(5):
+            with SSEClient(h.port, "/edge" + chan_query(chan)) as c:
+                c.wait_eof(5)
+                got.append(assert_refused(c, full(chan, 1), retry=retry))
+    assert all(r <= 2147483647 for r in got), got
+
+
 def test_limit_is_the_locations_and_any_full_channel_refuses(httpd):
     h = httpd(conf=LIMIT_CONF)
     chan, other = uniq("loc"), uniq("free")
