@@ -141,6 +141,36 @@ def test_jitter_spreads_retries_within_a_quarter(httpd):
             s.close()
 
 
+LOG_LINE = re.compile(r"^\[\w+ (\w+ \d+ [\d:.]+ \d+)\] \[sse:warn\] \[pid (\d+):tid \d+\] "
+                      r".*SSE00309: stream refused \(the client retries in (\d+) ms\): (.*)$")
+
+
+def test_refusals_are_logged_at_most_once_a_second_per_child(httpd):
+    h = httpd(conf=LIMIT_CONF)
+    chan = uniq("log")
+    mark = h.log_mark()
+    with subscribe(h.port, chan, path="/lim-one"):
+        for _ in range(30):
+            with SSEClient(h.port, "/lim-one" + chan_query(chan)) as c:
+                c.wait_eof(5)
+                assert_refused(c, full(chan, 1), retry=500)
+    time.sleep(0.2)
+    logged = [LOG_LINE.match(line) for line in h.log_since(mark).splitlines()
+              if "SSE00309" in line]
+    assert logged and all(logged), logged
+    by_pid = {}
+    for m in logged:
+        assert m.group(4).endswith(full(chan, 1)), m.group(0)
+        assert 375 <= int(m.group(3)) <= 625, m.group(0)
+        mon, day, hms, year = m.group(1).split()
+        whole, frac = hms.split(".")
+        t = time.mktime(time.strptime(f"{mon} {day} {whole} {year}", "%b %d %H:%M:%S %Y"))
+        by_pid.setdefault(m.group(2), []).append(t + float("0." + frac))
+    for pid, times in by_pid.items():
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert all(g >= 1.0 for g in gaps), (pid, gaps)
+
+
 @pytest.mark.parametrize("retry", [100, 1717986916], ids=["smallest", "largest"])
 def test_retry_at_its_bounds_stays_within_a_quarter_and_valid(httpd, retry):
     """At the largest SSEOverloadRetry, +25 % is still a retry every client
