@@ -41,6 +41,9 @@ void *sse_config_create_dir(apr_pool_t *p, char *dir)
     dc->publish_responses = -1;
     dc->direct_write = -1;
     dc->keepalive_wait = -1;
+    dc->channel_subs = -1;
+    dc->overload_retry = -1;
+    dc->history_ttl = -1;
     return dc;
 }
 
@@ -69,6 +72,9 @@ void *sse_config_merge_dir(apr_pool_t *p, void *basev, void *addv)
     dc->publish_responses = MERGE(publish_responses);
     dc->direct_write = MERGE(direct_write);
     dc->keepalive_wait = MERGE(keepalive_wait);
+    dc->channel_subs = MERGE(channel_subs);
+    dc->overload_retry = MERGE(overload_retry);
+    dc->history_ttl = MERGE(history_ttl);
     return dc;
 }
 
@@ -171,6 +177,13 @@ static const num_spec max_message_spec = DIR_NUM(NUM_SIZE, max_message,
                                                  SSE_MAX_MESSAGE_MIN, SSE_MAX_MESSAGE_MAX);
 static const num_spec keepalive_wait_spec = DIR_NUM(NUM_TIME, keepalive_wait,
                                                     0, SSE_KEEPALIVE_WAIT_MAX);
+static const num_spec channel_subs_spec = DIR_NUM(NUM_COUNT, channel_subs,
+                                                  0, SSE_CHANNEL_SUBS_MAX);
+static const num_spec overload_retry_spec = DIR_NUM(NUM_COUNT, overload_retry,
+                                                    SSE_OVERLOAD_RETRY_MIN,
+                                                    SSE_OVERLOAD_RETRY_MAX);
+static const num_spec history_ttl_spec = DIR_NUM(NUM_COUNT, history_ttl,
+                                                 0, SSE_HISTORY_TTL_MAX);
 
 /* ---- other directives ---- */
 
@@ -298,5 +311,13 @@ const command_rec sse_config_cmds[] = {
                   LOCATION, "how long the worker that answered a publish waits for the "
                   "next request on its keep-alive connection (event MPM; default 0: hand "
                   "it back at once)"),
+    AP_INIT_TAKE1("SSEMaxChannelSubscribers", set_number, (void *)&channel_subs_spec,
+                  LOCATION, "streams of this location beyond this many subscribers on "
+                  "one of their channels (all processes) are refused (0 = no limit)"),
+    AP_INIT_TAKE1("SSEOverloadRetry", set_number, (void *)&overload_retry_spec, LOCATION,
+                  "milliseconds (+/- 25 %) before a refused stream's client comes back"),
+    AP_INIT_TAKE1("SSEHistoryTTL", set_number, (void *)&history_ttl_spec, LOCATION,
+                  "seconds an event stays replayable to this location's streams "
+                  "(0 = until overwritten)"),
     { NULL }
 };

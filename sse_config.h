@@ -29,6 +29,15 @@ extern module AP_MODULE_DECLARE_DATA sse_module;
 #define SSE_MAX_MESSAGE_MIN      1
 #define SSE_MAX_MESSAGE_MAX      (64 * 1024 * 1024)
 #define SSE_KEEPALIVE_WAIT_MAX   apr_time_from_sec(60)
+#define SSE_CHANNEL_SUBS_MAX     10000000               /* 0 = no limit */
+#define SSE_HISTORY_TTL_MAX      31536000               /* seconds (a year); 0 = none */
+/* SSEOverloadRetry, ms. Not below SSE_OVERLOAD_RETRY_MIN: a refused client
+ * told to come back at once would be refused again in a tight loop, the
+ * opposite of shedding load. Not above 4/5 of SSE_RETRY_MAX, so that the
+ * +25 % jitter stays a retry every client can hold. */
+#define SSE_OVERLOAD_RETRY_DEFAULT 10000
+#define SSE_OVERLOAD_RETRY_MIN   100
+#define SSE_OVERLOAD_RETRY_MAX   (SSE_RETRY_MAX / 5 * 4)
 /* SSERetry: 0 .. SSE_RETRY_MAX (sse_wire.h), as clients parse it. */
 
 /* Server-wide. */
@@ -50,6 +59,9 @@ typedef struct {
     int             publish_responses; /* SSEPublishResponses on|off */
     int             direct_write;   /* SSEDirectWrite */
     apr_int64_t     keepalive_wait; /* SSEPublishKeepAliveWait, usec */
+    apr_int64_t     channel_subs;   /* SSEMaxChannelSubscribers, 0 = no limit */
+    apr_int64_t     overload_retry; /* SSEOverloadRetry, ms */
+    apr_int64_t     history_ttl;    /* SSEHistoryTTL, seconds, 0 = none */
 } sse_dir_conf;
 
 #define SSE_DIR_HEARTBEAT(c)   ((c)->heartbeat >= 0 ? (c)->heartbeat : SSE_HEARTBEAT_DEFAULT)
@@ -58,6 +70,10 @@ typedef struct {
 #define SSE_DIR_DIRECT(c)      ((c)->direct_write != 0)
 #define SSE_DIR_KEEPALIVE_WAIT(c) ((c)->keepalive_wait >= 0 ? (c)->keepalive_wait : 0)
 #define SSE_DIR_MAX_MESSAGE(c) ((c)->max_message >= 0 ? (c)->max_message : SSE_MAX_MESSAGE_DEFAULT)
+#define SSE_DIR_CHANNEL_SUBS(c) ((c)->channel_subs >= 0 ? (c)->channel_subs : 0)
+#define SSE_DIR_OVERLOAD_RETRY(c) \
+    ((c)->overload_retry >= 0 ? (c)->overload_retry : SSE_OVERLOAD_RETRY_DEFAULT)
+#define SSE_DIR_HISTORY_TTL(c) ((c)->history_ttl >= 0 ? (c)->history_ttl : 0)
 
 /* The module record's configuration callbacks and directive table. */
 void *sse_config_create_server(apr_pool_t *p, server_rec *s);

@@ -463,7 +463,8 @@ static void catch_up(apr_uint64_t head)
 }
 
 int sse_registry_w_subscribe(request_rec *r, const apr_array_header_t *channels,
-                             sse_sub **out, apr_uint64_t *upto, const char **why)
+                             apr_uint64_t max_subscribers, sse_sub **out,
+                             apr_uint64_t *upto, const char **why)
 {
     sse_store *st = sse_store_get();
     sse_sub *sub;
@@ -474,7 +475,8 @@ int sse_registry_w_subscribe(request_rec *r, const apr_array_header_t *channels,
         return HTTP_SERVICE_UNAVAILABLE;
     }
     sub = apr_pcalloc(r->pool, sizeof(*sub));
-    if ((status = sse_store_subscribe(st, channels, &sub->chans, why)) != OK)
+    if ((status = sse_store_subscribe(st, r->pool, channels, max_subscribers, &sub->chans,
+                                      why)) != OK)
         return status;
     pthread_mutex_init(&sub->mu, NULL);
     cond_init_monotonic(&sub->cv);

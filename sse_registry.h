@@ -77,11 +77,14 @@ int  sse_registry_stopping(void);
 
 /* ---- a stream's thread ---- */
 
-/* Registers a stream on channels (array of valid sse_bytes). Returns OK or
- * an HTTP status with *why. *upto: the processed stamp (see above). The
- * registration is undone by the cleanup of r->pool at the latest. */
+/* Registers a stream on channels (array of valid sse_bytes), refused when
+ * one of them has max_subscribers (> 0) already (sse_store_subscribe).
+ * Returns OK or an HTTP status with *why. *upto: the processed stamp (see
+ * above). The registration is undone by the cleanup of r->pool at the
+ * latest. */
 int  sse_registry_w_subscribe(request_rec *r, const apr_array_header_t *channels,
-                              sse_sub **out, apr_uint64_t *upto, const char **why);
+                              apr_uint64_t max_subscribers, sse_sub **out,
+                              apr_uint64_t *upto, const char **why);
 void sse_registry_w_unsubscribe(sse_sub *sub);
 /* The stream's channels, for replay. */
 const sse_store_channels *sse_registry_channels(const sse_sub *sub);

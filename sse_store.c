@@ -85,14 +85,15 @@ int sse_store_channel(sse_store *st, const sse_bytes *name, int drop, sse_store_
     return st->ops->channel(st, name, drop, out, dropped, why);
 }
 
-int sse_store_subscribe(sse_store *st, const apr_array_header_t *names,
-                        sse_store_channels *out, const char **why)
+int sse_store_subscribe(sse_store *st, apr_pool_t *p, const apr_array_header_t *names,
+                        apr_uint64_t max_subscribers, sse_store_channels *out,
+                        const char **why)
 {
     if (!st) {
         *why = "the event ring is not available in this process";
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    return st->ops->subscribe(st, names, out, why);
+    return st->ops->subscribe(st, p, names, max_subscribers, out, why);
 }
 
 void sse_store_unsubscribe(sse_store *st, const sse_store_channels *chans)

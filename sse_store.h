@@ -26,12 +26,21 @@
  *    either every event is published, in order, with consecutive stamps, or
  *    none is and the answer says why. No subscriber ever sees part of a
  *    failed batch.
+ *  - Subscriber limit (SSEMaxChannelSubscribers): subscribe takes the
+ *    limit of the stream's location (0: none) and checks it against the
+ *    count of every process and counts the stream in one step, under the
+ *    store's lock, so that of N + 1 simultaneous streams on a channel
+ *    limited to N, whatever their processes, exactly one is refused. A
+ *    stream refused on any of its channels counts on none. unsubscribe
+ *    frees the places at once; the places of a process that died are freed
+ *    when its slot is reaped (sse_store_proc_reap). A process without a
+ *    slot cannot count its streams: it refuses every stream with a limit.
  *  - Statuses: OK, or the HTTP status a handler answers with:
  *    HTTP_BAD_REQUEST (an invalid event, *why says which and why),
  *    HTTP_REQUEST_ENTITY_TOO_LARGE (an event larger than the ring holds),
  *    HTTP_NOT_FOUND (channel info of a channel that does not exist),
  *    HTTP_SERVICE_UNAVAILABLE (no store, the lock failed, the channel table
- *    is full).
+ *    is full, a channel of the stream has its limit of subscribers).
  */
 #ifndef SSE_STORE_H
 #define SSE_STORE_H
@@ -80,8 +89,9 @@ typedef struct {
      * and every stream of it ended. */
     int  (*channel)(sse_store *st, const sse_bytes *name, int drop, sse_store_info *out,
                     apr_uint32_t *dropped, const char **why);
-    int  (*subscribe)(sse_store *st, const apr_array_header_t *names,
-                      sse_store_channels *out, const char **why);
+    int  (*subscribe)(sse_store *st, apr_pool_t *p, const apr_array_header_t *names,
+                      apr_uint64_t max_subscribers, sse_store_channels *out,
+                      const char **why);
     void (*unsubscribe)(sse_store *st, const sse_store_channels *chans);
 } sse_store_ops;
 
@@ -125,9 +135,12 @@ int sse_store_channel(sse_store *st, const sse_bytes *name, int drop, sse_store_
 
 /* Makes the channels of a stream known to the store and counts the stream
  * among their subscribers, until sse_store_unsubscribe. Names are valid and
- * at most SSE_STORE_MAX_CHANNELS. */
-int  sse_store_subscribe(sse_store *st, const apr_array_header_t *names,
-                         sse_store_channels *out, const char **why);
+ * at most SSE_STORE_MAX_CHANNELS. With max_subscribers > 0, refused
+ * (HTTP_SERVICE_UNAVAILABLE, *why from p naming the channel) when one of
+ * the channels already has that many subscribers in all processes. */
+int  sse_store_subscribe(sse_store *st, apr_pool_t *p, const apr_array_header_t *names,
+                         apr_uint64_t max_subscribers, sse_store_channels *out,
+                         const char **why);
 void sse_store_unsubscribe(sse_store *st, const sse_store_channels *chans);
 
 /* ---- what this process's reader (the dispatcher) calls ---- */

@@ -17,7 +17,9 @@
  *              that reuses the slot; a channel a subscription creates is
  *              "waiting" and counts against the subscribers' share of the
  *              table (sse_ring.h), so that subscribers alone never lock
- *              publishers out;
+ *              publishers out; a channel at its location's subscriber limit
+ *              refuses the stream (counts only move up under the lock, so
+ *              the sum read here cannot be overtaken before it is raised);
  *   position   where a reader starts: head and last stamp, read together.
  *
  * The lock is never held while waking anybody: the readers to wake are
@@ -28,6 +30,7 @@
 #include "sse_wake.h"
 
 #include <string.h>
+#include <apr_strings.h>
 #include <httpd.h>
 
 /* Distinct channel slots a publish wakes the readers of, individually;
@@ -168,14 +171,20 @@ static void uncount(sse_store *st, const sse_store_channels *chans)
         sse_ring_subs_add(st->ring, st->proc, chans->slot[i], -1);
 }
 
-static int ring_subscribe(sse_store *st, const apr_array_header_t *names,
-                          sse_store_channels *out, const char **why)
+static int ring_subscribe(sse_store *st, apr_pool_t *p, const apr_array_header_t *names,
+                          apr_uint64_t max_subscribers, sse_store_channels *out,
+                          const char **why)
 {
     const sse_bytes *c = (const sse_bytes *)names->elts;
     int i, j;
 
     SSE_ASSERT(names->nelts <= SSE_STORE_MAX_CHANNELS);
     out->n = 0;
+    if (max_subscribers && st->proc < 0) {
+        *why = "this process has no slot in the event ring to count its streams "
+               "(SSEMaxChannelSubscribers needs them counted)";
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
     if (!lock(st, why))
         return HTTP_SERVICE_UNAVAILABLE;
     for (i = 0; i < names->nelts; i++) {
@@ -194,6 +203,15 @@ static int ring_subscribe(sse_store *st, const apr_array_header_t *names,
             ;
         if (j < out->n)
             continue;                   /* named twice */
+        if (max_subscribers && sse_ring_subs_total(st->ring, slot) >= max_subscribers) {
+            uncount(st, out);
+            unlock(st);
+            out->n = 0;
+            *why = apr_psprintf(p, "channel '%.*s' already has the %" APR_UINT64_T_FMT
+                                " subscribers SSEMaxChannelSubscribers allows",
+                                (int)c[i].len, c[i].s, max_subscribers);
+            return HTTP_SERVICE_UNAVAILABLE;
+        }
         out->slot[out->n] = slot;
         out->epoch[out->n] = sse_ring_chan_epoch(st->ring, slot);
         out->n++;

@@ -37,7 +37,6 @@ APLOG_USE_MODULE(sse);
 #define REPLAY_FLUSH_BYTES (64 * 1024)
 #define IDLE_WAIT apr_time_from_sec(60)   /* wait slice when heartbeats are off */
 #define RETRY_LINE_MAX 32                 /* "retry: 2147483647\n\n" and room */
-#define OVERLOAD_RETRY 10000              /* ms before a refused client comes back */
 
 typedef struct {
     request_rec        *r;
@@ -258,16 +257,20 @@ static void set_stream_headers(request_rec *r)
     r->no_cache = 1;
 }
 
-/* A stream that cannot be served now (no room in the channel table, no
- * ring). A browser's EventSource gives up for good on any answer but 200,
- * so the refusal is a 200 stream that says why in a comment, asks for a
- * reconnection in OVERLOAD_RETRY (jittered, so that refused clients do not
- * come back in step), and ends. Logged at most once a second per child. */
+/* A stream that cannot be served now (no room in the channel table, a
+ * full channel, no ring). A browser's EventSource gives up for good on any
+ * answer but 200, so the refusal is a 200 stream that says why in a
+ * comment, asks for a reconnection in SSEOverloadRetry +/- 25 % (random,
+ * so that refused clients do not come back in step; rounded inwards, so
+ * never outside the 25 %, and within SSE_RETRY_MAX by the directive's
+ * bounds), and ends. Logged at most once a second per child. */
 static int refuse(request_rec *r, const char *why)
 {
     static apr_time_t logged;           /* when this child last logged one */
     apr_time_t now = apr_time_now(), last = __atomic_load_n(&logged, __ATOMIC_RELAXED);
-    apr_uint32_t retry = ap_random_pick(OVERLOAD_RETRY * 3 / 4, OVERLOAD_RETRY * 5 / 4);
+    apr_int64_t base = SSE_DIR_OVERLOAD_RETRY(sse_config_dir(r));
+    apr_uint32_t retry = ap_random_pick((apr_uint32_t)((base * 3 + 3) / 4),
+                                        (apr_uint32_t)(base * 5 / 4));
 
     if (now - last >= apr_time_from_sec(1)
         && __atomic_compare_exchange_n(&logged, &last, now, 0, __ATOMIC_RELAXED,
@@ -288,7 +291,7 @@ int sse_stream_handler(request_rec *r)
     apr_array_header_t *pairs = NULL, *channels;
     const char *why, *asked;
     apr_size_t asked_len = 0;
-    apr_uint64_t upto, from = 0;
+    apr_uint64_t upto, from = 0, ttl_floor, expired;
     apr_interval_time_t beat;
     apr_pool_t *scratch;
     sse_registry_batch *batch;
@@ -310,7 +313,9 @@ int sse_stream_handler(request_rec *r)
 
     memset(&st, 0, sizeof(st));
     st.r = r;
-    if ((status = sse_registry_w_subscribe(r, channels, &st.sub, &upto, &why)) != OK)
+    if ((status = sse_registry_w_subscribe(r, channels,
+                                           (apr_uint64_t)SSE_DIR_CHANNEL_SUBS(dc),
+                                           &st.sub, &upto, &why)) != OK)
         return status == HTTP_SERVICE_UNAVAILABLE ? refuse(r, why) : sse_http_error(r, status, why);
 
     set_stream_headers(r);
@@ -331,17 +336,27 @@ int sse_stream_handler(request_rec *r)
                                                       "retry: %" APR_INT64_T_FMT "\n\n",
                                                       SSE_DIR_RETRY(dc)));
     }
+    /* SSEHistoryTTL: what the stream may replay starts after `expired`.
+     * An id older than the TTL is a gap like an overwritten one: what
+     * followed it may have expired, and the client must hear so. Only the
+     * start of a stream is bounded: live events, and the catch-up of a slow
+     * stream, are never expired. */
+    ttl_floor = sse_wire_expiry_floor(sse_store_now_ms(),
+                                  (apr_uint64_t)SSE_DIR_HISTORY_TTL(dc) * 1000);
+    expired = ttl_floor ? ttl_floor - 1 : 0;
     if (asked) {
         known = sse_replay_resolve(sse_registry_channels(st.sub), scratch, asked, asked_len,
                                    &from);
-        rv = replay(&st, scratch, known ? from : 0, upto, 0, asked, asked_len, !known);
+        if (known && from < ttl_floor)
+            known = 0;
+        rv = replay(&st, scratch, known ? from : expired, upto, 0, asked, asked_len, !known);
         /* The asked event may be newer than what the dispatcher had fanned
          * out when we registered: it must not come back live either. */
         if (known && from > st.last)
             st.last = from;
     }
     else if (SSE_DIR_REPLAY(dc) > 0) {
-        rv = replay(&st, scratch, 0, upto, (int)SSE_DIR_REPLAY(dc), NULL, 0, 0);
+        rv = replay(&st, scratch, expired, upto, (int)SSE_DIR_REPLAY(dc), NULL, 0, 0);
     }
     else {
         st.last = upto;

@@ -218,6 +218,13 @@ size_t sse_wire_format_id(uint64_t stamp, char buf[SSE_ID_BUFSIZE])
                             (unsigned long long)SSE_STAMP_SEQ(stamp));
 }
 
+uint64_t sse_wire_expiry_floor(uint64_t now_ms, uint64_t ttl_ms)
+{
+    if (ttl_ms == 0 || ttl_ms >= now_ms)
+        return 0;
+    return SSE_STAMP(now_ms - ttl_ms, 0);
+}
+
 static size_t retry_digits(long retry, char buf[16])
 {
     return (size_t)snprintf(buf, 16, "%ld", retry);

@@ -51,6 +51,14 @@ int sse_wire_parse_server_id(const char *s, size_t len, uint64_t *stamp);
 /* Writes the id of a stamp, NUL-terminated; returns its length. */
 size_t sse_wire_format_id(uint64_t stamp, char buf[SSE_ID_BUFSIZE]);
 
+/* History expiry (SSEHistoryTTL): the oldest stamp still within ttl_ms of
+ * now_ms; 0 (nothing expired) when ttl_ms is 0. An event has expired when
+ * its age is greater than the TTL: age = now_ms - its stamp's milliseconds,
+ * so an event exactly ttl_ms old is still replayed, and one a millisecond
+ * older is not. Stamps from "the future" (the clock stepped back) are never
+ * expired. A stamp s is within the TTL exactly when s >= the floor. */
+uint64_t sse_wire_expiry_floor(uint64_t now_ms, uint64_t ttl_ms);
+
 /* One event to frame. event and id may be NULL/0; retry < 0 means none. */
 typedef struct {
     const char *id;     size_t id_len;

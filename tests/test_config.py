@@ -28,6 +28,15 @@ BAD_LOCATION = [
     ("SSEPublishKeepAliveWait", "SSEPublishKeepAliveWait -1"),
     ("SSEPublishKeepAliveWait", "SSEPublishKeepAliveWait soon"),
     ("SSEPublishKeepAliveWait", "SSEPublishKeepAliveWait 61s"),
+    ("SSEMaxChannelSubscribers", "SSEMaxChannelSubscribers -1"),
+    ("SSEMaxChannelSubscribers", "SSEMaxChannelSubscribers many"),
+    ("SSEMaxChannelSubscribers", "SSEMaxChannelSubscribers 10000001"),
+    ("SSEOverloadRetry", "SSEOverloadRetry 99"),
+    ("SSEOverloadRetry", "SSEOverloadRetry 1717986917"),
+    ("SSEOverloadRetry", "SSEOverloadRetry 10s"),
+    ("SSEHistoryTTL", "SSEHistoryTTL -1"),
+    ("SSEHistoryTTL", "SSEHistoryTTL 1.5"),
+    ("SSEHistoryTTL", "SSEHistoryTTL 31536001"),
     ("SSEChannel", 'SSEChannel "%{unclosed"'),
     ("SSEChannel", 'SSEChannel "%{NO_SUCH_FUNCTION:x}"'),
 ]
@@ -56,6 +65,18 @@ def test_bad_location_directive_fails_startup(directive, line):
     _check_fails(directive, conf, "location")
 
 
+@pytest.mark.parametrize("line,message", [
+    ("SSEMaxChannelSubscribers -1",
+     "SSEMaxChannelSubscribers: '-1' is not a whole number from 0 to 10000000"),
+    # The jitter's +25 % of the largest stays within SSE_RETRY_MAX.
+    ("SSEOverloadRetry 50", "SSEOverloadRetry: '50' is not a whole number from 100 to 1717986916"),
+    ("SSEHistoryTTL 2d", "SSEHistoryTTL: '2d' is not a whole number from 0 to 31536000"),
+])
+def test_limit_directives_say_their_bounds(line, message):
+    conf = f"<Location /bad>\n    SetHandler sse-stream\n    {line}\n</Location>\n"
+    assert message in _check_fails(line.split()[0], conf, "location")
+
+
 @pytest.mark.parametrize("line", ["SSEBufferSize 1M", "SSEMaxChannels 10"])
 def test_server_wide_directive_not_allowed_in_location(line):
     conf = f"<Location /bad>\n    SetHandler sse-stream\n    {line}\n</Location>\n"
@@ -71,6 +92,15 @@ def test_good_config_syntax_ok():
     SSERetry 0
     SSEInitialReplay 10
     SSEChannel "a-%{QUERY_STRING} b"
+    SSEMaxChannelSubscribers 10000000
+    SSEOverloadRetry 1717986916
+    SSEHistoryTTL 31536000
+</Location>
+<Location /ok-low>
+    SetHandler sse-stream
+    SSEMaxChannelSubscribers 0
+    SSEOverloadRetry 100
+    SSEHistoryTTL 0
 </Location>
 <Location /okpub>
     SetHandler sse-publish

@@ -15,7 +15,11 @@
  *  - ids are strictly increasing stamps, across all publishers;
  *  - a batch refused on capacity midway (a new channel when the table is
  *    full) leaves nothing in the ring, and the subscriber counts return to
- *    zero once every stream unsubscribed.
+ *    zero once every stream unsubscribed;
+ *  - a subscriber limit (SSEMaxChannelSubscribers) is exact: of more
+ *    streams than the limit subscribing at once, exactly the limit are
+ *    counted, a refused stream counts on none of its channels, and a place
+ *    freed is taken again.
  *
  * The lock is a real apr_global_mutex (process and thread lock), as httpd's
  * `sse-ring` mutex is. Built with ASan/UBSan and with TSan (make unit).
@@ -219,7 +223,7 @@ static void *subscriber(void *unused)
         c = apr_array_push(names);
         c->s = "ch1";                   /* named twice: counted once */
         c->len = 3;
-        if (CHECK(sse_store_subscribe(store, names, &chans, &why) == OK)) {
+        if (CHECK(sse_store_subscribe(store, p, names, 0, &chans, &why) == OK)) {
             CHECK(chans.n == 1);
             CHECK(sse_store_channel(store, c, 0, &info, &dropped, &why) == OK
                   && info.subscribers >= 1);
@@ -258,6 +262,99 @@ static void capacity_midway(apr_pool_t *p)
     CHECK(sse_store_publish(store, p, events, &res, &why) == HTTP_SERVICE_UNAVAILABLE);
     CHECK(why && strstr(why, "SSEMaxChannels") != NULL);
     CHECK(sse_ring_head(ring) == head);
+}
+
+/* ---- the subscriber limit under threads ---- */
+
+#define LIMIT        5
+#define CONTENDERS   8          /* threads subscribing at once */
+#define LIMIT_ROUNDS 200
+
+static pthread_barrier_t limit_start;   /* all subscribe at once */
+
+typedef struct {
+    int                ok;
+    const char        *why;
+    sse_store_channels chans;
+    apr_pool_t        *p;
+} contender;
+
+static apr_array_header_t *names_of(apr_pool_t *p, const char *a, const char *b)
+{
+    apr_array_header_t *names = apr_array_make(p, 2, sizeof(sse_bytes));
+    sse_bytes *c = apr_array_push(names);
+
+    c->s = a;
+    c->len = strlen(a);
+    if (b) {
+        c = apr_array_push(names);
+        c->s = b;
+        c->len = strlen(b);
+    }
+    return names;
+}
+
+static void *contend(void *arg)
+{
+    contender *me = arg;
+    apr_array_header_t *names = names_of(me->p, "ch2", NULL);
+
+    pthread_barrier_wait(&limit_start);
+    me->ok = sse_store_subscribe(store, me->p, names, LIMIT, &me->chans, &me->why) == OK;
+    return NULL;
+}
+
+static void limit_exact(apr_pool_t *pool)
+{
+    const sse_ring *ring = sse_store_ring(store);
+    int slot = sse_ring_chan_find(ring, "ch2", 3), other = sse_ring_chan_find(ring, "ch3", 3);
+    contender who[CONTENDERS];
+    pthread_t th[CONTENDERS];
+    sse_store_channels chans;
+    const char *why;
+    int round, i, ok;
+
+    CHECK(slot >= 0 && other >= 0);
+    pthread_barrier_init(&limit_start, NULL, CONTENDERS);
+    for (round = 0; round < LIMIT_ROUNDS; round++) {
+        for (i = 0; i < CONTENDERS; i++) {
+            memset(&who[i], 0, sizeof(who[i]));
+            apr_pool_create(&who[i].p, pool);
+            pthread_create(&th[i], NULL, contend, &who[i]);
+        }
+        for (i = 0; i < CONTENDERS; i++)
+            pthread_join(th[i], NULL);
+        for (i = 0, ok = 0; i < CONTENDERS; i++) {
+            ok += who[i].ok;
+            if (!who[i].ok)
+                CHECK(who[i].why && strcmp(who[i].why, "channel 'ch2' already has the 5 "
+                                           "subscribers SSEMaxChannelSubscribers allows") == 0);
+        }
+        CHECK(ok == LIMIT);
+        CHECK(sse_ring_subs_total(ring, slot) == LIMIT);
+        /* Full: a stream on it and on another channel counts on neither. */
+        CHECK(sse_store_subscribe(store, pool, names_of(pool, "ch3", "ch2"), LIMIT, &chans,
+                                  &why) == HTTP_SERVICE_UNAVAILABLE && chans.n == 0);
+        CHECK(sse_ring_subs_total(ring, other) == 0);
+        /* Without a limit (another location), the channel takes more. */
+        CHECK(sse_store_subscribe(store, pool, names_of(pool, "ch2", NULL), 0, &chans,
+                                  &why) == OK);
+        CHECK(sse_ring_subs_total(ring, slot) == LIMIT + 1);
+        sse_store_unsubscribe(store, &chans);
+        /* A place freed is taken again, at once. */
+        for (i = 0; i < CONTENDERS && !who[i].ok; i++)
+            ;
+        sse_store_unsubscribe(store, &who[i].chans);
+        CHECK(sse_store_subscribe(store, pool, names_of(pool, "ch2", NULL), LIMIT,
+                                  &who[i].chans, &why) == OK);
+        for (i = 0; i < CONTENDERS; i++) {
+            if (who[i].ok)
+                sse_store_unsubscribe(store, &who[i].chans);
+            apr_pool_destroy(who[i].p);
+        }
+        CHECK(sse_ring_subs_total(ring, slot) == 0);
+    }
+    pthread_barrier_destroy(&limit_start);
 }
 
 int main(void)
@@ -308,7 +405,20 @@ int main(void)
         CHECK(slot >= 0 && sse_ring_subs_total(ring, slot) == 0);
     }
     capacity_midway(pool);
+    limit_exact(pool);
     sse_store_proc_release(store);
+    /* A process without a slot cannot count: a limited stream is refused. */
+    {
+        sse_store_channels chans;
+        const char *why;
+
+        CHECK(sse_store_subscribe(store, pool, names_of(pool, "ch2", NULL), LIMIT, &chans,
+                                  &why) == HTTP_SERVICE_UNAVAILABLE
+              && strstr(why, "no slot") != NULL);
+        CHECK(sse_store_subscribe(store, pool, names_of(pool, "ch2", NULL), 0, &chans,
+                                  &why) == OK);
+        sse_store_unsubscribe(store, &chans);
+    }
 
     printf("store threads: %ld records read, %ld lost to overtaking; head %llu\n",
            stats[0].ok + stats[1].ok, stats[0].lost + stats[1].lost,

@@ -106,6 +106,29 @@ static void test_wire(void)
           && strcmp(buf, "1795475281660-12") == 0);
 }
 
+/* SSEHistoryTTL's rule, at its boundary: expired when age > TTL. */
+static void test_expiry(void)
+{
+    const uint64_t now = 1795475281660ull, ttl = 2000;
+    uint64_t floor = sse_wire_expiry_floor(now, ttl);
+
+    CHECK(sse_wire_expiry_floor(now, 0) == 0);              /* no TTL: nothing expires */
+    CHECK(sse_wire_expiry_floor(1500, 2000) == 0);          /* younger clock than TTL */
+    CHECK(sse_wire_expiry_floor(2000, 2000) == 0);
+    CHECK(sse_wire_expiry_floor(2001, 2000) == SSE_STAMP(1, 0));
+    /* Exactly TTL old, any sequence in that millisecond: kept. */
+    CHECK(SSE_STAMP(now - ttl, 0) >= floor);
+    CHECK(SSE_STAMP(now - ttl, SSE_STAMP_SEQ_MASK) >= floor);
+    /* A millisecond older, even at its last sequence: expired. */
+    CHECK(SSE_STAMP(now - ttl - 1, SSE_STAMP_SEQ_MASK) < floor);
+    CHECK(SSE_STAMP(now - ttl - 1, 0) < floor);
+    /* Now, and from a clock that stepped back: kept. */
+    CHECK(SSE_STAMP(now, 0) >= floor);
+    CHECK(SSE_STAMP(now + 5000, 7) >= floor);
+    /* A year's TTL (SSEHistoryTTL's maximum) in milliseconds. */
+    CHECK(sse_wire_expiry_floor(now, 31536000000ull) == SSE_STAMP(now - 31536000000ull, 0));
+}
+
 /* ---- ring ---- */
 
 static sse_ring *new_ring(uint64_t data_size, uint32_t max_channels, void **mem)
@@ -818,6 +841,7 @@ int main(void)
     apr_initialize();
     apr_pool_create(&p, NULL);
     test_wire();
+    test_expiry();
     test_ring_basic();
     test_ring_wrap_and_evict();
     test_ring_crash_safety();
