@@ -29,12 +29,14 @@ extern module AP_MODULE_DECLARE_DATA sse_module;
 #define SSE_MAX_MESSAGE_MIN      1
 #define SSE_MAX_MESSAGE_MAX      (64 * 1024 * 1024)
 #define SSE_KEEPALIVE_WAIT_MAX   apr_time_from_sec(60)
+#define SSE_MAX_SUBSCRIBERS_MAX  100000000              /* default 0 = no limit */
 /* SSERetry: 0 .. SSE_RETRY_MAX (sse_wire.h), as clients parse it. */
 
 /* Server-wide. */
 typedef struct {
     apr_int64_t buffer_size;        /* SSEBufferSize, bytes */
     apr_int64_t max_channels;       /* SSEMaxChannels */
+    apr_int64_t max_subscribers;    /* SSEMaxSubscribers, 0 = no limit */
 } sse_server_conf;
 
 /* Per location; -1 (NULL for pointers) means "not set here". */
