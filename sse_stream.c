@@ -353,10 +353,14 @@ static int refuse(request_rec *r, const char *why, const apr_array_header_t *cha
     r->status = HTTP_OK;
     sse_store_count(sse_store_get(), SSE_C_OVERLOAD_REFUSALS, 1);
     if (!r->header_only) {
-        int n = ap_rprintf(r, ": %s\nretry: %u\n\n", why, retry);
-        if (n > 0) {
-            sse_store_count(sse_store_get(), SSE_C_BYTES_SENT, (apr_uint64_t)n);
-            bytes = (apr_uint64_t)n;
+        /* Measured here: ap_rprintf's count is not the bytes it wrote (httpd
+         * 2.4 adds its last buffer twice). */
+        const char *body = apr_psprintf(r->pool, ": %s\nretry: %u\n\n", why, retry);
+        apr_size_t len = strlen(body);
+
+        if (ap_rwrite(body, (int)len, r) == (int)len) {
+            sse_store_count(sse_store_get(), SSE_C_BYTES_SENT, len);
+            bytes = len;
         }
     }
     set_notes(r, 0, bytes, channels);
