@@ -530,3 +530,32 @@ scrape_configs:
     finally:
         terminate(proc)
         log.close()
+
+
+def test_shipped_logformat_shows_what_a_stream_delivered(httpd):
+    """The LogFormat of conf/mod_sse.conf, as shipped, on a stream the
+    dispatcher writes directly: its events, body bytes and channels."""
+    from ssetest.env import REPO
+    line = next(x for x in (REPO / "conf" / "mod_sse.conf").read_text().splitlines()
+                if x.strip().startswith("LogFormat ") and x.strip().endswith(" sse_stream"))
+    h = httpd(conf=STATUS_LOCATION, server_conf=line.strip() + "\n"
+              'CustomLog "{dir}/logs/streams.log" sse_stream\n')
+    a, b = uniq("la"), uniq("lb")
+    s = subscribe(h.port, [a, b], path="/events-nohb")
+    try:
+        wait_figure(h.port, "sse_subscribers", 1)
+        for k in range(3):
+            publish_ok(h.port, a if k % 2 else b, f"event {k}")
+        s.next_events(3)
+        assert request(h.port, "DELETE", "/pub" + chan_query(a)).status == 200
+        body = read_to_end(s)
+    finally:
+        s.close()
+    log = h.dir / "logs" / "streams.log"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "GET /events-nohb" not in (
+            log.read_text() if log.exists() else ""):
+        time.sleep(0.1)
+    entry = [x for x in log.read_text().splitlines() if "GET /events-nohb" in x]
+    assert len(entry) == 1, log.read_text()
+    assert entry[0].endswith(f" events=3 bytes={len(body)} channels={a},{b}"), entry
