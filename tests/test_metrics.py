@@ -332,6 +332,90 @@ def test_heartbeats_counted_whichever_way_they_are_written(httpd):
         assert f"n={n} 200 0 {len(body)} {chan}\n" in text, text
 
 
+RESPONSE_SCRIPTS = {
+    "plain": r"""printf 'X-SSE-Publish: %s\r\nContent-Type: text/plain\r\n\r\n' "$QUERY_STRING"
+printf 'hello'
+""",
+    "gzip": r"""printf 'X-SSE-Publish: %s\r\nContent-Encoding: gzip\r\nContent-Type: text/plain\r\n\r\n' "$QUERY_STRING"
+printf 'not really gzip'
+""",
+    "failed": r"""printf 'Status: 502 Bad Gateway\r\nX-SSE-Publish: %s\r\nContent-Type: text/plain\r\n\r\n' "$QUERY_STRING"
+printf 'upstream down'
+""",
+    "big": r"""printf 'X-SSE-Publish: %s\r\nContent-Type: text/plain\r\n\r\n' "$QUERY_STRING"
+head -c 3000 /dev/zero | tr '\0' x
+""",
+}
+
+
+def test_publishing_responses_and_the_optional_function_are_counted(httpd, sse_testmod_so):
+    """Responses carrying X-SSE-Publish and sse_publish() calls count as
+    publish attempts, and each refusal under its reason."""
+    from ssetest.httpd import BASE_MODULES
+    from testmod import sse_testmod_conf
+    h = httpd(start=False, modules=BASE_MODULES + ["cgid", "alias"],
+              conf=sse_testmod_conf(sse_testmod_so, STATUS_LOCATION + """
+ScriptSock "{dir}/run/cgid.sock"
+ScriptAlias /cgi/ "{dir}/cgi/"
+<Location /cgi/>
+    SSEPublishResponses on
+    SSEMaxMessageSize 2K
+</Location>
+<Location /t-publish>
+    SetHandler sse-test-publish
+</Location>
+"""))
+    d = h.dir / "cgi"
+    d.mkdir()
+    for name, text in RESPONSE_SCRIPTS.items():
+        (d / name).write_text("#!/bin/sh\n" + text)
+        os.chmod(d / name, 0o755)
+    os.chmod(d, 0o755)
+    h.start()
+    chan = uniq("resp")
+    with subscribe(h.port, chan, path="/events-nohb") as s:
+        assert request(h.port, "GET", f"/cgi/plain?{chan}").status == 200
+        assert request(h.port, "GET", f"/cgi/gzip?{chan}").status == 500
+        assert request(h.port, "GET", f"/cgi/failed?{chan}").status == 502
+        assert request(h.port, "GET", f"/cgi/big?{chan}").status == 500
+        assert request(h.port, "GET", f"/t-publish?channel={chan}&data=fn").status == 200
+        assert request(h.port, "GET", "/t-publish?channel=a%3Cb&data=fn").status == 400
+        assert [e.data for e in s.next_events(2)] == [b"hello", b"fn"]
+        got = wait_figure(h.port, "sse_events_delivered_total", 2)
+    assert got["sse_publish_requests_total"] == 6
+    assert got["sse_events_published_total"] == 2
+    assert got["sse_publish_rejected_total"] == {
+        "bad_request": 2, "forbidden": 0, "method_not_allowed": 0, "too_large": 1,
+        "unavailable": 0, "internal": 0, "failed_response": 1}
+
+
+def test_slow_subscriber_gauge_and_catchups(httpd):
+    """A client that stops reading: its stream falls behind (its socket
+    full, its queue overflowing), shows in sse_slow_subscribers while its
+    thread is stuck writing, and is counted in sse_stream_catchups_total;
+    once the client is gone, the gauge is back to 0."""
+    h = httpd(conf=STATUS_LOCATION, server_conf="SSEBufferSize 8M\n")
+    chan = uniq("slow")
+    sock = socket.create_connection(("127.0.0.1", h.port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(f"GET /events-nohb{chan_query(chan)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    try:
+        wait_figure(h.port, "sse_subscribers", 1)
+        data = "x" * 16000
+        deadline = time.monotonic() + 30
+        got = status_json(h.port)
+        while time.monotonic() < deadline and got["sse_slow_subscribers"] != 1:
+            for _ in range(20):
+                publish_ok(h.port, chan, data)
+            got = status_json(h.port)
+        assert got["sse_slow_subscribers"] == 1, got
+        assert got["sse_stream_catchups_total"] >= 1, got
+    finally:
+        sock.close()
+    got = wait_figure(h.port, "sse_subscribers", 0, timeout=90)
+    assert got["sse_slow_subscribers"] == 0, got
+
+
 # ---- SSEMaxSubscribers -----------------------------------------------------
 
 def open_raw(port, path):
