@@ -617,13 +617,18 @@ scrape_configs:
 
 
 def test_shipped_logformat_shows_what_a_stream_delivered(httpd):
-    """The LogFormat of conf/mod_sse.conf, as shipped, on a stream the
-    dispatcher writes directly: its events, body bytes and channels."""
+    """The LogFormat and CustomLog of conf/mod_sse.conf, as shipped, on a
+    stream the dispatcher writes directly: its events, body bytes and
+    channels, and only streams in that log."""
     from ssetest.env import REPO
-    line = next(x for x in (REPO / "conf" / "mod_sse.conf").read_text().splitlines()
-                if x.strip().startswith("LogFormat ") and x.strip().endswith(" sse_stream"))
-    h = httpd(conf=STATUS_LOCATION, server_conf=line.strip() + "\n"
-              'CustomLog "{dir}/logs/streams.log" sse_stream\n')
+    lines = (REPO / "conf" / "mod_sse.conf").read_text().splitlines()
+    fmt = next(x.strip() for x in lines
+               if x.strip().startswith("LogFormat ") and x.strip().endswith(" sse_stream"))
+    log_line = next(x.strip().lstrip("#") for x in lines
+                    if x.strip().startswith("#CustomLog ") and " sse_stream " in x)
+    log_line = log_line.replace("${APACHE_LOG_DIR}/sse-access.log", "{dir}/logs/streams.log")
+    assert "{dir}" in log_line, log_line
+    h = httpd(conf=STATUS_LOCATION, server_conf=fmt + "\n" + log_line + "\n")
     a, b = uniq("la"), uniq("lb")
     s = subscribe(h.port, [a, b], path="/events-nohb")
     try:
@@ -640,6 +645,6 @@ def test_shipped_logformat_shows_what_a_stream_delivered(httpd):
     while time.monotonic() < deadline and "GET /events-nohb" not in (
             log.read_text() if log.exists() else ""):
         time.sleep(0.1)
-    entry = [x for x in log.read_text().splitlines() if "GET /events-nohb" in x]
-    assert len(entry) == 1, log.read_text()
+    entry = log.read_text().splitlines()
+    assert len(entry) == 1 and "GET /events-nohb" in entry[0], log.read_text()
     assert entry[0].endswith(f" events=3 bytes={len(body)} channels={a},{b}"), entry
