@@ -270,6 +270,35 @@ def test_counters_exact_and_kept_across_graceful_restart(httpd, mpm):
     assert got["sse_publish_requests_total"] == 13
 
 
+def test_ring_figures_eviction_and_age(httpd):
+    """A ring that wraps: every event published is either retained or
+    counted as evicted; used bytes stay within the ring; the oldest
+    record's age grows with time."""
+    h = httpd(conf=STATUS_LOCATION, server_conf="SSEBufferSize 64K\n")
+    chan = uniq("wrap")
+    first = publish_ok(h.port, chan, "first")
+    time.sleep(1.2)
+    got = status_json(h.port)
+    assert 1.2 <= got["sse_ring_oldest_event_age_seconds"] < 30, got
+    assert got["sse_ring_used_bytes"] == record_size(first, b"first")
+    assert got["sse_ring_evicted_events_total"] == 0
+    t0 = time.monotonic()
+    for k in range(400):
+        pub_json(h.port, {"channel": chan, "data": f"{k:04d}" + "y" * 300})
+    got = status_json(h.port)
+    elapsed = time.monotonic() - t0
+    info = request(h.port, "GET", "/pub" + chan_query(chan)).json
+    assert got["sse_events_published_total"] == 401
+    assert got["sse_ring_evicted_events_total"] + info["messages"] == 401, (got, info)
+    assert 0 < got["sse_ring_evicted_events_total"] < 401
+    assert 0 < got["sse_ring_used_bytes"] <= got["sse_ring_size_bytes"] == 64 * 1024
+    # The oldest retained event is one of the 400: the first one was evicted.
+    assert got["sse_ring_oldest_event_age_seconds"] <= elapsed + 0.05, (got, elapsed)
+    assert got["top_channels"] == [{"name": chan, "subscribers": 0,
+                                    "retained": info["messages"],
+                                    "last_id": info["last_id"]}]
+
+
 def test_gauges_forget_a_killed_child_and_counters_stay(httpd):
     h = httpd(conf=STATUS_LOCATION, mpm="prefork", mpm_conf=SMALL_MPM["prefork"])
     chan = uniq("kill")
