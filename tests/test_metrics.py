@@ -12,11 +12,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -25,7 +23,7 @@ from ssetest.clients import NodeClient, SSEClient, read_all, request, subscribe
 from ssetest.env import MPMS
 from ssetest.httpd import SMALL_MPM
 from ssetest.metrics import (METRICS, PROMETHEUS_TYPE, REASONS, STATUS_LOCATION,
-                             parse_prometheus, status_json, status_prometheus, wait_figure)
+                             status_json, status_prometheus, wait_figure)
 from ssetest.procs import free_port, terminate
 from ssetest.publish import pub_json, pub_raw, publish_ok
 from ssetest.wire import HEARTBEAT
