@@ -335,7 +335,8 @@ static void set_notes(request_rec *r, apr_uint64_t events, apr_uint64_t bytes,
  * ring). A browser's EventSource gives up for good on any answer but 200,
  * so the refusal is a 200 stream that says why in a comment, asks for a
  * reconnection in OVERLOAD_RETRY (jittered, so that refused clients do not
- * come back in step), and ends. Logged at most once a second per child. */
+ * come back in step), and ends. Logged at most once a second per child;
+ * every one counts in sse_overload_refusals_total. */
 static int refuse(request_rec *r, const char *why, const apr_array_header_t *channels)
 {
     apr_uint64_t bytes = 0;
