@@ -195,9 +195,10 @@ static int status_hook(request_rec *r, int flags)
     }
     ap_rputs("<hr />\n<h2>mod_sse</h2>\n", r);
     if (flags & AP_STATUS_NOTABLE) {
+        ap_rputs("<dl>\n", r);
         for (i = 0; i < sizeof(v) / sizeof(v[0]); i++)
             ap_rprintf(r, "<dt>%s: %" APR_UINT64_T_FMT "</dt>\n", lines[i].label, v[i]);
-        ap_rprintf(r, "<dt>%s: %.3f</dt>\n", lines[i].label, s->ring_oldest_age);
+        ap_rprintf(r, "<dt>%s: %.3f</dt>\n</dl>\n", lines[i].label, s->ring_oldest_age);
         return OK;
     }
     ap_rputs("<table border=\"0\">\n", r);

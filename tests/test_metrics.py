@@ -581,6 +581,8 @@ def test_mod_status_section(httpd):
         assert "<h2>mod_sse</h2>" in html, html
         assert re.search(r'<th align="left">open streams</th><td id="SSESubscribers">1</td>',
                          html), html
+        notable = request(h.port, "GET", "/server-status?notable").body.decode()
+        assert "<dt>open streams: 1</dt>" in notable, notable
 
 
 # ---- a real Prometheus -------------------------------------------------------
