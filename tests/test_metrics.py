@@ -677,3 +677,13 @@ def test_shipped_logformat_shows_what_a_stream_delivered(httpd):
     entry = log.read_text().splitlines()
     assert len(entry) == 1 and "GET /events-nohb" in entry[0], log.read_text()
     assert entry[0].endswith(f" events=3 bytes={len(body)} channels={a},{b}"), entry
+
+
+def test_readme_documents_every_metric():
+    """README "Metrics" lists every metric the module exports, with its type."""
+    from ssetest.env import REPO
+    text = (REPO / "README.md").read_text()
+    section = text.split("### Metrics", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(sse_[a-z_]+)(?:\{reason\})?` \| (gauge|counter) \|",
+                           section, re.M))
+    assert rows == METRICS
