@@ -10,6 +10,7 @@
  *   sse_publish.c    the sse-publish handler and the sse_publish() function
  *   sse_filter.c     publishing responses by their X-SSE-Publish header
  *   sse_cors.c       cross-origin headers and preflights
+ *   sse_status.c     the sse-status handler and the mod_status section
  *   sse_store.c      the store boundary: every write of shared state
  *   sse_store_ring.c the ring store (one server)
  *   sse_shm.c        the ring's memory and lock, kept across restarts
@@ -19,6 +20,7 @@
  *   sse_frame.c      framed events shared by a child's streams
  *   sse_wake.c       cross-process wake-ups (futex or polling backend)
  *   sse_ring.c       the shared event ring and channel table (no httpd)
+ *   sse_metrics.c    shared counters and gauges, JSON and Prometheus (no httpd)
  *   sse_wire.c       the text/event-stream format and field rules (no httpd)
  *   sse_body.c       publish bodies (form, JSON, raw) parsed into events
  *   sse_parse.c      a text/event-stream body read back into events
@@ -31,6 +33,7 @@
 #include "sse_publish.h"
 #include "sse_registry.h"
 #include "sse_shm.h"
+#include "sse_status.h"
 #include "sse_stream.h"
 
 #include <string.h>
@@ -48,6 +51,8 @@ static int sse_handler(request_rec *r)
         return sse_stream_handler(r);
     if (strcmp(r->handler, SSE_PUBLISH_HANDLER) == 0)
         return sse_publish_handler(r);
+    if (strcmp(r->handler, SSE_STATUS_HANDLER) == 0)
+        return sse_status_handler(r);
     return DECLINED;
 }
 
@@ -92,6 +97,7 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_handler(sse_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_filter(sse_filter_insert, NULL, NULL, APR_HOOK_MIDDLE);
     sse_filter_register();
+    sse_status_register();
     APR_REGISTER_OPTIONAL_FN(sse_publish);
 }
 

@@ -169,6 +169,8 @@ static const num_spec buffer_size_spec = SERVER_NUM(NUM_SIZE, buffer_size,
                                                     SSE_BUFFER_SIZE_MIN, SSE_BUFFER_SIZE_MAX);
 static const num_spec max_channels_spec = SERVER_NUM(NUM_COUNT, max_channels,
                                                      SSE_MAX_CHANNELS_MIN, SSE_MAX_CHANNELS_MAX);
+static const num_spec max_subscribers_spec = SERVER_NUM(NUM_COUNT, max_subscribers,
+                                                        0, SSE_MAX_SUBSCRIBERS_MAX);
 static const num_spec heartbeat_spec = DIR_NUM(NUM_COUNT, heartbeat, 0, SSE_HEARTBEAT_MAX);
 static const num_spec retry_spec = DIR_NUM(NUM_COUNT, retry, 0, SSE_RETRY_MAX);
 static const num_spec initial_replay_spec = DIR_NUM(NUM_COUNT, initial_replay,
@@ -286,6 +288,9 @@ const command_rec sse_config_cmds[] = {
                   "bytes of shared memory for retained events, e.g. 16M (server-wide)"),
     AP_INIT_TAKE1("SSEMaxChannels", set_number, (void *)&max_channels_spec, RSRC_CONF,
                   "channels that may exist at once (server-wide)"),
+    AP_INIT_TAKE1("SSEMaxSubscribers", set_number, (void *)&max_subscribers_spec, RSRC_CONF,
+                  "streams that may be open at once, all children together (server-wide; "
+                  "0 = no limit)"),
     AP_INIT_TAKE1("SSEChannel", set_channel, NULL, LOCATION,
                   "expression naming the channel(s) of this location, e.g. "
                   "\"user-%{REMOTE_USER}\""),

@@ -38,12 +38,14 @@ extern module AP_MODULE_DECLARE_DATA sse_module;
 #define SSE_OVERLOAD_RETRY_DEFAULT 10000
 #define SSE_OVERLOAD_RETRY_MIN   100
 #define SSE_OVERLOAD_RETRY_MAX   (SSE_RETRY_MAX / 5 * 4)
+#define SSE_MAX_SUBSCRIBERS_MAX  100000000              /* default 0 = no limit */
 /* SSERetry: 0 .. SSE_RETRY_MAX (sse_wire.h), as clients parse it. */
 
 /* Server-wide. */
 typedef struct {
     apr_int64_t buffer_size;        /* SSEBufferSize, bytes */
     apr_int64_t max_channels;       /* SSEMaxChannels */
+    apr_int64_t max_subscribers;    /* SSEMaxSubscribers, 0 = no limit */
 } sse_server_conf;
 
 /* Per location; -1 (NULL for pointers) means "not set here". */

@@ -179,9 +179,23 @@ static apr_status_t replace_with_error(ap_filter_t *f, int status, const char *w
     return ap_pass_brigade(f->next, bb);
 }
 
-static apr_status_t fail(ap_filter_t *f, filter_ctx *ctx, int status, const char *hdr,
-                         const char *why)
+/* A response that tried to publish, and why it was not published (reason
+ * < 0: it was), for the metrics. */
+static void count_publish(int reason)
 {
+    sse_store *st = sse_store_get();
+
+    sse_store_count(st, SSE_C_PUBLISH_REQUESTS, 1);
+    if (reason >= 0)
+        sse_store_count(st, (sse_counter)reason, 1);
+}
+
+/* reason: the sse_publish_rejected_total reason (sse_metrics.h); the
+ * answer is 500 or 503 whatever it is, the fault being the response's. */
+static apr_status_t fail(ap_filter_t *f, filter_ctx *ctx, int status, sse_counter reason,
+                         const char *hdr, const char *why)
+{
+    count_publish((int)reason);
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, f->r, SSE_LOGNO(00501) "response not published "
                   "(" HDR_PUBLISH ": %s; answered %d instead): %s", hdr, status, why);
     ctx->done = 1;
@@ -206,30 +220,33 @@ static apr_status_t finish(ap_filter_t *f, filter_ctx *ctx)
     if (r->status >= 400 || r->status == HTTP_NOT_MODIFIED) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SSE_LOGNO(00502) "response not "
                       "published (" HDR_PUBLISH ": %s): its status is %d", hdr, r->status);
+        count_publish(SSE_C_REJ_FAILED_RESPONSE);
         return pass_held(f, ctx);
     }
     if (channels->nelts == 0)
-        return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, hdr, HDR_PUBLISH " names no channel");
+        return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, SSE_C_REJ_BAD_REQUEST, hdr,
+                    HDR_PUBLISH " names no channel");
     enc = header_value(r, "Content-Encoding");
     if ((enc && strcasecmp(enc, "identity") != 0) || r->content_encoding)
-        return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, hdr, apr_psprintf(r->pool,
-                    "the body is compressed (Content-Encoding: %s); turn compression off "
+        return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, SSE_C_REJ_BAD_REQUEST, hdr,
+                    apr_psprintf(r->pool, "the body is compressed (Content-Encoding: %s); turn compression off "
                     "for publishing responses", enc ? enc : r->content_encoding));
     if (sse_http_media_type_is(r->content_type, "text/event-stream")) {
         if ((why = sse_parse_stream(r->pool, ctx->held.s ? ctx->held.s : "", ctx->held.len,
                                     &events, &dropped)))
-            return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, hdr, why);
+            return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, SSE_C_REJ_BAD_REQUEST, hdr, why);
         if (dropped)
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SSE_LOGNO(00503) "the "
                           "text/event-stream body ends with an event not followed by a "
                           "blank line: not published");
         if (events->nelts == 0)
-            return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, hdr, "the text/event-stream body "
+            return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, SSE_C_REJ_BAD_REQUEST, hdr,
+                        "the text/event-stream body "
                         "holds no complete event (one with a data: line, ended by a blank line)");
     }
     else if ((why = sse_body_raw(r->pool, ctx->held.s ? ctx->held.s : "", ctx->held.len,
                                  event, NULL, NULL, &events))) {
-        return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, hdr, why);
+        return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, SSE_C_REJ_BAD_REQUEST, hdr, why);
     }
     ev = (sse_body_event *)events->elts;
     for (i = 0; i < events->nelts; i++)
@@ -238,7 +255,8 @@ static apr_status_t finish(ap_filter_t *f, filter_ctx *ctx)
     if (status != OK)
         return fail(f, ctx, status == HTTP_SERVICE_UNAVAILABLE ? HTTP_SERVICE_UNAVAILABLE
                                                                : HTTP_INTERNAL_SERVER_ERROR,
-                    hdr, why);
+                    sse_metrics_reason_of_status(status), hdr, why);
+    count_publish(-1);
     ids = res[0].id;
     for (i = 1; i < events->nelts; i++)
         ids = apr_pstrcat(r->pool, ids, ", ", res[i].id, NULL);
@@ -306,6 +324,7 @@ static apr_status_t publish_filter_func(ap_filter_t *f, apr_bucket_brigade *bb)
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SSE_LOGNO(00505) "response not "
                           "published (" HDR_PUBLISH ": %s): its status is %d",
                           apr_array_pstrcat(r->pool, publish_values(r), ','), r->status);
+            count_publish(SSE_C_REJ_FAILED_RESPONSE);
             unset_ours(r);
             ap_remove_output_filter(f);
             return ap_pass_brigade(f->next, bb);
@@ -327,6 +346,7 @@ static apr_status_t publish_filter_func(ap_filter_t *f, apr_bucket_brigade *bb)
             unset_ours(r);
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SSE_LOGNO(00506) "response not "
                           "published: it failed with status %d", ((ap_bucket_error *)e->data)->status);
+            count_publish(SSE_C_REJ_FAILED_RESPONSE);
             ctx->done = 1;
             if (ctx->held.len)
                 APR_BRIGADE_INSERT_HEAD(bb, held_bucket(f, ctx));
@@ -355,7 +375,7 @@ static apr_status_t publish_filter_func(ap_filter_t *f, apr_bucket_brigade *bb)
                 apr_brigade_cleanup(bb);
                 ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, SSE_LOGNO(00507)
                               "reading the response to publish");
-                return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR,
+                return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR, SSE_C_REJ_INTERNAL,
                             apr_array_pstrcat(r->pool, publish_values(r), ','),
                             "the response body could not be read");
             }
@@ -364,6 +384,7 @@ static apr_status_t publish_filter_func(ap_filter_t *f, apr_bucket_brigade *bb)
 
                 apr_brigade_cleanup(bb);
                 return fail(f, ctx, HTTP_INTERNAL_SERVER_ERROR,
+                            over ? SSE_C_REJ_TOO_LARGE : SSE_C_REJ_INTERNAL,
                             apr_array_pstrcat(r->pool, publish_values(r), ','),
                             !over ? "out of memory holding the body" : apr_psprintf(r->pool,
                             "the body is over the limit of %" APR_SIZE_T_FMT

@@ -210,25 +210,37 @@ static int describe_or_delete(request_rec *r, const sse_dir_conf *dc,
     return status;
 }
 
+/* A publish attempt and, unless it was answered 200, why it was refused
+ * (sse_publish_requests_total, sse_publish_rejected_total). */
+static void count_publish(int status)
+{
+    sse_store *st = sse_store_get();
+
+    sse_store_count(st, SSE_C_PUBLISH_REQUESTS, 1);
+    if (status != HTTP_OK && status != OK)
+        sse_store_count(st, sse_metrics_reason_of_status(status), 1);
+}
+
 static int handle(request_rec *r, const sse_dir_conf *dc)
 {
     apr_array_header_t *pairs;
     const char *why;
+    int rc;
 
     if (sse_http_options(r, dc, "GET, POST, DELETE", PUBLISH_ALLOW))
         return OK;
     if ((why = sse_http_query(r, &pairs)))
-        return sse_http_error(r, HTTP_BAD_REQUEST, why);
-    switch (r->method_number) {
-    case M_POST:
-        return publish(r, dc, pairs);
-    case M_GET:
-        return describe_or_delete(r, dc, pairs, 0);
-    case M_DELETE:
-        return describe_or_delete(r, dc, pairs, 1);
-    default:
-        return sse_http_not_allowed(r, PUBLISH_ALLOW, "a publish location");
-    }
+        rc = sse_http_error(r, HTTP_BAD_REQUEST, why);
+    else if (r->method_number == M_GET || r->method_number == M_DELETE)
+        return describe_or_delete(r, dc, pairs, r->method_number == M_DELETE);
+    else if (r->method_number == M_POST)
+        rc = publish(r, dc, pairs);
+    else
+        rc = sse_http_not_allowed(r, PUBLISH_ALLOW, "a publish location");
+    /* Everything but reading and deleting channels tried to publish. */
+    if (r->method_number != M_GET && r->method_number != M_DELETE)
+        count_publish(r->status);
+    return rc;
 }
 
 /* Under the event MPM a keep-alive connection goes back to the listener
@@ -329,12 +341,15 @@ int sse_publish(apr_pool_t *p, server_rec *s, const char *channel, const char *e
 
     if (!why)
         why = &dummy;
-    if ((*why = sse_body_raw(p, data, len, event, id, NULL, &events)))
+    if ((*why = sse_body_raw(p, data, len, event, id, NULL, &events))) {
+        count_publish(HTTP_BAD_REQUEST);
         return HTTP_BAD_REQUEST;
+    }
     c = apr_array_push(((sse_body_event *)events->elts)->channels);
     c->s = channel ? apr_pstrdup(p, channel) : "";
     c->len = channel ? strlen(channel) : 0;
     status = sse_store_publish(sse_store_get(), p, events, &res, why);
+    count_publish(status);
     if (status == OK && id_out)
         *id_out = apr_pstrdup(p, res[0].id);
     return status;

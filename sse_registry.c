@@ -64,7 +64,9 @@ struct sse_sub {
     char         *spill;        /* bytes a direct write left unsent (malloc) */
     apr_size_t    spill_len;
     apr_uint64_t  direct_last;  /* stamp of the newest event sent directly */
-    apr_size_t    direct_bytes;
+    apr_size_t    direct_bytes; /* framing included, since direct_end */
+    apr_uint64_t  direct_events, direct_payload;    /* written whole, since direct_end */
+    apr_uint64_t  spill_events, spill_payload;      /* what the spill completes */
     /* The dispatcher's alone, within one batch: the records for this
      * stream (indices into the batch), and the next stream with some. */
     unsigned char pend[SSE_FANOUT_MAX];
@@ -163,11 +165,11 @@ static void sub_signal(sse_sub *sub)
  * heartbeat; the stream's mutex held) ---- */
 
 /* Writes iov[0..n) to a direct-mode stream's socket without blocking. All
- * written: done. Partly or not at all (a slow client): keep the rest and
+ * written: done (1). Partly or not at all (a slow client): keep the rest and
  * give the socket back to the stream's thread, which writes it with the
- * connection's timeout and then goes on through the filters. Failed: the
- * client is gone. */
-static void direct_send(sse_sub *sub, struct iovec *iov, int n, apr_uint64_t stamp)
+ * connection's timeout and then goes on through the filters (0). Failed:
+ * the client is gone (-1). */
+static int direct_send(sse_sub *sub, struct iovec *iov, int n, apr_uint64_t stamp)
 {
     struct msghdr msg;
     apr_size_t total = 0, sent, off = 0;
@@ -186,16 +188,17 @@ static void direct_send(sse_sub *sub, struct iovec *iov, int n, apr_uint64_t sta
         sub->dead = 1;
         sub->direct = 0;
         sub_signal(sub);
-        return;
+        return -1;
     }
     sent = rv < 0 ? 0 : (apr_size_t)rv;
     sub->direct_bytes += sent;
     sub->direct_last = stamp;
     if (sent == total)
-        return;
+        return 1;
     sub->spill = malloc(total - sent);
     if (!sub->spill) {
         sub->dead = 1;          /* cannot keep the stream consistent */
+        rv = -1;
     }
     else {
         for (i = 0; i < n; i++) {
@@ -208,31 +211,48 @@ static void direct_send(sse_sub *sub, struct iovec *iov, int n, apr_uint64_t sta
             sent = 0;
         }
         sub->spill_len = off;
+        rv = 0;
     }
     sub->direct = 0;
     sub_signal(sub);
+    return rv < 0 ? -1 : 0;
 }
 
-/* Writes the n frames in iov[1..n] (len bytes in all) to a direct-mode
- * stream: as one HTTP/1.1 chunk, iov[0] and iov[n + 1] taking its head and
- * trailer, or as they are on a connection that is not chunked. */
+/* Writes the n frames in iov[1..n] (len bytes in all; nev of them events,
+ * the rest comments) to a direct-mode stream: as one HTTP/1.1 chunk, iov[0]
+ * and iov[n + 1] taking its head and trailer, or as they are on a
+ * connection that is not chunked. What is written whole is added to the
+ * stream's figures and to tally[0] (events) and tally[1] (body bytes); what
+ * a partial write leaves is counted by the stream's thread with its spill. */
 static void direct_send_frames(sse_sub *sub, struct iovec *iov, int n, apr_size_t len,
-                               apr_uint64_t last)
+                               apr_uint64_t last, int nev, apr_uint64_t tally[2])
 {
     char head[CHUNK_HEAD_MAX];
+    int rv;
 
     if (!n)
         return;
     if (!sub->chunked) {
-        direct_send(sub, iov + 1, n, last);
-        return;
+        rv = direct_send(sub, iov + 1, n, last);
     }
-    iov[0].iov_base = head;
-    iov[0].iov_len = (size_t)apr_snprintf(head, sizeof(head), "%" APR_UINT64_T_HEX_FMT "\r\n",
-                                          (apr_uint64_t)len);
-    iov[n + 1].iov_base = (void *)"\r\n";
-    iov[n + 1].iov_len = 2;
-    direct_send(sub, iov, n + 2, last);
+    else {
+        iov[0].iov_base = head;
+        iov[0].iov_len = (size_t)apr_snprintf(head, sizeof(head), "%" APR_UINT64_T_HEX_FMT
+                                              "\r\n", (apr_uint64_t)len);
+        iov[n + 1].iov_base = (void *)"\r\n";
+        iov[n + 1].iov_len = 2;
+        rv = direct_send(sub, iov, n + 2, last);
+    }
+    if (rv > 0) {
+        sub->direct_events += (apr_uint64_t)nev;
+        sub->direct_payload += len;
+        tally[0] += (apr_uint64_t)nev;
+        tally[1] += len;
+    }
+    else if (rv == 0) {
+        sub->spill_events = (apr_uint64_t)nev;
+        sub->spill_payload = len;
+    }
 }
 
 /* ---- fan-out (the dispatcher, registry mutex held) ---- */
@@ -251,7 +271,7 @@ static void sub_flush(sse_fanout *b, sse_sub *sub)
 {
     struct iovec iov[SSE_FANOUT_MAX + 2];
     apr_size_t len = 0;
-    apr_uint64_t last = 0;
+    apr_uint64_t last = 0, tally[2] = { 0, 0 };
     int i, n = 0, queued = 0;
 
     pthread_mutex_lock(&sub->mu);
@@ -264,7 +284,7 @@ static void sub_flush(sse_fanout *b, sse_sub *sub)
         if (rec->kind == SSE_REC_DELETE) {
             /* What came before the delete is still delivered. */
             if (sub->direct)
-                direct_send_frames(sub, iov, n, len, last);
+                direct_send_frames(sub, iov, n, len, last, n, tally);
             n = 0;
             sub->ended = 1;
             sub_signal(sub);
@@ -297,11 +317,13 @@ static void sub_flush(sse_fanout *b, sse_sub *sub)
         queued = 1;
     }
     if (sub->direct)
-        direct_send_frames(sub, iov, n, len, last);
+        direct_send_frames(sub, iov, n, len, last, n, tally);
     if (queued)
         sub_signal(sub);
     pthread_mutex_unlock(&sub->mu);
     sub->npend = 0;
+    b->events += tally[0];
+    b->payload += tally[1];
 }
 
 /* First each stream of each record's channels collects the record's index,
@@ -386,6 +408,12 @@ int sse_registry_d_fan_out(sse_fanout *b, apr_uint64_t done, int lost)
     if (b->n) {
         fan_out(b);
         reg.processed = b->rec[b->n - 1].stamp;
+    }
+    /* Once per batch, whatever the number of streams it reached. */
+    if (b->events || b->payload) {
+        sse_store_count(sse_store_get(), SSE_C_EVENTS_DELIVERED, b->events);
+        sse_store_count(sse_store_get(), SSE_C_BYTES_SENT, b->payload);
+        b->events = b->payload = 0;
     }
     reg.done = done;
     if (reg.catching_up)
@@ -542,8 +570,11 @@ static void take_state(sse_sub *sub, sse_registry_batch *b)
 {
     b->spill = sub->spill;
     b->spill_len = sub->spill_len;
+    b->spill_events = sub->spill_events;
+    b->spill_payload = sub->spill_payload;
     sub->spill = NULL;
     sub->spill_len = 0;
+    sub->spill_events = sub->spill_payload = 0;
     b->direct_last = sub->direct_last;
     b->dead = sub->dead;
 }
@@ -629,6 +660,9 @@ apr_size_t sse_registry_w_direct_end(sse_sub *sub, sse_registry_batch *b)
     take_state(sub, b);
     bytes = sub->direct_bytes;
     sub->direct_bytes = 0;
+    b->direct_events = sub->direct_events;
+    b->direct_payload = sub->direct_payload;
+    sub->direct_events = sub->direct_payload = 0;
     pthread_mutex_unlock(&sub->mu);
     return bytes;
 }
@@ -636,6 +670,7 @@ apr_size_t sse_registry_w_direct_end(sse_sub *sub, sse_registry_batch *b)
 int sse_registry_w_direct_write(sse_sub *sub, const char *bytes, apr_size_t len)
 {
     struct iovec iov[3];
+    apr_uint64_t tally[2] = { 0, 0 };
     int done;
 
     pthread_mutex_lock(&sub->mu);
@@ -643,8 +678,9 @@ int sse_registry_w_direct_write(sse_sub *sub, const char *bytes, apr_size_t len)
     if (done) {
         iov[1].iov_base = (void *)bytes;
         iov[1].iov_len = len;
-        direct_send_frames(sub, iov, 1, len, sub->direct_last);
+        direct_send_frames(sub, iov, 1, len, sub->direct_last, 0, tally);
     }
     pthread_mutex_unlock(&sub->mu);
+    sse_store_count(sse_store_get(), SSE_C_BYTES_SENT, tally[1]);
     return done;
 }

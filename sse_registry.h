@@ -50,7 +50,14 @@ typedef struct {
     char       *spill;      /* unsent bytes of a direct write: write them
                              * first, raw, then free() */
     apr_size_t  spill_len;
+    /* What the spill completes, for the metrics: the events and body bytes
+     * (chunk framing excluded) of the write it is the rest of. Counted by
+     * the stream's thread once the spill is written. */
+    apr_uint64_t spill_events, spill_payload;
     apr_uint64_t direct_last; /* newest stamp sent in direct mode */
+    /* Events and body bytes the dispatcher wrote in full (sse_registry_w_
+     * direct_end), already counted in the shared metrics. */
+    apr_uint64_t direct_events, direct_payload;
 } sse_registry_batch;
 
 /* Records read from the ring in one go, copied back to back into buf, for
@@ -63,6 +70,7 @@ typedef struct {
     sse_ring_rec rec[SSE_FANOUT_MAX];
     sse_frame   *frame[SSE_FANOUT_MAX];     /* for queueing, made lazily */
     sse_sub     *pending;                   /* streams with records in it */
+    apr_uint64_t events, payload;           /* written directly, for the metrics */
 } sse_fanout;
 
 /* ---- the child ---- */
@@ -105,11 +113,14 @@ apr_uint64_t sse_registry_w_resync(sse_sub *sub);
  * everything through the filters before it begins; written is the stamp of
  * the newest event it wrote (or skipped, resuming). Returns 1 if direct. */
 int sse_registry_w_direct_begin(sse_sub *sub, int fd, int chunked, apr_uint64_t written);
-/* Takes the socket back (spill, dead and direct_last into b); returns the
- * bytes written directly since the last call, for the access log. */
+/* Takes the socket back (spill, dead, direct_last and the events and body
+ * bytes written directly since the last call into b); returns the bytes
+ * written directly since the last call, framing included, for the access
+ * log's %B and mod_logio. */
 apr_size_t sse_registry_w_direct_end(sse_sub *sub, sse_registry_batch *b);
 /* Writes bytes (e.g. a heartbeat) directly if the stream is in direct
- * mode; 0 if it is not (write through the filters then). */
+ * mode, counting them in the metrics once written whole; 0 if it is not
+ * (write through the filters then). */
 int sse_registry_w_direct_write(sse_sub *sub, const char *bytes, apr_size_t len);
 
 /* ---- the dispatcher ---- */

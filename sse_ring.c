@@ -13,11 +13,12 @@
  */
 #include "sse_ring.h"
 #include "sse_assert.h"
+#include "sse_metrics.h"
 
 #include <string.h>
 
 #define RING_MAGIC  0x52455353u     /* "SSER" */
-#define RING_LAYOUT 3u
+#define RING_LAYOUT 4u
 
 enum { CHAN_FREE = 0, CHAN_LIVE = 1, CHAN_GONE = 2 };
 
@@ -75,7 +76,8 @@ struct sse_ring {
     uint32_t unused;
     uint64_t born;
     uint64_t last_stamp;
-    uint64_t chan_off, procs_off, counts_off, wakers_off, data_off;
+    uint64_t evicted;           /* events overwritten, ever */
+    uint64_t chan_off, procs_off, counts_off, wakers_off, metrics_off, data_off;
 
     /* Written by every publish and read by every process: own cache lines. */
     uint64_t head __attribute__((aligned(64)));
@@ -117,6 +119,11 @@ static waker *wakers(const sse_ring *r)
     return (waker *)((char *)r + r->wakers_off);
 }
 
+static sse_metrics *metrics(const sse_ring *r)
+{
+    return (sse_metrics *)((char *)r + r->metrics_off);
+}
+
 static char *data(const sse_ring *r)
 {
     return (char *)r + r->data_off;
@@ -139,7 +146,8 @@ static void layout(const sse_ring_params *p, sse_ring *r, uint64_t *total)
     r->procs_off = ALIGN(r->chan_off + (uint64_t)cap * sizeof(chan_slot), 64);
     r->counts_off = ALIGN(r->procs_off + (uint64_t)p->max_procs * sizeof(uint32_t), 64);
     r->wakers_off = ALIGN(r->counts_off + (uint64_t)p->max_procs * cap * sizeof(uint32_t), 64);
-    r->data_off = ALIGN(r->wakers_off + (uint64_t)p->max_procs * sizeof(waker), 4096);
+    r->metrics_off = ALIGN(r->wakers_off + (uint64_t)p->max_procs * sizeof(waker), 64);
+    r->data_off = ALIGN(r->metrics_off + sse_metrics_size(p->max_procs), 4096);
     *total = r->data_off + ALIGN(p->data_size, 8);
 }
 
@@ -168,6 +176,7 @@ sse_ring *sse_ring_init(void *mem, const sse_ring_params *p, uint64_t now_ms)
     layout(p, r, &total);
     r->born = SSE_STAMP(now_ms, 0);
     r->last_stamp = r->born;
+    sse_metrics_init(metrics(r), p->max_procs);
     return r;
 }
 
@@ -383,6 +392,50 @@ uint64_t sse_ring_chan_evicted(const sse_ring *r, int slot)
     return LOAD(&chans(r)[slot].evicted);
 }
 
+int sse_ring_chan_is_live(const sse_ring *r, int slot)
+{
+    return LOAD(&chans(r)[slot].state) == CHAN_LIVE;
+}
+
+/* ---- figures for monitoring ---- */
+
+sse_metrics *sse_ring_metrics(sse_ring *r)
+{
+    return metrics(r);
+}
+
+uint64_t sse_ring_used(const sse_ring *r)
+{
+    uint64_t tail = LOAD(&r->tail), head = LOAD(&r->head);
+
+    return head > tail ? head - tail : 0;
+}
+
+uint64_t sse_ring_evicted(const sse_ring *r)
+{
+    return __atomic_load_n(&r->evicted, __ATOMIC_RELAXED);
+}
+
+uint64_t sse_ring_oldest_stamp(const sse_ring *r)
+{
+    uint64_t ds = r->params.data_size, off = r->tail;
+
+    while (off < r->head) {
+        uint64_t phys = off % ds, room = ds - phys;
+        const rec_hdr *h;
+
+        if (room < HDR) {
+            off += room;
+            continue;
+        }
+        h = (const rec_hdr *)(data(r) + phys);
+        if (h->kind != SSE_REC_PAD)
+            return h->stamp;
+        off += h->size;
+    }
+    return 0;
+}
+
 /* ---- processes and subscriber counts ---- */
 
 int sse_ring_proc_claim(sse_ring *r, uint32_t pid)
@@ -408,6 +461,8 @@ void sse_ring_proc_release(sse_ring *r, int proc)
     }
     /* A process killed in its sleep must not leave the next one a sleeper. */
     __atomic_store_n(&wakers(r)[proc].sleeping, 0, __ATOMIC_RELAXED);
+    /* Nor its open streams in the gauges; its counters stay. */
+    sse_metrics_forget(metrics(r), proc);
     STORE(&procs(r)[proc], 0);
 }
 
@@ -543,7 +598,7 @@ static uint64_t evict_one(sse_ring *r, uint64_t tail, uint64_t head)
     const rec_hdr *h;
     const sse_ring_link *links;
     chan_slot *t = chans(r);
-    int i;
+    int i, evicted = 0;
 
     if (room < HDR)
         return tail + room;
@@ -558,11 +613,16 @@ static uint64_t evict_one(sse_ring *r, uint64_t tail, uint64_t head)
                 continue;
             if (c->retained)
                 c->retained--;
+            evicted = 1;
             if (h->stamp > c->evicted)
                 STORE(&c->evicted, h->stamp);
             if (c->last_off == tail)
                 STORE(&c->last_off, SSE_RING_NONE);
         }
+        /* An event lost to every channel it still had (not one whose
+         * channels were all deleted since). */
+        if (evicted)
+            __atomic_add_fetch(&r->evicted, 1, __ATOMIC_RELAXED);
     }
     return tail + h->size;
 }

@@ -3,10 +3,13 @@
  *
  * Layout of the block:
  *
- *   +--------+-----------------+------------------------+-----------------+
- *   | header | channel table   | subscriber counts      | event data ring |
- *   |        | (chan_cap slots)| [max_procs][chan_cap]  | (data_size)     |
- *   +--------+-----------------+------------------------+-----------------+
+ *   +--------+---------------+----------------------+-------+---------+------------+
+ *   | header | channel table | subscriber counts    | wake  | metrics | event data |
+ *   |        | (chan_cap)    | [max_procs][chan_cap]| words | (below) | (data_size)|
+ *   +--------+---------------+----------------------+-------+---------+------------+
+ *
+ * The metrics block (sse_metrics.h) has a row per process slot; releasing
+ * or reaping a slot forgets the row's gauges, never its counters.
  *
  * Events are records in the data ring, addressed by a 64-bit logical offset
  * that only grows; the byte is at (offset % data_size). `head` is where the
@@ -113,6 +116,22 @@ void sse_ring_chan_get(const sse_ring *r, int slot, sse_ring_chan_info *out);
 /* Current epoch of a slot: lock-free. Deleting a channel bumps it, and
  * records carry the epoch they were published in. */
 uint32_t sse_ring_chan_epoch(const sse_ring *r, int slot);
+
+/* Whether a slot holds a channel now (lock-free; for monitoring scans). */
+int sse_ring_chan_is_live(const sse_ring *r, int slot);
+
+/* ---- figures for monitoring ---- */
+
+struct sse_metrics;
+/* The ring's metrics block (sse_metrics.h), one row per process slot. */
+struct sse_metrics *sse_ring_metrics(sse_ring *r);
+/* Bytes between tail and head (lock-free). */
+uint64_t sse_ring_used(const sse_ring *r);
+/* Events overwritten to make room, since the ring was created (lock-free). */
+uint64_t sse_ring_evicted(const sse_ring *r);
+/* Stamp of the oldest record retained, 0 when none (the caller holds the
+ * lock). */
+uint64_t sse_ring_oldest_stamp(const sse_ring *r);
 
 /* ---- subscriber counts and process slots (lock-free) ---- */
 

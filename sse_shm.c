@@ -8,8 +8,10 @@
  * keeps the running ring and says so; a full stop and start applies them.
  *
  * Each child attaches to the mutex and claims its process slot in the ring
- * (its subscriber counts and wake word); the monitor hook, in the parent,
- * forgets the slots of children that died without releasing theirs.
+ * (its subscriber counts, wake word and row of metrics); the monitor hook,
+ * in the parent, forgets the slots of children that died without releasing
+ * theirs. The metrics live in the same segment (sse_metrics.h), so their
+ * counters, like the ring's events, survive a graceful restart.
  */
 #include "sse_shm.h"
 #include "sse_config.h"
@@ -54,6 +56,12 @@ static void ring_params(server_rec *s, sse_ring_params *p)
     p->max_procs = (apr_uint32_t)daemons * 2;
 }
 
+/* What may change at every restart, graceful or not. */
+static void set_limits(sse_store *st, server_rec *s)
+{
+    sse_store_set_max_subscribers(st, (apr_uint64_t)sse_config_server(s)->max_subscribers);
+}
+
 int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
 {
     apr_pool_t *pproc = s->process->pool;
@@ -78,6 +86,7 @@ int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
                          "take effect after a full stop and start",
                          have.data_size, have.max_channels, have.max_procs);
         sse_store_set(keep->store);
+        set_limits(keep->store, s);
         return OK;
     }
 
@@ -106,6 +115,7 @@ int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
                  "%u channels, %u process slots, %" APR_SIZE_T_FMT " bytes in all",
                  want.data_size, want.max_channels, want.max_procs, size);
     sse_store_set(keep->store);
+    set_limits(keep->store, s);
     return OK;
 }
 

@@ -8,6 +8,7 @@
 #include "sse_store.h"
 #include "sse_wake.h"
 
+#include <string.h>
 #include <apr_strings.h>
 #include <httpd.h>
 
@@ -51,7 +52,7 @@ int sse_store_publish(sse_store *st, apr_pool_t *p, const apr_array_header_t *ev
                       sse_store_receipt **out, const char **why)
 {
     const sse_body_event *ev = (const sse_body_event *)events->elts;
-    int i;
+    int i, status;
 
     if (!st) {
         *why = "the event ring is not available";
@@ -72,7 +73,10 @@ int sse_store_publish(sse_store *st, apr_pool_t *p, const apr_array_header_t *ev
         }
     }
     *out = apr_pcalloc(p, sizeof(**out) * (apr_size_t)events->nelts);
-    return st->ops->publish(st, ev, events->nelts, *out, why);
+    status = st->ops->publish(st, ev, events->nelts, *out, why);
+    if (status == OK)
+        sse_store_count(st, SSE_C_EVENTS_PUBLISHED, (apr_uint64_t)events->nelts);
+    return status;
 }
 
 int sse_store_channel(sse_store *st, const sse_bytes *name, int drop, sse_store_info *out,
@@ -99,6 +103,36 @@ int sse_store_subscribe(sse_store *st, apr_pool_t *p, const apr_array_header_t *
 void sse_store_unsubscribe(sse_store *st, const sse_store_channels *chans)
 {
     st->ops->unsubscribe(st, chans);
+}
+
+/* ---- metrics ---- */
+
+void sse_store_set_max_subscribers(sse_store *st, apr_uint64_t max)
+{
+    if (st)
+        st->max_subscribers = max;
+}
+
+void sse_store_count(sse_store *st, sse_counter c, apr_uint64_t n)
+{
+    if (st)
+        sse_metrics_add(st->metrics, st->proc, c, n);
+}
+
+void sse_store_gauge(sse_store *st, sse_gauge g, int delta)
+{
+    if (st)
+        sse_metrics_gauge_add(st->metrics, st->proc, g, delta);
+}
+
+int sse_store_stats(sse_store *st, sse_metrics_snapshot *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!st)
+        return HTTP_SERVICE_UNAVAILABLE;
+    sse_metrics_read(st->metrics, out);
+    out->max_subscribers = st->max_subscribers;
+    return st->ops->stats(st, out);
 }
 
 /* ---- process slots ---- */

@@ -40,7 +40,11 @@
  *    HTTP_REQUEST_ENTITY_TOO_LARGE (an event larger than the ring holds),
  *    HTTP_NOT_FOUND (channel info of a channel that does not exist),
  *    HTTP_SERVICE_UNAVAILABLE (no store, the lock failed, the channel table
- *    is full, a channel of the stream has its limit of subscribers).
+ *    is full, a channel of the stream has its limit of subscribers,
+ *    SSEMaxSubscribers streams are open).
+ *  - Metrics: the store counts streams (opened, open) and published
+ *    events itself; the callers count what only they see (deliveries,
+ *    refusals) with sse_store_count.
  */
 #ifndef SSE_STORE_H
 #define SSE_STORE_H
@@ -51,6 +55,7 @@
 #include <apr_time.h>
 
 #include "sse_body.h"
+#include "sse_metrics.h"
 #include "sse_ring.h"
 
 /* The most channels one subscription or one event may name. */
@@ -93,6 +98,9 @@ typedef struct {
                       apr_uint64_t max_subscribers, sse_store_channels *out,
                       const char **why);
     void (*unsubscribe)(sse_store *st, const sse_store_channels *chans);
+    /* The ring's figures and busiest channels into out (its counters and
+     * gauges are read by sse_store_stats). */
+    int  (*stats)(sse_store *st, sse_metrics_snapshot *out);
 } sse_store_ops;
 
 /* Shared by the stores: what a store's operations work on. Callers outside
@@ -102,6 +110,8 @@ struct sse_store {
     sse_ring            *ring;      /* this server's ring */
     apr_global_mutex_t  *lock;      /* its writers' lock */
     int                  proc;      /* this process's slot in the ring, -1: none */
+    sse_metrics         *metrics;   /* the ring's metrics block */
+    apr_uint64_t         max_subscribers;   /* SSEMaxSubscribers, 0: none */
 };
 
 /* This process's store (set by sse_shm.c at post_config and child_init);
@@ -142,6 +152,21 @@ int  sse_store_subscribe(sse_store *st, apr_pool_t *p, const apr_array_header_t 
                          apr_uint64_t max_subscribers, sse_store_channels *out,
                          const char **why);
 void sse_store_unsubscribe(sse_store *st, const sse_store_channels *chans);
+
+/* Open streams are limited to max (SSEMaxSubscribers; 0: no limit): a
+ * subscribe beyond it answers HTTP_SERVICE_UNAVAILABLE. Checked and
+ * counted in one critical section, so that it is exact across children.
+ * Set at every configuration pass. */
+void sse_store_set_max_subscribers(sse_store *st, apr_uint64_t max);
+
+/* ---- metrics (any thread; never block) ---- */
+
+/* Adds n to a counter, or delta to a gauge, in this process's row. st may
+ * be NULL (no store: nothing counted). */
+void sse_store_count(sse_store *st, sse_counter c, apr_uint64_t n);
+void sse_store_gauge(sse_store *st, sse_gauge g, int delta);
+/* Everything sse-status shows (sse_metrics.h); blocks as channel does. */
+int  sse_store_stats(sse_store *st, sse_metrics_snapshot *out);
 
 /* ---- what this process's reader (the dispatcher) calls ---- */
 

@@ -20,7 +20,16 @@
  *              publishers out; a channel at its location's subscriber limit
  *              refuses the stream (counts only move up under the lock, so
  *              the sum read here cannot be overtaken before it is raised);
- *   position   where a reader starts: head and last stamp, read together.
+ *   position   where a reader starts: head and last stamp, read together;
+ *   stats      the ring's figures for sse-status: the oldest record's age
+ *              and the busiest channels' last ids need the lock, the rest
+ *              is read without it (the channel scan is lock-free, and only
+ *              the channels it keeps are read again under the lock).
+ *
+ * Streams are counted (opened, open) here too: SSEMaxSubscribers is checked
+ * against the open-stream gauge and the stream counted in the same critical
+ * section as its subscription (admit), so N+1 streams racing from several
+ * children for N places get exactly N.
  *
  * The lock is never held while waking anybody: the readers to wake are
  * collected under it and woken after.
@@ -171,6 +180,26 @@ static void uncount(sse_store *st, const sse_store_channels *chans)
         sse_ring_subs_add(st->ring, st->proc, chans->slot[i], -1);
 }
 
+/* SSEMaxSubscribers (the lock held): every increment of the open-stream
+ * gauge happens under the lock, so the sum read here can only be higher
+ * than the truth by streams that are ending meanwhile. */
+static int admit(sse_store *st, const char **why)
+{
+    if (st->max_subscribers
+        && (apr_uint64_t)sse_metrics_gauge(st->metrics, SSE_G_STREAMS) >= st->max_subscribers) {
+        *why = "too many streams open (SSEMaxSubscribers)";
+        return 0;
+    }
+    return 1;
+}
+
+static void count_stream(sse_store *st, int delta)
+{
+    if (delta > 0)
+        sse_metrics_add(st->metrics, st->proc, SSE_C_STREAMS_OPENED, 1);
+    sse_metrics_gauge_add(st->metrics, st->proc, SSE_G_STREAMS, delta);
+}
+
 static int ring_subscribe(sse_store *st, apr_pool_t *p, const apr_array_header_t *names,
                           apr_uint64_t max_subscribers, sse_store_channels *out,
                           const char **why)
@@ -187,6 +216,10 @@ static int ring_subscribe(sse_store *st, apr_pool_t *p, const apr_array_header_t
     }
     if (!lock(st, why))
         return HTTP_SERVICE_UNAVAILABLE;
+    if (!admit(st, why)) {
+        unlock(st);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
     for (i = 0; i < names->nelts; i++) {
         int slot = sse_ring_chan_intern_waiting(st->ring, c[i].s, c[i].len);
         if (slot < 0) {
@@ -218,7 +251,100 @@ static int ring_subscribe(sse_store *st, apr_pool_t *p, const apr_array_header_t
         if (st->proc >= 0)
             sse_ring_subs_add(st->ring, st->proc, slot, 1);
     }
+    count_stream(st, 1);
     unlock(st);
+    return OK;
+}
+
+static void ring_unsubscribe(sse_store *st, const sse_store_channels *chans)
+{
+    uncount(st, chans);
+    count_stream(st, -1);
+}
+
+/* The busiest channels first: most subscribers, then most retained. */
+static int busier(const sse_metrics_chan *a, const sse_metrics_chan *b)
+{
+    if (a->subscribers != b->subscribers)
+        return a->subscribers > b->subscribers;
+    if (a->retained != b->retained)
+        return a->retained > b->retained;
+    return strcmp(a->name, b->name) < 0;
+}
+
+/* Inserts c into the top list (kept sorted, busiest first) if it belongs. */
+static void top_insert(sse_metrics_snapshot *out, int *slots, const sse_metrics_chan *c,
+                       int slot)
+{
+    int i = out->ntop;
+
+    if (i == SSE_METRICS_TOP) {
+        if (!busier(c, &out->top[i - 1]))
+            return;
+        i--;
+    }
+    else {
+        out->ntop++;
+    }
+    for (; i > 0 && busier(c, &out->top[i - 1]); i--) {
+        out->top[i] = out->top[i - 1];
+        slots[i] = slots[i - 1];
+    }
+    out->top[i] = *c;
+    slots[i] = slot;
+}
+
+static int ring_stats(sse_store *st, sse_metrics_snapshot *out)
+{
+    const char *why;
+    sse_ring_params params;
+    sse_ring_chan_info info;
+    sse_metrics_chan c;
+    int slots[SSE_METRICS_TOP], i, n = 0;
+    apr_uint32_t slot, cap = sse_ring_chan_slots(st->ring);
+    apr_uint64_t oldest, now = sse_store_now_ms();
+
+    sse_ring_get_params(st->ring, &params);
+    out->ring_size = params.data_size;
+    out->ring_used = sse_ring_used(st->ring);
+    out->ring_evicted = sse_ring_evicted(st->ring);
+    out->ntop = 0;
+    /* Lock-free: a racing change may tear a name here, which only decides
+     * whether a channel makes the list; what is printed is read again. */
+    for (slot = 0; slot < cap; slot++) {
+        if (!sse_ring_chan_is_live(st->ring, (int)slot))
+            continue;
+        sse_ring_chan_get(st->ring, (int)slot, &info);
+        if (!info.subscribers && !info.retained)
+            continue;
+        out->channels++;
+        memcpy(c.name, info.name, sizeof(c.name));
+        c.subscribers = info.subscribers;
+        c.retained = info.retained;
+        c.last_id[0] = '\0';
+        top_insert(out, slots, &c, (int)slot);
+    }
+    if (!lock(st, &why))
+        return HTTP_SERVICE_UNAVAILABLE;
+    oldest = sse_ring_oldest_stamp(st->ring);
+    for (i = 0; i < out->ntop; i++) {
+        if (!sse_ring_chan_is_live(st->ring, slots[i]))
+            continue;                   /* reclaimed meanwhile */
+        sse_ring_chan_get(st->ring, slots[i], &info);
+        memcpy(c.name, info.name, sizeof(c.name));
+        memcpy(c.last_id, info.last_id, sizeof(c.last_id));
+        c.subscribers = info.subscribers;
+        c.retained = info.retained;
+        out->top[n++] = c;
+    }
+    unlock(st);
+    out->ntop = 0;
+    for (i = 0; i < n; i++) {
+        c = out->top[i];
+        top_insert(out, slots, &c, 0);
+    }
+    oldest = oldest ? SSE_STAMP_MS(oldest) : now;
+    out->ring_oldest_age = now > oldest ? (double)(now - oldest) / 1000.0 : 0.0;
     return OK;
 }
 
@@ -235,7 +361,7 @@ int sse_store_position(sse_store *st, apr_uint64_t *cursor, apr_uint64_t *stamp)
 }
 
 static const sse_store_ops ring_ops = {
-    "ring", ring_publish, ring_channel, ring_subscribe, uncount
+    "ring", ring_publish, ring_channel, ring_subscribe, ring_unsubscribe, ring_stats
 };
 
 sse_store *sse_store_ring_open(apr_pool_t *p, sse_ring *ring, apr_global_mutex_t *lock)
@@ -246,5 +372,6 @@ sse_store *sse_store_ring_open(apr_pool_t *p, sse_ring *ring, apr_global_mutex_t
     st->ring = ring;
     st->lock = lock;
     st->proc = -1;
+    st->metrics = sse_ring_metrics(ring);
     return st;
 }

@@ -12,6 +12,13 @@
  * when the client goes away (found by writing: heartbeats), when its
  * channel is deleted, or when the child stops, so that clients reconnect
  * to the next generation instead of holding the old one alive.
+ *
+ * Metrics: what goes through the filters is counted when its flush
+ * succeeds; what the dispatcher writes directly, by the dispatcher (per
+ * batch), except the rest of a partial write, counted here once written.
+ * The stream's own totals end up in the request notes sse-events,
+ * sse-bytes and sse-channels, for the access log (%{sse-events}n): body
+ * bytes, without chunk framing, the same whichever way they were written.
  */
 #include "sse_stream.h"
 #include "sse_config.h"
@@ -46,7 +53,25 @@ typedef struct {
     char                last_id[SSE_FIELD_MAX + 1];
     apr_time_t          last_write;
     apr_size_t          pending;    /* bytes in bb not yet flushed */
+    /* In bb, not flushed yet: events, of which replayed, for the metrics. */
+    apr_uint64_t        pend_events, pend_replayed;
+    /* Written: events and body bytes, for the request notes. */
+    apr_uint64_t        events, bytes;
+    int                 catching_up;    /* replaying what its queue dropped, not history */
 } stream;
+
+/* Counts what a write delivered, in the stream's totals and the metrics. */
+static void delivered(stream *st, apr_uint64_t events, apr_uint64_t replayed,
+                      apr_uint64_t bytes)
+{
+    sse_store *store = sse_store_get();
+
+    st->events += events;
+    st->bytes += bytes;
+    sse_store_count(store, SSE_C_EVENTS_DELIVERED, events);
+    sse_store_count(store, SSE_C_REPLAYED, replayed);
+    sse_store_count(store, SSE_C_BYTES_SENT, bytes);
+}
 
 static apr_status_t flush(stream *st)
 {
@@ -56,10 +81,13 @@ static apr_status_t flush(stream *st)
     APR_BRIGADE_INSERT_TAIL(st->bb, apr_bucket_flush_create(c->bucket_alloc));
     rv = ap_pass_brigade(st->r->output_filters, st->bb);
     apr_brigade_cleanup(st->bb);
-    st->pending = 0;
-    st->last_write = apr_time_now();
     if (rv == APR_SUCCESS && c->aborted)
         rv = APR_ECONNABORTED;
+    if (rv == APR_SUCCESS)
+        delivered(st, st->pend_events, st->pend_replayed, st->pending);
+    st->pending = 0;
+    st->pend_events = st->pend_replayed = 0;
+    st->last_write = apr_time_now();
     return rv;
 }
 
@@ -97,6 +125,7 @@ static void put_gap(stream *st, apr_pool_t *p, const char *asked, apr_size_t ask
     frame = apr_palloc(p, sse_wire_frame_size(&ev));
     put_copy(st, frame, sse_wire_frame(frame, &ev));
     free(text);
+    sse_store_count(sse_store_get(), SSE_C_GAPS, 1);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, st->r, SSE_LOGNO(00301)
                   "stream resumed from '%.*s': events were lost, sent sse-gap",
                   (int)asked_len, asked);
@@ -135,6 +164,8 @@ static apr_status_t replay(stream *st, apr_pool_t *p, apr_uint64_t from, apr_uin
                 break;
             }
             put_copy(st, rec.frame, rec.frame_len);
+            st->pend_events++;
+            st->pend_replayed += !st->catching_up;
             st->last = rec.stamp;
             memcpy(st->last_id, rec.id, rec.id_len);
             st->last_id[rec.id_len] = '\0';
@@ -167,6 +198,8 @@ static apr_status_t write_batch(stream *st, sse_registry_batch *b)
          * aside, as the bucket contract requires. */
         APR_BRIGADE_INSERT_TAIL(st->bb,
             apr_bucket_transient_create(f->bytes, f->len, c->bucket_alloc));
+        st->pending += f->len;
+        st->pend_events++;
         st->last = f->stamp;
     }
     return flush(st);
@@ -186,6 +219,28 @@ static apr_status_t write_raw(stream *st, const char *buf, apr_size_t len)
         len -= n;
     }
     st->last_write = apr_time_now();
+    return rv;
+}
+
+/* A stream behind on writing, for the sse_slow_subscribers gauge. */
+static void slow(int delta)
+{
+    sse_store_gauge(sse_store_get(), SSE_G_SLOW, delta);
+    if (delta > 0)
+        sse_store_count(sse_store_get(), SSE_C_CATCHUPS, 1);
+}
+
+/* The rest of a direct write the client was slow to take; once written,
+ * the events and bytes of that write count (direct_send_frames). */
+static apr_status_t write_spill(stream *st, sse_registry_batch *b)
+{
+    apr_status_t rv;
+
+    slow(1);
+    rv = write_raw(st, b->spill, b->spill_len);
+    slow(-1);
+    if (rv == APR_SUCCESS)
+        delivered(st, b->spill_events, 0, b->spill_payload);
     return rv;
 }
 
@@ -257,15 +312,35 @@ static void set_stream_headers(request_rec *r)
     r->no_cache = 1;
 }
 
-/* A stream that cannot be served now (no room in the channel table, a
- * full channel, no ring). A browser's EventSource gives up for good on any
- * answer but 200, so the refusal is a 200 stream that says why in a
- * comment, asks for a reconnection in SSEOverloadRetry +/- 25 % (random,
- * so that refused clients do not come back in step; rounded inwards, so
- * never outside the 25 %, and within SSE_RETRY_MAX by the directive's
- * bounds), and ends. Logged at most once a second per child. */
-static int refuse(request_rec *r, const char *why)
+/* What the stream delivered, for the access log: %{sse-events}n,
+ * %{sse-bytes}n (body bytes) and %{sse-channels}n (its channels, comma
+ * separated, as subscribed). */
+static void set_notes(request_rec *r, apr_uint64_t events, apr_uint64_t bytes,
+                      const apr_array_header_t *channels)
 {
+    const sse_bytes *c = (const sse_bytes *)channels->elts;
+    char *names = "", *sep = "";
+    int i;
+
+    for (i = 0; i < channels->nelts; i++, sep = ",")
+        names = apr_pstrcat(r->pool, names, sep, apr_pstrmemdup(r->pool, c[i].s, c[i].len),
+                            NULL);
+    apr_table_setn(r->notes, "sse-events", apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, events));
+    apr_table_setn(r->notes, "sse-bytes", apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, bytes));
+    apr_table_setn(r->notes, "sse-channels", names);
+}
+
+/* A stream that cannot be served now (no room in the channel table, a
+ * full channel, SSEMaxSubscribers reached, no ring). A browser's
+ * EventSource gives up for good on any answer but 200, so the refusal is a
+ * 200 stream that says why in a comment, asks for a reconnection in
+ * SSEOverloadRetry +/- 25 % (random, so that refused clients do not come
+ * back in step; rounded inwards, so never outside the 25 %, and within
+ * SSE_RETRY_MAX by the directive's bounds), and ends. Logged at most once a
+ * second per child; every one counts in sse_overload_refusals_total. */
+static int refuse(request_rec *r, const char *why, const apr_array_header_t *channels)
+{
+    apr_uint64_t bytes = 0;
     static apr_time_t logged;           /* when this child last logged one */
     apr_time_t now = apr_time_now(), last = __atomic_load_n(&logged, __ATOMIC_RELAXED);
     apr_int64_t base = SSE_DIR_OVERLOAD_RETRY(sse_config_dir(r));
@@ -280,8 +355,19 @@ static int refuse(request_rec *r, const char *why)
     }
     set_stream_headers(r);
     r->status = HTTP_OK;
-    if (!r->header_only)
-        ap_rprintf(r, ": %s\nretry: %u\n\n", why, retry);
+    sse_store_count(sse_store_get(), SSE_C_OVERLOAD_REFUSALS, 1);
+    if (!r->header_only) {
+        /* Measured here: ap_rprintf's count is not the bytes it wrote (httpd
+         * 2.4 adds its last buffer twice). */
+        const char *body = apr_psprintf(r->pool, ": %s\nretry: %u\n\n", why, retry);
+        apr_size_t len = strlen(body);
+
+        if (ap_rwrite(body, (int)len, r) == (int)len) {
+            sse_store_count(sse_store_get(), SSE_C_BYTES_SENT, len);
+            bytes = len;
+        }
+    }
+    set_notes(r, 0, bytes, channels);
     return OK;
 }
 
@@ -316,11 +402,14 @@ int sse_stream_handler(request_rec *r)
     if ((status = sse_registry_w_subscribe(r, channels,
                                            (apr_uint64_t)SSE_DIR_CHANNEL_SUBS(dc),
                                            &st.sub, &upto, &why)) != OK)
-        return status == HTTP_SERVICE_UNAVAILABLE ? refuse(r, why) : sse_http_error(r, status, why);
+        return status == HTTP_SERVICE_UNAVAILABLE ? refuse(r, why, channels)
+                                                  : sse_http_error(r, status, why);
 
     set_stream_headers(r);
-    if (r->header_only)
+    if (r->header_only) {
+        set_notes(r, 0, 0, channels);
         return OK;
+    }
     /* Reading the body of a GET would only return EOS; discard it so that
      * nothing waits on it, then keep the socket to ourselves. */
     ap_discard_request_body(r);
@@ -397,7 +486,7 @@ int sse_stream_handler(request_rec *r)
                           "thread finishes a direct write (%" APR_SIZE_T_FMT " bytes)",
                           batch->spill_len);
             if (rv == APR_SUCCESS)
-                rv = write_raw(&st, batch->spill, batch->spill_len);
+                rv = write_spill(&st, batch);
             free(batch->spill);
             batch->spill = NULL;
         }
@@ -411,12 +500,17 @@ int sse_stream_handler(request_rec *r)
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00306) "slow client: "
                           "more than %d events pending, catching up from the ring",
                           SSE_REGISTRY_QUEUE);
+            slow(1);
+            st.catching_up = 1;
             rv = replay(&st, scratch, st.last, to, 0, st.last_id, strlen(st.last_id), 0);
             apr_pool_clear(scratch);
             if (rv == APR_SUCCESS)
                 rv = flush(&st);
+            st.catching_up = 0;
+            slow(-1);
         }
         else if (beat && apr_time_now() >= st.last_write + beat) {
+            sse_store_count(sse_store_get(), SSE_C_HEARTBEATS, 1);
             if (sse_registry_w_direct_write(st.sub, SSE_WIRE_HEARTBEAT, SSE_WIRE_HEARTBEAT_LEN)) {
                 st.last_write = apr_time_now();
             }
@@ -433,12 +527,15 @@ int sse_stream_handler(request_rec *r)
     /* Take the socket back before finishing through the filters (last
      * chunk, logging), and finish what the dispatcher could not. */
     r->bytes_sent += (apr_off_t)sse_registry_w_direct_end(st.sub, batch);
+    st.events += batch->direct_events;
+    st.bytes += batch->direct_payload;
     if (batch->spill) {
         if (rv == APR_SUCCESS && !batch->dead)
-            rv = write_raw(&st, batch->spill, batch->spill_len);
+            rv = write_spill(&st, batch);
         free(batch->spill);
         batch->spill = NULL;
     }
+    set_notes(r, st.events, st.bytes, channels);
     /* A stream that could not write all it had (a direct write left
      * unfinished, a write that failed or timed out on a client that stopped
      * reading) has broken HTTP framing: the client must see the connection

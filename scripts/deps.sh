@@ -47,8 +47,12 @@ if [ "$MODE" = test ]; then
     # nghttp2-client: h2 tools for the HTTP/2 tests; openssl makes their
     # self-signed certificate.
     # clang, libclang-rt-14-dev: the unit tests' ThreadSanitizer builds.
+    # prometheus: promtool checks the sse-status exposition, and a real
+    # Prometheus scrapes it (tests/test_metrics.py starts its own; the
+    # Debian service is kept from starting like the others, and stopped
+    # below if it runs anyway).
     PKGS+=(python3-pytest nodejs npm php-cli chromium nghttp2-client openssl
-           php-cgi php-fpm libapache2-mod-php clang libclang-rt-14-dev)
+           php-cgi php-fpm libapache2-mod-php clang libclang-rt-14-dev prometheus)
 fi
 
 installed() {
@@ -109,6 +113,13 @@ if [ "$MODE" != deb ]; then
             service "$svc" stop || true
         fi
     done
+fi
+
+# The same for Debian's Prometheus service (the tests start their own).
+if [ "$MODE" = test ] && [ -s /run/prometheus/prometheus.pid ] \
+   && kill -0 "$(cat /run/prometheus/prometheus.pid)" 2>/dev/null; then
+    log "stopping the Debian prometheus service"
+    service prometheus stop || true
 fi
 
 if [ "$MODE" = test ]; then

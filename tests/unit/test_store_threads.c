@@ -19,7 +19,10 @@
  *  - a subscriber limit (SSEMaxChannelSubscribers) is exact: of more
  *    streams than the limit subscribing at once, exactly the limit are
  *    counted, a refused stream counts on none of its channels, and a place
- *    freed is taken again.
+ *    freed is taken again;
+ *  - SSEMaxSubscribers is exact: of more simultaneous subscribers than it
+ *    allows, exactly that many get in, and under churn the open-stream
+ *    gauge never passes it.
  *
  * The lock is a real apr_global_mutex (process and thread lock), as httpd's
  * `sse-ring` mutex is. Built with ASan/UBSan and with TSan (make unit).
@@ -357,6 +360,75 @@ static void limit_exact(apr_pool_t *pool)
     pthread_barrier_destroy(&limit_start);
 }
 
+/* ---- SSEMaxSubscribers ---- */
+
+#define MAX_SUBS      5
+#define SUB_THREADS   8
+#define SUB_ROUNDS    300
+
+static pthread_barrier_t at_once;
+static int admitted;
+
+static int subscribe_one(apr_pool_t *p, sse_store_channels *chans, const char **why)
+{
+    apr_array_header_t *names = apr_array_make(p, 1, sizeof(sse_bytes));
+    sse_bytes *c = apr_array_push(names);
+
+    c->s = "ch2";
+    c->len = 3;
+    return sse_store_subscribe(store, p, names, 0, chans, why);
+}
+
+static void *limited_subscriber(void *unused)
+{
+    sse_store_channels chans;
+    const char *why = NULL;
+    apr_pool_t *p;
+    int i, rc;
+
+    apr_pool_create(&p, NULL);
+    /* All at once: exactly MAX_SUBS of SUB_THREADS get in. */
+    pthread_barrier_wait(&at_once);
+    rc = subscribe_one(p, &chans, &why);
+    if (rc == OK)
+        __atomic_add_fetch(&admitted, 1, __ATOMIC_RELAXED);
+    else
+        CHECK(rc == HTTP_SERVICE_UNAVAILABLE && why && strstr(why, "SSEMaxSubscribers"));
+    pthread_barrier_wait(&at_once);
+    if (rc == OK)
+        sse_store_unsubscribe(store, &chans);
+    pthread_barrier_wait(&at_once);
+    /* Churn: whoever is in never sees more than MAX_SUBS open. */
+    for (i = 0; i < SUB_ROUNDS; i++) {
+        if (subscribe_one(p, &chans, &why) == OK) {
+            CHECK(sse_metrics_gauge(store->metrics, SSE_G_STREAMS) <= MAX_SUBS);
+            sse_store_unsubscribe(store, &chans);
+        }
+        apr_pool_clear(p);
+    }
+    apr_pool_destroy(p);
+    return NULL;
+}
+
+static void max_subscribers_exact(void)
+{
+    pthread_t t[SUB_THREADS];
+    apr_uint64_t opened = sse_metrics_counter(store->metrics, SSE_C_STREAMS_OPENED);
+    int i;
+
+    sse_store_set_max_subscribers(store, MAX_SUBS);
+    pthread_barrier_init(&at_once, NULL, SUB_THREADS);
+    for (i = 0; i < SUB_THREADS; i++)
+        pthread_create(&t[i], NULL, limited_subscriber, NULL);
+    for (i = 0; i < SUB_THREADS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&at_once);
+    CHECK(admitted == MAX_SUBS);
+    CHECK(sse_metrics_gauge(store->metrics, SSE_G_STREAMS) == 0);
+    CHECK(sse_metrics_counter(store->metrics, SSE_C_STREAMS_OPENED) - opened >= MAX_SUBS);
+    sse_store_set_max_subscribers(store, 0);
+}
+
 int main(void)
 {
     sse_ring_params params = { DATA_SIZE, CHANNELS, 4 };
@@ -406,6 +478,7 @@ int main(void)
     }
     capacity_midway(pool);
     limit_exact(pool);
+    max_subscribers_exact();
     sse_store_proc_release(store);
     /* A process without a slot cannot count: a limited stream is refused. */
     {

@@ -1,5 +1,5 @@
 /* test_units.c -- unit tests of the pure units: sse_wire, sse_ring, sse_body,
- * sse_parse, sse_num.
+ * sse_parse, sse_num, sse_metrics.
  *
  * No httpd: the ring lives in calloc'd memory and the lock is this single
  * thread. Built under AddressSanitizer and UBSan by `make unit`. Prints one
@@ -15,6 +15,9 @@
 #include "sse_body.h"
 #include "sse_parse.h"
 #include "sse_num.h"
+#include "sse_metrics.h"
+
+#include <jansson.h>
 
 #include "check.h"
 
@@ -834,6 +837,148 @@ static void test_num(void)
     CHECK(sse_num_time("60s", 0, 60000000, &n) == SSE_NUM_OK && n == 60000000);
 }
 
+/* ---- metrics ---- */
+
+static void test_metrics_block(void)
+{
+    void *mem = calloc(1, sse_metrics_size(3));
+    sse_metrics *m = sse_metrics_init(mem, 3);
+
+    /* Counters: each slot its own row, the slot-less row too, summed. */
+    sse_metrics_add(m, 0, SSE_C_EVENTS_DELIVERED, 5);
+    sse_metrics_add(m, 2, SSE_C_EVENTS_DELIVERED, 7);
+    sse_metrics_add(m, -1, SSE_C_EVENTS_DELIVERED, 11);
+    sse_metrics_add(m, 3, SSE_C_EVENTS_DELIVERED, 13);     /* out of range: slot-less */
+    CHECK(sse_metrics_counter(m, SSE_C_EVENTS_DELIVERED) == 36);
+    CHECK(sse_metrics_counter(m, SSE_C_BYTES_SENT) == 0);
+    /* Gauges: slots only; a forgotten slot's share goes, its counters stay. */
+    sse_metrics_gauge_add(m, 0, SSE_G_STREAMS, 2);
+    sse_metrics_gauge_add(m, 1, SSE_G_STREAMS, 3);
+    sse_metrics_gauge_add(m, -1, SSE_G_STREAMS, 100);
+    CHECK(sse_metrics_gauge(m, SSE_G_STREAMS) == 5);
+    sse_metrics_forget(m, 0);
+    CHECK(sse_metrics_gauge(m, SSE_G_STREAMS) == 3);
+    CHECK(sse_metrics_counter(m, SSE_C_EVENTS_DELIVERED) == 36);
+    /* A decrement seen before its increment never shows as negative. */
+    sse_metrics_gauge_add(m, 2, SSE_G_SLOW, -1);
+    CHECK(sse_metrics_gauge(m, SSE_G_SLOW) == 0);
+    sse_metrics_gauge_add(m, 2, SSE_G_SLOW, 1);
+    /* Reasons: one per status a publish can be refused with. */
+    CHECK(sse_metrics_reason_of_status(400) == SSE_C_REJ_BAD_REQUEST);
+    CHECK(sse_metrics_reason_of_status(403) == SSE_C_REJ_FORBIDDEN);
+    CHECK(sse_metrics_reason_of_status(405) == SSE_C_REJ_METHOD);
+    CHECK(sse_metrics_reason_of_status(413) == SSE_C_REJ_TOO_LARGE);
+    CHECK(sse_metrics_reason_of_status(503) == SSE_C_REJ_UNAVAILABLE);
+    CHECK(sse_metrics_reason_of_status(500) == SSE_C_REJ_INTERNAL);
+    CHECK(strcmp(sse_metrics_reason(SSE_C_REJ_METHOD), "method_not_allowed") == 0);
+    CHECK(sse_metrics_reason(SSE_C_GAPS) == NULL);
+    free(mem);
+}
+
+static void test_metrics_forms(void)
+{
+    sse_metrics_snapshot s;
+    json_t *o, *top, *rej;
+    json_error_t err;
+    char *text;
+
+    memset(&s, 0, sizeof(s));
+    s.counter[SSE_C_EVENTS_PUBLISHED] = 12345678901234ull;
+    s.counter[SSE_C_REJ_TOO_LARGE] = 2;
+    s.gauge[SSE_G_STREAMS] = 4;
+    s.ring_size = 65536;
+    s.ring_used = 800;
+    s.ring_oldest_age = 1.5;
+    s.channels = 2;
+    s.ntop = 2;
+    strcpy(s.top[0].name, "news");
+    s.top[0].subscribers = 3;
+    s.top[0].retained = 1;
+    strcpy(s.top[0].last_id, "1-0");
+    strcpy(s.top[1].name, "quiet");
+    text = sse_metrics_prometheus(&s);
+    CHECK(text != NULL);
+    if (text) {
+        CHECK(strstr(text, "# HELP sse_events_published_total ") != NULL);
+        CHECK(strstr(text, "\n# TYPE sse_events_published_total counter\n"
+                           "sse_events_published_total 12345678901234\n") != NULL);
+        CHECK(strstr(text, "# TYPE sse_subscribers gauge\nsse_subscribers 4\n") != NULL);
+        CHECK(strstr(text, "sse_publish_rejected_total{reason=\"too_large\"} 2\n") != NULL);
+        CHECK(strstr(text, "sse_publish_rejected_total{reason=\"failed_response\"} 0\n") != NULL);
+        CHECK(strstr(text, "sse_ring_oldest_event_age_seconds 1.500\n") != NULL);
+        /* No per-channel label: cardinality stays fixed. */
+        CHECK(strstr(text, "news") == NULL);
+        free(text);
+    }
+    text = sse_metrics_json(&s);
+    o = text ? json_loads(text, 0, &err) : NULL;
+    CHECK(o != NULL);
+    if (o) {
+        CHECK(json_integer_value(json_object_get(o, "sse_events_published_total"))
+              == 12345678901234ll);
+        CHECK(json_integer_value(json_object_get(o, "sse_ring_used_bytes")) == 800);
+        CHECK(json_real_value(json_object_get(o, "sse_ring_oldest_event_age_seconds")) == 1.5);
+        rej = json_object_get(o, "sse_publish_rejected_total");
+        CHECK(json_object_size(rej) == SSE_C_REJ_LAST - SSE_C_REJ_FIRST + 1);
+        CHECK(json_integer_value(json_object_get(rej, "too_large")) == 2);
+        top = json_object_get(o, "top_channels");
+        CHECK(json_array_size(top) == 2);
+        CHECK(strcmp(json_string_value(json_object_get(json_array_get(top, 0), "name")),
+                     "news") == 0);
+        CHECK(json_is_null(json_object_get(json_array_get(top, 1), "last_id")));
+        json_decref(o);
+    }
+    free(text);
+}
+
+/* The ring keeps the metrics block: releasing or reaping a process slot
+ * forgets its gauges, and evictions are counted. */
+static void test_ring_metrics(void)
+{
+    void *mem;
+    sse_ring *r = new_ring(64 * 1024, 16, &mem);
+    sse_metrics *m = sse_ring_metrics(r);
+    char id[SSE_FIELD_MAX + 1], data[301];
+    uint64_t stamp;
+    int a = sse_ring_proc_claim(r, 111), b = sse_ring_proc_claim(r, 222), i;
+
+    CHECK(a == 0 && b == 1);
+    sse_metrics_gauge_add(m, a, SSE_G_STREAMS, 2);
+    sse_metrics_gauge_add(m, b, SSE_G_STREAMS, 5);
+    sse_metrics_add(m, b, SSE_C_STREAMS_OPENED, 5);
+    sse_ring_proc_release(r, a);
+    CHECK(sse_metrics_gauge(m, SSE_G_STREAMS) == 5);
+    CHECK(sse_ring_proc_reap(r, never_alive) == 1);
+    CHECK(sse_metrics_gauge(m, SSE_G_STREAMS) == 0);
+    CHECK(sse_metrics_counter(m, SSE_C_STREAMS_OPENED) == 5);
+    /* A new process in the slot goes on counting from there. */
+    CHECK(sse_ring_proc_claim(r, 333) == 0);
+    sse_metrics_add(m, 0, SSE_C_STREAMS_OPENED, 1);
+    CHECK(sse_metrics_counter(m, SSE_C_STREAMS_OPENED) == 6);
+
+    CHECK(sse_ring_oldest_stamp(r) == 0 && sse_ring_used(r) == 0);
+    memset(data, 'd', 300);
+    data[300] = '\0';
+    CHECK(pub(r, "c", NULL, data, 5000, &stamp, id) == 0);
+    CHECK(sse_ring_oldest_stamp(r) == stamp);
+    CHECK(sse_ring_used(r) == sse_ring_head(r) && sse_ring_used(r) > 300);
+    CHECK(sse_ring_evicted(r) == 0);
+    for (i = 0; i < 1000; i++)
+        pub(r, "c", NULL, data, 6000 + (uint64_t)i, &stamp, id);
+    CHECK(sse_ring_evicted(r) > 0 && sse_ring_evicted(r) < 1001);
+    {
+        sse_ring_chan_info info;
+        int slot = sse_ring_chan_find(r, "c", 1);
+        sse_ring_chan_get(r, slot, &info);
+        /* Every event is either retained or was evicted. */
+        CHECK(sse_ring_evicted(r) + info.retained == 1001);
+        CHECK(sse_ring_chan_is_live(r, slot));
+        CHECK(SSE_STAMP_MS(sse_ring_oldest_stamp(r)) > 6000);
+    }
+    CHECK(sse_ring_used(r) <= 64 * 1024);
+    free(mem);
+}
+
 int main(void)
 {
     apr_pool_t *p;
@@ -851,6 +996,9 @@ int main(void)
     test_parse(p);
     test_hardening();
     test_num();
+    test_metrics_block();
+    test_metrics_forms();
+    test_ring_metrics();
     apr_pool_destroy(p);
     apr_terminate();
     printf("unit: %d passed, %d failed\n", passed, failed);
