@@ -17,6 +17,7 @@ from ssetest.channels import chan_query, uniq
 from ssetest.clients import NodeClient, SSEClient, read_all, subscribe
 from ssetest.env import MPMS
 from ssetest.httpd import SMALL_MPM
+from ssetest.metrics import STATUS_LOCATION, status_json
 from ssetest.publish import channel_info, publish_ok, wait_subscribers
 from ssetest.wire import wire_event
 
@@ -90,7 +91,7 @@ def test_n_plus_one_across_children_exactly_one_refused(httpd, mpm):
     # Six streams cannot all be in one child: 4 threads each (SMALL_MPM),
     # or one stream each under prefork.
     n = 6
-    h = httpd(mpm=mpm, mpm_conf=SMALL_MPM[mpm], conf=LIMIT_CONF)
+    h = httpd(mpm=mpm, mpm_conf=SMALL_MPM[mpm], conf=LIMIT_CONF + STATUS_LOCATION)
     chan = uniq("lim")
     clients = open_at_once(h.port, "/lim-six", chan, n + 1)
     try:
@@ -110,6 +111,10 @@ def test_n_plus_one_across_children_exactly_one_refused(httpd, mpm):
         again.wait_eof(5)
         assert_refused(again, full(chan, n))
         again.close()
+        # Both refusals are counted, in every child, like any overload.
+        figures = status_json(h.port)
+        assert figures["sse_overload_refusals_total"] == 2, figures
+        assert figures["sse_subscribers"] == n, figures
         # A stream that ends frees its place (found by its next heartbeat),
         # and the place is taken again.
         served[0].close()
