@@ -163,7 +163,8 @@ static const metric metrics[] = {
     { "sse_streams_opened_total", COUNTER, FROM_COUNTER, SSE_C_STREAMS_OPENED,
       "Streams admitted." },
     { "sse_overload_refusals_total", COUNTER, FROM_COUNTER, SSE_C_OVERLOAD_REFUSALS,
-      "Streams refused with a retry (SSEMaxSubscribers, channel table full)." },
+      "Streams refused with a retry (SSEMaxSubscribers, SSEMaxChannelSubscribers, "
+      "channel table full)." },
     { "sse_events_published_total", COUNTER, FROM_COUNTER, SSE_C_EVENTS_PUBLISHED,
       "Events published (one per event, whatever its channels)." },
     { "sse_publish_requests_total", COUNTER, FROM_COUNTER, SSE_C_PUBLISH_REQUESTS,
@@ -176,7 +177,8 @@ static const metric metrics[] = {
     { "sse_replayed_events_total", COUNTER, FROM_COUNTER, SSE_C_REPLAYED,
       "Events written to streams from history (Last-Event-ID, SSEInitialReplay)." },
     { "sse_gaps_total", COUNTER, FROM_COUNTER, SSE_C_GAPS,
-      "sse-gap notices sent: a client resumed from an event no longer retained." },
+      "sse-gap notices sent: a client resumed from an event no longer retained "
+      "or older than SSEHistoryTTL." },
     { "sse_heartbeats_total", COUNTER, FROM_COUNTER, SSE_C_HEARTBEATS,
       "Heartbeat comments sent." },
     { "sse_bytes_sent_total", COUNTER, FROM_COUNTER, SSE_C_BYTES_SENT,

@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,14 @@ APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=300"]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root: installs the package with dpkg")
+
+
+def maps_of(pid):
+    """The memory map of a process, "" once it has exited."""
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return ""
 
 
 def run(cmd, timeout=300, check=True, **kw):
@@ -245,8 +254,12 @@ def test_install_enable_serve_purge(deb, system_apache, httpd):
     # Our apache2 reloaded (graceful, as systemctl reload): the installed
     # module serves the /events and /publish locations of the installed sse.conf.
     h.graceful()
-    maps = "".join(Path(f"/proc/{pid}/maps").read_text() for pid in h.children())
-    assert str(MODULE) in maps
+    # The parent logs "resuming normal operations" before it forks the new
+    # children: wait for one of them to have the installed module mapped.
+    deadline = time.monotonic() + 15
+    while not any(str(MODULE) in maps_of(pid) for pid in h.children()):
+        assert time.monotonic() < deadline, "no child maps " + str(MODULE)
+        time.sleep(0.05)
     with subscribe(h.port, chan, path="/events") as s:
         assert s.headers["content-type"] == "text/event-stream; charset=utf-8"
         wait_subscribers(h.port, chan, 1, path="/publish")
