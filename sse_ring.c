@@ -661,10 +661,11 @@ static void commit(sse_ring *r, uint64_t end)
     STORE(&r->head, end);
 }
 
-int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
-                     uint64_t *stamp_out, char id_out[SSE_FIELD_MAX + 1])
+/* Appends m with the given stamp (already known to be above last_stamp). */
+static int append(sse_ring *r, const sse_ring_msg *m, uint64_t stamp,
+                  char id_out[SSE_FIELD_MAX + 1])
 {
-    uint64_t ds = r->params.data_size, stamp, size, off, end;
+    uint64_t ds = r->params.data_size, size, off, end;
     char idbuf[SSE_ID_BUFSIZE];
     sse_wire_event ev;
     size_t frame_len;
@@ -676,7 +677,6 @@ int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
 
     if (m->nchan < 1 || m->nchan > SSE_RING_MAX_CHANNELS_PER_EVENT)
         return -1;
-    stamp = stamp_after(r->last_stamp, now_ms);
     ev.event = m->event;
     ev.event_len = m->event_len;
     ev.retry = m->retry;
@@ -732,12 +732,32 @@ int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
         STORE(&c->last_off, off);
         RING_STEP(SSE_RING_STEP_CHANNEL);
     }
-    *stamp_out = stamp;
     if (id_out) {
         memcpy(id_out, ev.id, ev.id_len);
         id_out[ev.id_len] = '\0';
     }
     return 0;
+}
+
+int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
+                     uint64_t *stamp_out, char id_out[SSE_FIELD_MAX + 1])
+{
+    uint64_t stamp = stamp_after(r->last_stamp, now_ms);
+
+    if (append(r, m, stamp, id_out) != 0)
+        return -1;
+    *stamp_out = stamp;
+    return 0;
+}
+
+int sse_ring_publish_at(sse_ring *r, const sse_ring_msg *m, uint64_t stamp,
+                        char id_out[SSE_FIELD_MAX + 1])
+{
+    /* One order for every reader: a stamp at or below the last would put a
+     * record after one it should precede, and replay stops at stamps. */
+    if (stamp <= r->last_stamp)
+        return SSE_RING_STALE;
+    return append(r, m, stamp, id_out);
 }
 
 uint32_t sse_ring_delete(sse_ring *r, int slot, uint64_t now_ms)

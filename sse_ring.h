@@ -189,6 +189,16 @@ int sse_ring_fits(const sse_ring *r, const sse_ring_msg *m);
 int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
                      uint64_t *stamp, char id_out[SSE_FIELD_MAX + 1]);
 
+/* The same with a stamp chosen by the caller (a store that takes its ids
+ * from a shared server): the stamp must be strictly greater than
+ * sse_ring_last_stamp(); otherwise nothing is written and SSE_RING_STALE is
+ * returned, so that the ring's order is always its stamps' order. -1 when
+ * m does not fit, as above. A stamp from the future moves the ring's clock
+ * on: later sse_ring_publish() and sse_ring_delete() stamps follow it. */
+#define SSE_RING_STALE (-2)
+int sse_ring_publish_at(sse_ring *r, const sse_ring_msg *m, uint64_t stamp,
+                        char id_out[SSE_FIELD_MAX + 1]);
+
 /* Drops a channel's retained events and appends a DELETE record that tells
  * every process to end its streams on that channel. Returns the count of
  * events dropped. */

@@ -3,6 +3,7 @@
  * channels, 24 channel names, so that channels are forgotten and their
  * slots reused): intern, publish (1 to 3 channels, server or publisher id,
  * event type, retry, data of up to 64 KiB with CR, LF and NUL), delete,
+ * sse_ring_publish_at with a stamp above the last or stale (at or below it),
  * subscribe/unsubscribe, the clock moving either way, sse_ring_read by a
  * reader that keeps its cursor, with buffers too small at times.
  *
@@ -12,6 +13,9 @@
  *    refuses fails, unless it has no publisher id (sse_ring_fits measures
  *    the longest server id, the real one may be shorter); a publish that
  *    fails leaves the head and the last stamp where they were;
+ *  - sse_ring_publish_at with a stamp above the last behaves the same with
+ *    exactly that stamp; with a stale one it answers SSE_RING_STALE and
+ *    changes nothing;
  *  - sse_ring_delete drops what sse_ring_chan_get said was retained;
  *  - reading from the tail to the head (sse_ring_read) gives, in order,
  *    exactly the newest records published (a model kept here), each intact:
@@ -170,7 +174,25 @@ static void op_publish(input *in)
 
     fits = sse_ring_fits(S.r, &msg);
     head = sse_ring_head(S.r);
-    rv = sse_ring_publish(S.r, &msg, S.now, &stamp, id_out);
+    if (flags & 64) {
+        /* A stamp chosen by the caller (the Redis store's follower): above
+         * the last by a sequence step or a jump of milliseconds, or stale
+         * (equal to or below the last), which must change nothing. */
+        unsigned k = next(in);
+        int stale = k & 1;
+
+        stamp = stale ? last - (k >> 1) % (last + 1)
+                      : last + 1 + (k & 2 ? SSE_STAMP((k >> 2), 0) : (k >> 2));
+        rv = sse_ring_publish_at(S.r, &msg, stamp, id_out);
+        if (stale) {
+            FUZZ_CHECK(rv == SSE_RING_STALE);
+            FUZZ_CHECK(sse_ring_head(S.r) == head && sse_ring_last_stamp(S.r) == last);
+            return;
+        }
+    }
+    else {
+        rv = sse_ring_publish(S.r, &msg, S.now, &stamp, id_out);
+    }
     if (rv != 0) {
         FUZZ_CHECK(rv == -1 && !fits);
         FUZZ_CHECK(sse_ring_head(S.r) == head && sse_ring_last_stamp(S.r) == last);

@@ -371,6 +371,47 @@ static void test_ring_channels(void)
     free(mem);
 }
 
+/* sse_ring_publish_at: the caller's stamp, strictly above the last, or
+ * nothing changes; the ring's own stamps follow a stamp from the future. */
+static void test_ring_publish_at(void)
+{
+    void *mem;
+    sse_ring *r = new_ring(64 * 1024, 4, &mem);
+    int slot = sse_ring_chan_intern(r, "a", 1);
+    sse_ring_msg m = { 1, &slot, NULL, 0, NULL, 0, -1, "x", 1 };
+    sse_ring_msg own = { 1, &slot, "mine", 4, NULL, 0, -1, "y", 1 };
+    uint64_t at = SSE_STAMP(5000, 7), head, cursor = sse_ring_head(r), stamp;
+    char id[SSE_FIELD_MAX + 1], buf[256];
+    size_t need;
+    sse_ring_rec rec;
+
+    CHECK(sse_ring_publish_at(r, &m, at, id) == 0);
+    CHECK(strcmp(id, "5000-7") == 0 && sse_ring_last_stamp(r) == at);
+    head = sse_ring_head(r);
+    CHECK(sse_ring_publish_at(r, &m, at, id) == SSE_RING_STALE);        /* equal */
+    CHECK(sse_ring_publish_at(r, &m, at - 1, id) == SSE_RING_STALE);    /* below */
+    CHECK(sse_ring_head(r) == head && sse_ring_last_stamp(r) == at);
+    /* A publisher's own id keeps its text; the stamp orders it. */
+    CHECK(sse_ring_publish_at(r, &own, at + 1, id) == 0 && strcmp(id, "mine") == 0);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_OK
+          && rec.stamp == at && rec.id_len == 6 && memcmp(rec.id, "5000-7", 6) == 0);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_OK
+          && rec.stamp == at + 1 && rec.id_len == 4);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_EMPTY);
+    /* The local clock (1000 ms at birth) is behind 5000 ms: the next own
+     * stamp comes after the caller's, not before. */
+    CHECK(sse_ring_publish(r, &m, 1200, &stamp, id) == 0 && stamp == at + 2);
+    /* Too big is -1 even with a good stamp. */
+    {
+        static char big[65536];
+        sse_ring_msg huge = { 1, &slot, NULL, 0, NULL, 0, -1, big, sizeof(big) };
+        memset(big, 'b', sizeof(big));
+        CHECK(sse_ring_publish_at(r, &huge, at + 100, id) == -1);
+        CHECK(sse_ring_last_stamp(r) == at + 2);
+    }
+    free(mem);
+}
+
 /* Records each wake-up call made by sse_ring_wake. */
 static uint32_t *woken[8];
 static int nwoken;
@@ -991,6 +1032,7 @@ int main(void)
     test_ring_wrap_and_evict();
     test_ring_crash_safety();
     test_ring_channels();
+    test_ring_publish_at();
     test_ring_wake();
     test_body(p);
     test_parse(p);
