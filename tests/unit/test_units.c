@@ -12,6 +12,7 @@
 
 #include "sse_wire.h"
 #include "sse_ring.h"
+#include "sse_redis_url.h"
 #include "sse_body.h"
 #include "sse_parse.h"
 #include "sse_num.h"
@@ -410,6 +411,61 @@ static void test_ring_publish_at(void)
         CHECK(sse_ring_last_stamp(r) == at + 2);
     }
     free(mem);
+}
+
+/* SSERedis addresses: every accepted form with its parts, and each kind
+ * of mistake refused. */
+static void test_redis_url(void)
+{
+    sse_redis_url u;
+    static const char *bad[] = {
+        "", "redis:/h", "http://h", "redis://", "redis://:6379", "redis://h:0",
+        "redis://h:65536", "redis://h:12a", "redis://h:", "redis://h/x", "redis://h/-1",
+        "redis://h/1000001", "redis://h/1/2", "redis://u@h", "redis://u:@h",
+        "redis://:p%4@h", "redis://:p%zz@h", "redis://:p%00@h", "redis://h o",
+        "redis://h\tx", "redis://h!x", "redis://[::1", "redis://[]", "redis://[::1]x",
+        "redis://[zz]", "unix:", "unix:relative.sock", "unix:/s?db=", "unix:/s?db=x",
+        "unix:/s?foo=1", "unix:/s?db=1&x=2", "REDIS://h",
+    };
+    char longpath[200];
+    size_t i;
+
+    CHECK(sse_redis_url_parse("redis://127.0.0.1", &u) == NULL && !u.is_unix
+          && strcmp(u.host, "127.0.0.1") == 0 && u.port == 6379 && u.db == 0
+          && !u.has_password && u.user[0] == '\0');
+    CHECK(sse_redis_url_parse("redis://cache.example-1.org:7000/3", &u) == NULL
+          && strcmp(u.host, "cache.example-1.org") == 0 && u.port == 7000 && u.db == 3);
+    CHECK(sse_redis_url_parse("redis://h/", &u) == NULL && u.db == 0);
+    CHECK(sse_redis_url_parse("redis://:s3cret@h", &u) == NULL && u.has_password
+          && u.user[0] == '\0' && strcmp(u.password, "s3cret") == 0);
+    CHECK(sse_redis_url_parse("redis://app:pa%40ss%2Fw:rd@h:1/15", &u) == NULL
+          && strcmp(u.user, "app") == 0 && strcmp(u.password, "pa@ss/w:rd") == 0
+          && strcmp(u.host, "h") == 0 && u.port == 1 && u.db == 15);
+    CHECK(sse_redis_url_parse("redis://[::1]:6380/2", &u) == NULL
+          && strcmp(u.host, "::1") == 0 && u.port == 6380 && u.db == 2);
+    CHECK(sse_redis_url_parse("redis://[::1]", &u) == NULL && u.port == 6379);
+    CHECK(sse_redis_url_parse("unix:/run/redis/redis.sock", &u) == NULL && u.is_unix
+          && strcmp(u.path, "/run/redis/redis.sock") == 0 && u.db == 0);
+    CHECK(sse_redis_url_parse("unix:/tmp/r.sock?db=9", &u) == NULL
+          && strcmp(u.path, "/tmp/r.sock") == 0 && u.db == 9);
+    CHECK(sse_redis_url_parse("redis://h:65535/1000000", &u) == NULL
+          && u.port == 65535 && u.db == 1000000);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *err = sse_redis_url_parse(bad[i], &u);
+        if (!err)
+            printf("accepted: '%s'\n", bad[i]);
+        CHECK(err != NULL);
+    }
+    /* The socket path: 107 bytes fit sun_path, 108 do not. */
+    memcpy(longpath, "unix:/", 6);
+    memset(longpath + 6, 'p', 106);
+    longpath[112] = '\0';
+    CHECK(sse_redis_url_parse(longpath, &u) == NULL && strlen(u.path) == 107);
+    longpath[112] = 'p';
+    longpath[113] = '\0';
+    CHECK(sse_redis_url_parse(longpath, &u) != NULL);
+    CHECK(strstr(sse_redis_url_parse("redis://u@h", &u), "password") != NULL);
+    CHECK(strstr(sse_redis_url_parse("redis://h:99999", &u), "port") != NULL);
 }
 
 /* Records each wake-up call made by sse_ring_wake. */
@@ -1033,6 +1089,7 @@ int main(void)
     test_ring_crash_safety();
     test_ring_channels();
     test_ring_publish_at();
+    test_redis_url();
     test_ring_wake();
     test_body(p);
     test_parse(p);
