@@ -141,8 +141,14 @@ static int publish(request_rec *r, const sse_dir_conf *dc, const apr_array_heade
             ev[i].channels = fallback;
         }
     }
-    if ((status = sse_store_publish(sse_store_get(), r->pool, events, &res, &why)) != OK)
+    if ((status = sse_store_publish(sse_store_get(), r->pool, events, &res, &why)) != OK) {
+        int after = sse_store_retry_after(sse_store_get());
+
+        /* A store whose server is away says when to come back. */
+        if (status == HTTP_SERVICE_UNAVAILABLE && after > 0)
+            apr_table_setn(r->headers_out, "Retry-After", apr_itoa(r->pool, after));
         return sse_http_error(r, status, why);
+    }
 
     status = sse_http_json(r, HTTP_OK, answer_json(r->pool, res, events->nelts, is_array));
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00401)

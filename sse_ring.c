@@ -73,7 +73,7 @@ struct sse_ring {
     uint32_t chan_cap;          /* power of two, > max_channels */
     uint32_t chan_live;
     uint32_t chan_waiting;      /* live channels with CHAN_WAITING */
-    uint32_t unused;
+    uint32_t leader;            /* sse_ring_leader_word */
     uint64_t born;
     uint64_t last_stamp;
     uint64_t evicted;           /* events overwritten, ever */
@@ -234,6 +234,11 @@ uint64_t sse_ring_head(const sse_ring *r)
 uint64_t sse_ring_last_stamp(const sse_ring *r)
 {
     return LOAD(&r->last_stamp);
+}
+
+uint32_t *sse_ring_leader_word(sse_ring *r)
+{
+    return &r->leader;
 }
 
 uint64_t sse_ring_born(const sse_ring *r)

@@ -80,6 +80,11 @@ uint64_t sse_ring_born(const sse_ring *r);   /* stamp of the ring's birth */
  * head. */
 uint64_t sse_ring_last_stamp(const sse_ring *r);
 
+/* A word of the header for a store's own use, 0 in a fresh ring, changed
+ * only with atomics by its users: the Redis store keeps there the pid of
+ * the one process that writes what Redis has into this ring. */
+uint32_t *sse_ring_leader_word(sse_ring *r);
+
 /* ---- channels (the caller holds the lock, except where noted) ---- */
 
 /* Slots are numbered 0 .. sse_ring_chan_slots() - 1. */

@@ -105,6 +105,11 @@ void sse_store_unsubscribe(sse_store *st, const sse_store_channels *chans)
     st->ops->unsubscribe(st, chans);
 }
 
+int sse_store_retry_after(sse_store *st)
+{
+    return st ? st->retry_after : 0;
+}
+
 /* ---- metrics ---- */
 
 void sse_store_set_max_subscribers(sse_store *st, apr_uint64_t max)

@@ -112,7 +112,49 @@ struct sse_store {
     int                  proc;      /* this process's slot in the ring, -1: none */
     sse_metrics         *metrics;   /* the ring's metrics block */
     apr_uint64_t         max_subscribers;   /* SSEMaxSubscribers, 0: none */
+    int                  retry_after;       /* seconds after a 503, 0: none */
 };
+
+/* ---- for stores that share channels between servers ---- */
+
+/* The ring store's operations: another store that keeps this server's
+ * ring as its local copy calls them on itself (its sse_store fields are
+ * the ring's) for what stays local. */
+extern const sse_store_ops sse_store_ring_ops;
+
+/* One event as a shared server hands it back: channels (valid names,
+ * distinct, 1..SSE_STORE_MAX_CHANNELS), the publisher's id or NULL, event
+ * type or NULL, retry (< 0: none), data. */
+typedef struct {
+    const sse_bytes *channels;
+    int              nchan;
+    const char *id;     apr_size_t id_len;
+    const char *event;  apr_size_t event_len;
+    long        retry;
+    const char *data;   apr_size_t data_len;
+} sse_store_entry;
+
+/* Appends e to this server's ring with the given stamp (the shared
+ * server's id), under the lock, and wakes the readers of its channels.
+ * Only one writer per server may call it (see sse_store_redis.c), so that
+ * the ring's order is the shared order. OK, or: HTTP_CONFLICT (stamp not
+ * above the ring's last: nothing written), HTTP_REQUEST_ENTITY_TOO_LARGE
+ * (the event does not fit this ring), HTTP_SERVICE_UNAVAILABLE (the lock,
+ * or the channel table is full), HTTP_BAD_REQUEST (channel count). */
+int sse_store_ring_append(sse_store *st, const sse_store_entry *e, apr_uint64_t stamp,
+                          const char **why);
+
+/* The Redis store (sse_store_redis.c) over the ring store ring: publishes
+ * go to Redis, and one process per server copies Redis's events into the
+ * ring. s is the main server (its SSERedis is set). */
+struct server_rec;
+sse_store *sse_store_redis_open(apr_pool_t *p, sse_store *ring, struct server_rec *s);
+/* In each child: starts the thread that follows Redis when this child is
+ * the server's follower (and waits to become it otherwise). */
+void sse_store_redis_child_init(sse_store *st, apr_pool_t *pchild, struct server_rec *s);
+/* Seconds a client should wait after a 503 of this store (Retry-After),
+ * 0: none to say. */
+int sse_store_retry_after(sse_store *st);
 
 /* This process's store (set by sse_shm.c at post_config and child_init);
  * NULL where there is none. */

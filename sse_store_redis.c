@@ -1,0 +1,695 @@
+/* sse_store_redis.c -- the Redis store: every server that names the same
+ * Redis and prefix (SSERedis, SSERedisPrefix) shares its channels.
+ *
+ * What goes where:
+ *  - Redis holds one stream, <prefix>events, with every event of every
+ *    channel in publish order (SSERedisRetention bounds its length, "MAXLEN
+ *    ~": all channels together, so that one stream gives one order for
+ *    every server). An entry's id IS the event's stamp on every server
+ *    (Redis ids and mod_sse stamps are both "<ms>-<seq>"). Its fields: c
+ *    (the channels, separated by spaces, which no channel name holds), i
+ *    (the publisher's own id, if any), e (event type, if any), r (retry, if
+ *    any) and d (data).
+ *  - This server's ring stays what the dispatcher and replay read: it is a
+ *    copy of the stream's recent entries, with the same stamps.
+ *
+ * Publishing: one Lua script (EVALSHA, EVAL when Redis has forgotten it)
+ * XADDs every event of the batch and returns their ids. A script runs
+ * alone in Redis, so a batch is consecutive in the global order; the
+ * publisher gets its 200 only once Redis has answered. When Redis cannot
+ * be reached the answer is 503 with Retry-After (sse_store_retry_after)
+ * and nothing was sent. Publishing children never write the ring
+ * themselves: two writers could put events into it in another order than
+ * Redis's.
+ *
+ * Delivery: one process per server, the follower, copies the stream into
+ * the ring (sse_store_ring_append), so the ring's order is Redis's order.
+ * Every child runs one thread that either follows or, every second, checks
+ * whether the follower is gone: the follower's pid is in the ring's leader
+ * word (sse_ring_leader_word) and a child takes it over by compare-and-swap
+ * when it is 0 or names a dead process (kill(pid, 0), as sse_shm_monitor
+ * reaps). The follower XREADs with BLOCK from the last id it copied
+ * (first: the ring's last stamp) and appends each entry with its id as
+ * stamp. It lets go of the word when its child stops.
+ *
+ * Connections, per child, whatever the number of subscribers: one publish
+ * connection (opened on the first publish, shared by the child's request
+ * threads under a mutex, so a child publishes one batch at a time), plus
+ * in the follower child only, the follower's blocking connection. So at
+ * most 2 per child.
+ *
+ * Redis down: a publish that finds the connection broken drops it and
+ * answers 503; for a second after a failed connection a publish answers
+ * 503 at once rather than wait on another attempt (Retry-After: 1 says
+ * so). The follower reconnects with a backoff (100 ms doubling up to 2 s)
+ * and resumes after the last id it copied; it logs once that Redis was
+ * lost and once that it is back (SSE01201, SSE01202), per outage.
+ *
+ * Decisions left open by issue 15 and taken here:
+ *  - Retention counts events in all (one stream), not per channel.
+ *  - An entry whose id does not fit a stamp (22-bit sequence, see
+ *    sse_wire.h), or that this ring cannot take (too large for its
+ *    SSEBufferSize, channel table full, malformed), is skipped and logged
+ *    by the follower; the others go on.
+ *  - A connection lost after the script was sent may have published: the
+ *    answer is 503 all the same (the publisher cannot tell; Redis can).
+ *
+ * Not in this slice (see the branch's report): resuming from Redis when an
+ * id is older than the ring (XRANGE), filling an empty ring at start,
+ * subscriber counts and DELETE across servers (a DELETE answers 501),
+ * channel info from Redis (it is this server's ring's).
+ */
+#include "sse_store.h"
+#include "sse_config.h"
+#include "sse_log.h"
+#include "sse_redis_url.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <hiredis/hiredis.h>
+#include <apr_strings.h>
+#include <httpd.h>
+#include <http_log.h>
+#include <ap_mpm.h>
+
+APLOG_USE_MODULE(sse);
+
+#define CONNECT_TIMEOUT_MS  1000
+#define COMMAND_TIMEOUT_MS  3000    /* a publish round trip; XREAD's block comes on top */
+#define XREAD_BLOCK_MS      500     /* the follower notices a stop within this */
+#define XREAD_COUNT         256
+#define CANDIDATE_POLL_MS   1000    /* how often a child checks the follower is alive */
+#define BACKOFF_MIN_MS      100
+#define BACKOFF_MAX_MS      2000
+#define PUBLISH_HOLDOFF     apr_time_from_sec(1)    /* after a failed connection */
+#define RETRY_AFTER_S       1
+#define JOIN_WAIT_S         1
+#define THREAD_STACK        (256 * 1024)
+
+/* KEYS[1]: the stream; ARGV[1]: MAXLEN; then per event its field count
+ * and its fields. Returns the ids, in order. */
+static const char PUBLISH_SCRIPT[] =
+    "local n, i, ids = #ARGV, 2, {}\n"
+    "while i <= n do\n"
+    "  local k = tonumber(ARGV[i])\n"
+    "  local a = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}\n"
+    "  for j = 1, k do a[6 + j] = ARGV[i + j] end\n"
+    "  ids[#ids + 1] = redis.call(unpack(a))\n"
+    "  i = i + k + 1\n"
+    "end\n"
+    "return ids\n";
+
+typedef struct {
+    sse_store        base;      /* the ring's fields: ring ops run on it */
+    server_rec      *s;
+    sse_redis_url    url;
+    const char      *where;     /* the address without credentials, for messages */
+    char            *key;       /* <prefix>events */
+    char             maxlen[24];
+
+    pthread_mutex_t  pub_lock;  /* the child's publish connection: */
+    redisContext    *pub;
+    char             sha[41];   /* the script's SHA1, "" until loaded */
+    apr_time_t       pub_failed;    /* when a connection last failed, 0: not */
+
+    pthread_t        thread;    /* the follower (or candidate) */
+    int              started;
+    int              stop;      /* atomic */
+} redis_store;
+
+static const sse_store_ops redis_ops;
+
+/* ---- connections ---- */
+
+static struct timeval tv_ms(long ms)
+{
+    struct timeval tv;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    return tv;
+}
+
+/* Connects, authenticates and selects the database. NULL and *err (a
+ * copy in buf) on failure. */
+static redisContext *redis_connect(redis_store *rs, long timeout_ms, char *buf, size_t size)
+{
+    redisContext *c;
+    redisReply *reply;
+
+    if (rs->url.is_unix)
+        c = redisConnectUnixWithTimeout(rs->url.path, tv_ms(CONNECT_TIMEOUT_MS));
+    else
+        c = redisConnectWithTimeout(rs->url.host, rs->url.port, tv_ms(CONNECT_TIMEOUT_MS));
+    if (!c || c->err) {
+        snprintf(buf, size, "%s", c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv_ms(timeout_ms));
+    reply = NULL;
+    if (rs->url.has_password) {
+        reply = rs->url.user[0]
+                ? redisCommand(c, "AUTH %s %s", rs->url.user, rs->url.password)
+                : redisCommand(c, "AUTH %s", rs->url.password);
+        if (!reply || reply->type == REDIS_REPLY_ERROR)
+            goto fail;
+        freeReplyObject(reply);
+    }
+    if (rs->url.db) {
+        reply = redisCommand(c, "SELECT %d", rs->url.db);
+        if (!reply || reply->type == REDIS_REPLY_ERROR)
+            goto fail;
+        freeReplyObject(reply);
+    }
+    return c;
+fail:
+    snprintf(buf, size, "%s", reply ? reply->str : c->errstr);
+    if (reply)
+        freeReplyObject(reply);
+    redisFree(c);
+    return NULL;
+}
+
+/* ---- publishing ---- */
+
+/* The argv of EVALSHA/EVAL for a batch, in memory from one malloc'd block
+ * (freed by the caller): the channels are joined, the counts printed. */
+typedef struct {
+    int          argc;
+    const char **argv;
+    size_t      *len;
+    char        *text;      /* the joined channels and printed numbers */
+} batch_args;
+
+static int batch_build(redis_store *rs, const sse_body_event *ev, int n, batch_args *b)
+{
+    size_t text = 0, max_args = 5 + (size_t)n * 11, used = 0;
+    int i, j;
+
+    for (i = 0; i < n; i++) {
+        const sse_bytes *c = (const sse_bytes *)ev[i].channels->elts;
+        for (j = 0; j < ev[i].channels->nelts; j++)
+            text += c[j].len + 1;
+        text += 2 * 24;             /* field count, retry */
+    }
+    b->argv = malloc(max_args * sizeof(*b->argv));
+    b->len = malloc(max_args * sizeof(*b->len));
+    b->text = malloc(text + 1);
+    if (!b->argv || !b->len || !b->text)
+        return 0;
+    b->argc = 0;
+#define ARG(s, l) (b->argv[b->argc] = (s), b->len[b->argc++] = (l))
+    ARG("EVALSHA", 7);
+    ARG(rs->sha, strlen(rs->sha));
+    ARG("1", 1);
+    ARG(rs->key, strlen(rs->key));
+    ARG(rs->maxlen, strlen(rs->maxlen));
+    for (i = 0; i < n; i++) {
+        const sse_bytes *c = (const sse_bytes *)ev[i].channels->elts;
+        char *count = b->text + used, *chans;
+        int fields = 4 + (ev[i].id.s ? 2 : 0) + (ev[i].event.s ? 2 : 0)
+                     + (ev[i].retry >= 0 ? 2 : 0);
+
+        used += (size_t)snprintf(count, 24, "%d", fields) + 1;
+        ARG(count, strlen(count));
+        chans = b->text + used;
+        for (j = 0; j < ev[i].channels->nelts; j++) {
+            if (j)
+                b->text[used++] = ' ';
+            memcpy(b->text + used, c[j].s, c[j].len);
+            used += c[j].len;
+        }
+        ARG("c", 1);
+        ARG(chans, (size_t)(b->text + used - chans));
+        used++;
+        if (ev[i].id.s) {
+            ARG("i", 1);
+            ARG(ev[i].id.s, ev[i].id.len);
+        }
+        if (ev[i].event.s) {
+            ARG("e", 1);
+            ARG(ev[i].event.s, ev[i].event.len);
+        }
+        if (ev[i].retry >= 0) {
+            char *r = b->text + used;
+            used += (size_t)snprintf(r, 24, "%ld", ev[i].retry) + 1;
+            ARG("r", 1);
+            ARG(r, strlen(r));
+        }
+        ARG("d", 1);
+        ARG(ev[i].data.s ? ev[i].data.s : "", ev[i].data.len);
+    }
+#undef ARG
+    return 1;
+}
+
+static void batch_free(batch_args *b)
+{
+    free(b->argv);
+    free(b->len);
+    free(b->text);
+}
+
+/* The publish connection, opened (and the script loaded) if needed; the
+ * caller holds pub_lock. */
+static const char *pub_ready(redis_store *rs, char *buf, size_t size)
+{
+    redisReply *reply;
+
+    if (rs->pub)
+        return NULL;
+    if (rs->pub_failed && apr_time_now() - rs->pub_failed < PUBLISH_HOLDOFF) {
+        snprintf(buf, size, "a connection failed less than a second ago");
+        return buf;
+    }
+    if (!(rs->pub = redis_connect(rs, COMMAND_TIMEOUT_MS, buf, size))) {
+        rs->pub_failed = apr_time_now();
+        return buf;
+    }
+    rs->pub_failed = 0;
+    reply = redisCommand(rs->pub, "SCRIPT LOAD %s", PUBLISH_SCRIPT);
+    if (reply && reply->type == REDIS_REPLY_STRING && reply->len == 40) {
+        memcpy(rs->sha, reply->str, 40);
+        rs->sha[40] = '\0';
+    }
+    if (reply)
+        freeReplyObject(reply);
+    return NULL;
+}
+
+static void pub_drop(redis_store *rs)
+{
+    if (rs->pub)
+        redisFree(rs->pub);
+    rs->pub = NULL;
+}
+
+/* The subscribers of an event's channels on this server (the lock held). */
+static apr_uint64_t local_subscribers(redis_store *rs, const sse_body_event *ev)
+{
+    const sse_bytes *c = (const sse_bytes *)ev->channels->elts;
+    apr_uint64_t n = 0;
+    int j, slot;
+
+    for (j = 0; j < ev->channels->nelts; j++) {
+        if ((slot = sse_ring_chan_find(rs->base.ring, c[j].s, c[j].len)) >= 0)
+            n += sse_ring_subs_total(rs->base.ring, slot);
+    }
+    return n;
+}
+
+static int redis_publish(sse_store *st, const sse_body_event *events, int n,
+                         sse_store_receipt *out, const char **why)
+{
+    redis_store *rs = (redis_store *)st;
+    batch_args b = { 0 };
+    redisReply *reply = NULL;
+    char err[256];
+    int i, status = HTTP_SERVICE_UNAVAILABLE;
+
+    pthread_mutex_lock(&rs->pub_lock);
+    if (pub_ready(rs, err, sizeof(err))) {
+        pthread_mutex_unlock(&rs->pub_lock);
+        goto unreachable;
+    }
+    if (!batch_build(rs, events, n, &b)) {
+        pthread_mutex_unlock(&rs->pub_lock);
+        batch_free(&b);
+        *why = "out of memory building the Redis command";
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (rs->sha[0])
+        reply = redisCommandArgv(rs->pub, b.argc, b.argv, b.len);
+    if (!rs->sha[0] || (reply && reply->type == REDIS_REPLY_ERROR
+                        && strncmp(reply->str, "NOSCRIPT", 8) == 0)) {
+        /* Redis forgot the script (SCRIPT FLUSH, a restart): send it. */
+        if (reply)
+            freeReplyObject(reply);
+        b.argv[0] = "EVAL";
+        b.len[0] = 4;
+        b.argv[1] = PUBLISH_SCRIPT;
+        b.len[1] = sizeof(PUBLISH_SCRIPT) - 1;
+        reply = redisCommandArgv(rs->pub, b.argc, b.argv, b.len);
+    }
+    batch_free(&b);
+    if (!reply) {
+        snprintf(err, sizeof(err), "%s", rs->pub->errstr);
+        pub_drop(rs);
+        pthread_mutex_unlock(&rs->pub_lock);
+        goto unreachable;
+    }
+    pthread_mutex_unlock(&rs->pub_lock);
+    if (reply->type == REDIS_REPLY_ERROR || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != (size_t)n) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, rs->s, SSE_LOGNO(01203)
+                     "Redis at %s refused a publish to %s: %s", rs->where, rs->key,
+                     reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
+        freeReplyObject(reply);
+        *why = "Redis refused the publish (see the error log); nothing was published";
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (apr_global_mutex_lock(st->lock) == APR_SUCCESS) {
+        for (i = 0; i < n; i++)
+            out[i].subscribers = local_subscribers(rs, &events[i]);
+        apr_global_mutex_unlock(st->lock);
+    }
+    for (i = 0; i < n; i++) {
+        const redisReply *id = reply->element[i];
+        const char *text = events[i].id.s ? events[i].id.s : id->str;
+        size_t len = events[i].id.s ? events[i].id.len : id->len;
+
+        if (len > SSE_FIELD_MAX)
+            len = SSE_FIELD_MAX;
+        memcpy(out[i].id, text, len);
+        out[i].id[len] = '\0';
+    }
+    freeReplyObject(reply);
+    status = OK;
+    return status;
+
+unreachable:
+    *why = "Redis cannot be reached; nothing was published (try again later)";
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rs->s, SSE_LOGNO(01204)
+                 "publish: Redis at %s cannot be reached: %s", rs->where, err);
+    return HTTP_SERVICE_UNAVAILABLE;
+}
+
+/* Channel info is this server's ring's; a DELETE would end the channel's
+ * streams here only, so it is refused until it is shared. */
+static int redis_channel(sse_store *st, const sse_bytes *name, int drop, sse_store_info *out,
+                         apr_uint32_t *dropped, const char **why)
+{
+    if (drop) {
+        *why = "DELETE is not available with SSERedis yet: it would end the channel "
+               "on this server only";
+        return HTTP_NOT_IMPLEMENTED;
+    }
+    return sse_store_ring_ops.channel(st, name, drop, out, dropped, why);
+}
+
+static int redis_subscribe(sse_store *st, apr_pool_t *p, const apr_array_header_t *names,
+                           apr_uint64_t max_subscribers, sse_store_channels *out,
+                           const char **why)
+{
+    return sse_store_ring_ops.subscribe(st, p, names, max_subscribers, out, why);
+}
+
+static void redis_unsubscribe(sse_store *st, const sse_store_channels *chans)
+{
+    sse_store_ring_ops.unsubscribe(st, chans);
+}
+
+static int redis_stats(sse_store *st, sse_metrics_snapshot *out)
+{
+    return sse_store_ring_ops.stats(st, out);
+}
+
+static const sse_store_ops redis_ops = {
+    "redis", redis_publish, redis_channel, redis_subscribe, redis_unsubscribe, redis_stats
+};
+
+/* ---- the follower ---- */
+
+static int stopping(redis_store *rs)
+{
+    int state = AP_MPMQ_RUNNING;
+
+    if (__atomic_load_n(&rs->stop, __ATOMIC_ACQUIRE))
+        return 1;
+    ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
+    return state == AP_MPMQ_STOPPING;
+}
+
+/* Sleeps ms, in slices, unless the child stops. */
+static void nap(redis_store *rs, long ms)
+{
+    while (ms > 0 && !stopping(rs)) {
+        long slice = ms < 100 ? ms : 100;
+        struct timespec ts = { 0, slice * 1000000L };
+        nanosleep(&ts, NULL);
+        ms -= slice;
+    }
+}
+
+static int pid_alive(apr_uint32_t pid)
+{
+    return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
+}
+
+/* Becomes the follower when there is none, or it died. */
+static int take_lead(redis_store *rs, apr_uint32_t me)
+{
+    apr_uint32_t *word = sse_ring_leader_word(rs->base.ring);
+    apr_uint32_t cur = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+
+    if (cur == me)
+        return 1;
+    if (cur != 0 && pid_alive(cur))
+        return 0;
+    return __atomic_compare_exchange_n(word, &cur, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+static void let_go(redis_store *rs, apr_uint32_t me)
+{
+    __atomic_compare_exchange_n(sse_ring_leader_word(rs->base.ring), &me, 0, 0,
+                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+static const redisReply *field(const redisReply *kv, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i + 1 < kv->elements; i += 2) {
+        const redisReply *k = kv->element[i];
+        if (k->type == REDIS_REPLY_STRING && k->len == strlen(name)
+            && memcmp(k->str, name, k->len) == 0)
+            return kv->element[i + 1]->type == REDIS_REPLY_STRING ? kv->element[i + 1] : NULL;
+    }
+    return NULL;
+}
+
+/* One entry [id, [field, value, ...]] into the ring; logs what it skips. */
+static void copy_entry(redis_store *rs, const redisReply *ent)
+{
+    sse_bytes chans[SSE_STORE_MAX_CHANNELS];
+    sse_store_entry e;
+    const redisReply *id, *kv, *c, *f;
+    const char *why = NULL, *p, *end;
+    apr_uint64_t stamp;
+    int rc;
+
+    id = ent->element[0];
+    kv = ent->element[1];
+    if (!sse_wire_parse_server_id(id->str, id->len, &stamp)) {
+        why = "its id does not fit a mod_sse stamp (a sequence above 4194303 in one "
+              "millisecond, or not <ms>-<seq>)";
+        goto skip;
+    }
+    if (kv->type != REDIS_REPLY_ARRAY || !(c = field(kv, "c")) || !(f = field(kv, "d"))) {
+        why = "it has no channels (c) or no data (d) field";
+        goto skip;
+    }
+    memset(&e, 0, sizeof(e));
+    e.channels = chans;
+    for (p = c->str, end = c->str + c->len; p < end;) {
+        const char *q = memchr(p, ' ', (size_t)(end - p));
+        size_t len = q ? (size_t)(q - p) : (size_t)(end - p);
+
+        if (e.nchan == SSE_STORE_MAX_CHANNELS || sse_wire_check_channel(p, len)) {
+            why = "its channel list is not valid";
+            goto skip;
+        }
+        chans[e.nchan].s = p;
+        chans[e.nchan++].len = len;
+        p += len + 1;
+    }
+    e.data = f->str;
+    e.data_len = f->len;
+    e.retry = -1;
+    if ((f = field(kv, "i"))) {
+        e.id = f->str;
+        e.id_len = f->len;
+    }
+    if ((f = field(kv, "e"))) {
+        e.event = f->str;
+        e.event_len = f->len;
+    }
+    if ((f = field(kv, "r")))
+        e.retry = strtol(f->str, NULL, 10);
+    if ((rc = sse_store_ring_append(&rs->base, &e, stamp, &why)) == OK)
+        return;
+skip:
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rs->s, SSE_LOGNO(01205)
+                 "Redis entry %.*s of %s skipped on this server: %s",
+                 (int)id->len, id->str, rs->key, why);
+}
+
+/* XREAD's answer: [[key, [entry, ...]]]; returns the last id seen in it
+ * (copied to after), all of them copied or skipped. */
+static void copy_reply(redis_store *rs, const redisReply *reply, char *after, size_t size)
+{
+    const redisReply *entries;
+    size_t i;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1
+        || reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements < 2)
+        return;
+    entries = reply->element[0]->element[1];
+    for (i = 0; entries->type == REDIS_REPLY_ARRAY && i < entries->elements; i++) {
+        const redisReply *ent = entries->element[i];
+
+        if (ent->type != REDIS_REPLY_ARRAY || ent->elements < 2
+            || ent->element[0]->type != REDIS_REPLY_STRING)
+            continue;
+        copy_entry(rs, ent);
+        snprintf(after, size, "%.*s", (int)ent->element[0]->len, ent->element[0]->str);
+    }
+}
+
+/* Once per outage, by the follower: one line per server, not per request. */
+static void note_lost(redis_store *rs, int *lost, const char *err)
+{
+    if (*lost)
+        return;
+    *lost = 1;
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, rs->s, SSE_LOGNO(01201)
+                 "Redis at %s lost: %s; publishes are refused (503) and "
+                 "delivery waits until it is back", rs->where, err);
+}
+
+static void *follower(void *arg)
+{
+    redis_store *rs = arg;
+    apr_uint32_t me = (apr_uint32_t)getpid();
+    redisContext *c = NULL;
+    char after[SSE_ID_BUFSIZE], err[256];
+    long backoff = BACKOFF_MIN_MS;
+    int leading = 0, lost = 0;
+
+    while (!stopping(rs)) {
+        redisReply *reply;
+
+        if (!leading) {
+            if (!(leading = take_lead(rs, me))) {
+                nap(rs, CANDIDATE_POLL_MS);
+                continue;
+            }
+            /* From what the ring holds: it is this server's copy. */
+            sse_wire_format_id(sse_ring_last_stamp(sse_store_ring(&rs->base)), after);
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, rs->s, SSE_LOGNO(01206)
+                         "this child (pid %u) follows %s at Redis %s, after id %s",
+                         me, rs->key, rs->where, after);
+        }
+        if (!c) {
+            if (!(c = redis_connect(rs, XREAD_BLOCK_MS + COMMAND_TIMEOUT_MS, err,
+                                    sizeof(err)))) {
+                note_lost(rs, &lost, err);
+                nap(rs, backoff);
+                backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+                continue;
+            }
+            if (lost) {
+                lost = 0;
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rs->s, SSE_LOGNO(01202)
+                             "Redis at %s is back: delivery resumes after id %s",
+                             rs->where, after);
+            }
+            backoff = BACKOFF_MIN_MS;
+        }
+        reply = redisCommand(c, "XREAD COUNT %d BLOCK %d STREAMS %s %s", XREAD_COUNT,
+                             XREAD_BLOCK_MS, rs->key, after);
+        if (!reply || reply->type == REDIS_REPLY_ERROR) {
+            snprintf(err, sizeof(err), "%s", reply ? reply->str : c->errstr);
+            if (reply)
+                freeReplyObject(reply);
+            redisFree(c);
+            c = NULL;
+            note_lost(rs, &lost, err);
+            nap(rs, backoff);
+            continue;
+        }
+        if (reply->type == REDIS_REPLY_ARRAY)
+            copy_reply(rs, reply, after, sizeof(after));
+        freeReplyObject(reply);
+    }
+    if (c)
+        redisFree(c);
+    if (leading)
+        let_go(rs, me);
+    return NULL;
+}
+
+static apr_status_t follower_cleanup(void *data)
+{
+    redis_store *rs = data;
+    struct timespec limit;
+
+    __atomic_store_n(&rs->stop, 1, __ATOMIC_RELEASE);
+    if (!rs->started || pthread_equal(rs->thread, pthread_self()))
+        return APR_SUCCESS;
+    /* Bounded, as the dispatcher's (sse_dispatch.c): the process exits
+     * right after, and the word is then taken over as a dead pid's. */
+    clock_gettime(CLOCK_REALTIME, &limit);
+    limit.tv_sec += JOIN_WAIT_S;
+    if (pthread_timedjoin_np(rs->thread, NULL, &limit) == 0)
+        rs->started = 0;
+    pthread_mutex_lock(&rs->pub_lock);
+    pub_drop(rs);
+    pthread_mutex_unlock(&rs->pub_lock);
+    return APR_SUCCESS;
+}
+
+void sse_store_redis_child_init(sse_store *st, apr_pool_t *pchild, server_rec *s)
+{
+    redis_store *rs = (redis_store *)st;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    int rv;
+
+    if (!st || st->ops != &redis_ops)
+        return;
+    rs->s = s;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, THREAD_STACK);
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rv = pthread_create(&rs->thread, &attr, follower, rs);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rv != 0) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, SSE_LOGNO(01207)
+                     "cannot start the Redis follower thread: this child will never "
+                     "copy Redis's events into the ring");
+        return;
+    }
+    rs->started = 1;
+    apr_pool_pre_cleanup_register(pchild, rs, follower_cleanup);
+}
+
+sse_store *sse_store_redis_open(apr_pool_t *p, sse_store *ring, server_rec *s)
+{
+    const sse_server_conf *sc = sse_config_server(s);
+    redis_store *rs = apr_pcalloc(p, sizeof(*rs));
+
+    rs->base = *ring;
+    rs->base.ops = &redis_ops;
+    rs->base.retry_after = RETRY_AFTER_S;
+    rs->s = s;
+    rs->url = *sc->redis;
+    rs->where = rs->url.is_unix
+                ? apr_psprintf(p, "unix:%s?db=%d", rs->url.path, rs->url.db)
+                : apr_psprintf(p, strchr(rs->url.host, ':') ? "redis://[%s]:%d/%d"
+                                                            : "redis://%s:%d/%d",
+                               rs->url.host, rs->url.port, rs->url.db);
+    rs->key = apr_pstrcat(p, sc->redis_prefix, "events", NULL);
+    snprintf(rs->maxlen, sizeof(rs->maxlen), "%" APR_INT64_T_FMT, sc->redis_retention);
+    pthread_mutex_init(&rs->pub_lock, NULL);
+    return &rs->base;
+}

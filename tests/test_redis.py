@@ -1,0 +1,283 @@
+"""Several servers, one set of channels: SSERedis (issue 15, first slice).
+
+Each test starts its own redis-server (tests/ssetest/redis.py) on a free
+loopback port and two httpd servers that name it with a prefix of their
+own; everything is stopped by pid. Covered: a publish on A reaches B with
+the same id and bytes (and is the Redis stream's entry); concurrent
+publishers on A and B give subscribers on A and B the identical sequence;
+Redis SIGKILLed mid-stream (streams stay, publishes get 503 + Retry-After +
+JSON, delivery resumes once Redis is back without restarting httpd, and
+each server logs lost and back once); DELETE refused while it is not
+shared; bad SSERedis values fail at start-up naming the directive."""
+import os
+import threading
+import time
+
+import pytest
+
+from ssetest.channels import uniq
+from ssetest.clients import request, subscribe
+from ssetest.httpd import Httpd
+from ssetest.publish import pub_json, pub_raw, publish_ok, wait_subscribers
+from ssetest.redis import REDIS_SERVER, RedisServer
+from ssetest.wire import HEARTBEAT, assert_strictly_increasing, server_id_key, wire_event
+
+
+@pytest.fixture
+def redis():
+    if not os.path.exists(REDIS_SERVER):
+        pytest.fail(f"{REDIS_SERVER} is missing: run scripts/deps.sh (Debian's redis-server)")
+    r = RedisServer()
+    r.start()
+    yield r
+    r.cleanup()
+
+
+def redis_conf(r, prefix):
+    return f"SSERedis {r.url}\nSSERedisPrefix {prefix}\n"
+
+
+@pytest.fixture
+def pair(httpd, redis):
+    """Two event-MPM servers sharing redis under one prefix."""
+    prefix = uniq("p") + ":"
+    a = httpd(server_conf=redis_conf(redis, prefix), name="redis-a")
+    b = httpd(server_conf=redis_conf(redis, prefix), name="redis-b")
+    return a, b, prefix
+
+
+def wait_log(h, tag, n=1, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if h.error_log().count(tag) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{tag} not logged {n} time(s):\n" + h.error_log()[-4000:])
+
+
+def wait_following(*servers):
+    """Each server's follower has started (SSE01206): before it, a publish
+    elsewhere is still copied (it reads from the ring's birth), but the
+    tests want the steady state."""
+    for h in servers:
+        wait_log(h, "SSE01206")
+
+
+# ---------------------------------------------------------------- delivery
+
+def test_publish_on_a_reaches_subscribers_of_a_and_b(pair, redis):
+    a, b, prefix = pair
+    chan = uniq("x")
+    wait_following(a, b)
+    with subscribe(a.port, chan) as sa, subscribe(b.port, chan) as sb:
+        r = pub_raw(a.port, chan, b"hello\nworld", event="greeting", retry=1500)
+        assert r.status == 200, r
+        id_ = r.json["id"]
+        want = wire_event(id_, b"hello\nworld", event="greeting", retry=1500)
+        assert sa.next_event(10).raw == want
+        assert sb.next_event(10).raw == want
+        # The id is the Redis stream entry's, with the fields as stored.
+        assert redis.cli_json("XRANGE", prefix + "events", "-", "+") == [
+            [id_, ["c", chan, "e", "greeting", "r", "1500", "d", "hello\nworld"]]]
+        # A publisher's own id travels too; the stream orders it.
+        mine = publish_ok(b.port, chan, "own id", id="mine-1")
+        assert sa.next_event(10).raw == wire_event("mine-1", b"own id")
+        assert sb.next_event(10).raw == wire_event("mine-1", b"own id")
+        assert mine == "mine-1"
+        sa.assert_no_event(0.3)
+        sb.assert_no_event(0.3)
+    # Every key the module wrote starts with the prefix.
+    assert redis.cli_json("KEYS", "*") == [prefix + "events"]
+
+
+def test_batch_is_consecutive_and_multi_channel(pair, redis):
+    a, b, prefix = pair
+    c1, c2 = uniq("m1"), uniq("m2")
+    wait_following(a, b)
+    with subscribe(b.port, [c1, c2]) as sb:
+        r = pub_json(a.port, [{"channel": c1, "data": "one"},
+                              {"channel": [c1, c2], "data": "two"}])
+        assert r.status == 200, r
+        ids = [e["id"] for e in r.json]
+        evs = sb.next_events(2, timeout=10)
+        assert [e.raw for e in evs] == [wire_event(ids[0], b"one"), wire_event(ids[1], b"two")]
+        sb.assert_no_event(0.3)
+    assert redis.cli_json("XRANGE", prefix + "events", "-", "+") == [
+        [ids[0], ["c", c1, "d", "one"]], [ids[1], ["c", f"{c1} {c2}", "d", "two"]]]
+    assert_strictly_increasing(ids)
+
+
+def test_concurrent_publishers_on_a_and_b_identical_sequence(pair, redis):
+    a, b, prefix = pair
+    chan = uniq("cc")
+    wait_following(a, b)
+    answered, errors, lock = [], [], threading.Lock()
+
+    def worker(h, tag):
+        for i in range(25):
+            r = pub_raw(h.port, chan, f"{tag}{i}")
+            if r.status != 200:
+                errors.append(r)
+                return
+            with lock:
+                answered.append((r.json["id"], f"{tag}{i}".encode()))
+
+    with subscribe(a.port, chan) as sa, subscribe(b.port, chan) as sb:
+        ts = [threading.Thread(target=worker, args=(h, t)) for h, t in ((a, "a"), (b, "b"))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        assert not errors, errors
+        ea = sa.next_events(50, timeout=20)
+        eb = sb.next_events(50, timeout=20)
+        sa.assert_no_event(0.3)
+        sb.assert_no_event(0.3)
+    seq_a = [(e.id, e.data) for e in ea]
+    seq_b = [(e.id, e.data) for e in eb]
+    assert seq_a == seq_b
+    assert_strictly_increasing([i for i, _ in seq_a])
+    assert sorted(answered, key=lambda p: server_id_key(p[0])) == seq_a
+    # Redis's own order is that order.
+    assert redis.cli("XLEN", prefix + "events") == "50"
+
+
+def test_retention_bounds_the_stream(httpd, redis):
+    prefix = uniq("ret") + ":"
+    h = httpd(server_conf=redis_conf(redis, prefix) + "SSERedisRetention 5\n")
+    chan = uniq("r")
+    for i in range(300):
+        publish_ok(h.port, chan, f"{i}")
+    # MAXLEN ~ trims whole radix-tree nodes (100 entries by default): the
+    # stream keeps at least 5 and far fewer than the 300 published.
+    n = int(redis.cli("XLEN", prefix + "events"))
+    assert 5 <= n < 300, n
+    last = redis.cli_json("XREVRANGE", prefix + "events", "+", "-", "COUNT", "1")
+    assert last[0][1] == ["c", chan, "d", "299"]
+
+
+# ---------------------------------------------------------------- Redis down
+
+def test_redis_killed_and_restarted_mid_stream(pair, redis):
+    a, b, prefix = pair
+    chan = uniq("k")
+    wait_following(a, b)
+    with subscribe(a.port, chan) as sa, subscribe(b.port, chan) as sb:
+        first = publish_ok(a.port, chan, "before")
+        assert sa.next_event(10).id == first and sb.next_event(10).id == first
+        redis.kill()
+        wait_log(a, "SSE01201")
+        wait_log(b, "SSE01201")
+        for h in (a, b):
+            r = pub_raw(h.port, chan, b"while down")
+            assert r.status == 503, r
+            assert r.headers.get("retry-after") == "1", r
+            assert "Redis cannot be reached" in r.error_message()
+        # The streams stay: heartbeats go on (SSEHeartbeat 2 on /events).
+        for s in (sa, sb):
+            mark = len(s.body)
+            s.read_until(lambda c: bytes(c.body[mark:]).count(HEARTBEAT) >= 1, timeout=6)
+            assert bytes(s.body[mark:]).count(HEARTBEAT) >= 1
+            assert not s.eof
+        redis.start()
+        wait_log(a, "SSE01202")
+        wait_log(b, "SSE01202")
+        deadline = time.monotonic() + 15
+        while True:
+            r = pub_raw(b.port, chan, b"after")
+            if r.status == 200 or time.monotonic() > deadline:
+                break
+            assert r.status == 503, r
+            time.sleep(0.2)
+        assert r.status == 200, r
+        after = r.json["id"]
+        assert server_id_key(after) > server_id_key(first)
+        # Exactly that: nothing refused during the outage was delivered.
+        assert sa.next_event(10).raw == wire_event(after, b"after")
+        assert sb.next_event(10).raw == wire_event(after, b"after")
+        sa.assert_no_event(0.3)
+        sb.assert_no_event(0.3)
+    for h in (a, b):
+        log = h.error_log()
+        assert log.count("SSE01201") == 1, log[-4000:]
+        assert log.count("SSE01202") == 1, log[-4000:]
+
+
+def test_publish_with_redis_never_up_is_503(httpd, redis):
+    port = redis.port
+    redis.kill()
+    h = httpd(server_conf=f"SSERedis redis://127.0.0.1:{port}\nSSERedisPrefix {uniq('d')}:\n")
+    chan = uniq("n")
+    with subscribe(h.port, chan) as s:
+        r = pub_raw(h.port, chan, b"x")
+        assert r.status == 503 and r.headers.get("retry-after") == "1", r
+        assert "nothing was published" in r.error_message()
+        s.assert_no_event(0.5)
+    wait_log(h, "SSE01201")
+    assert h.error_log().count("SSE01201") == 1
+
+
+def test_delete_is_refused_with_redis(pair):
+    a, b, prefix = pair
+    chan = uniq("del")
+    publish_ok(a.port, chan, "x")
+    r = request(a.port, "DELETE", "/pub?channel=" + chan)
+    assert r.status == 501, r
+    assert "DELETE is not available with SSERedis" in r.error_message()
+
+
+def test_channel_info_counts_local_subscribers(pair):
+    a, b, prefix = pair
+    chan = uniq("ci")
+    wait_following(a, b)
+    with subscribe(b.port, chan) as sb:
+        wait_subscribers(b.port, chan, 1)
+        r = pub_raw(b.port, chan, b"x")
+        assert r.status == 200 and r.json["subscribers"] == 1, r
+        sb.next_event(10)
+
+
+# ---------------------------------------------------------------- configuration
+
+BAD = [
+    ("SSERedis", "SSERedis http://127.0.0.1:6379", "not redis://"),
+    ("SSERedis", "SSERedis redis://127.0.0.1:99999", "port"),
+    ("SSERedis", "SSERedis redis://127.0.0.1/db", "database"),
+    ("SSERedis", "SSERedis redis://user@127.0.0.1", "password"),
+    ("SSERedis", "SSERedis unix:run/redis.sock", "absolute"),
+    ("SSERedis", "SSERedis unix:/run/redis.sock?database=1", "?db=N"),
+    ("SSERedisPrefix", 'SSERedisPrefix ""', "takes one argument"),   # httpd's own check
+    ("SSERedisPrefix", 'SSERedisPrefix "a b"', "space"),
+    ("SSERedisRetention", "SSERedisRetention 0", "from 1 to 100000000"),
+    ("SSERedisRetention", "SSERedisRetention many", "whole number"),
+]
+
+
+@pytest.mark.parametrize("directive,line,why", BAD, ids=[l for _, l, _ in BAD])
+def test_bad_redis_values_fail_startup(directive, line, why):
+    h = Httpd(server_conf=line + "\n", name="conftest")
+    try:
+        rc, out = h.config_test()
+    finally:
+        h.cleanup()
+    assert rc != 0, f"`{line}` was accepted:\n{out}"
+    assert directive in out and why in out, out
+
+
+def test_redis_password_is_not_echoed():
+    h = Httpd(server_conf="SSERedis redis://app:s3cretpw@127.0.0.1:0\n", name="conftest")
+    try:
+        rc, out = h.config_test()
+    finally:
+        h.cleanup()
+    assert rc != 0 and "SSERedis: the port" in out, out
+    assert "s3cretpw" not in out, out
+
+
+def test_redis_directives_only_server_wide():
+    h = Httpd(conf="<Location /x>\nSSERedis redis://127.0.0.1\n</Location>\n", name="conftest")
+    try:
+        rc, out = h.config_test()
+    finally:
+        h.cleanup()
+    assert rc != 0 and "SSERedis" in out, out
