@@ -241,9 +241,20 @@ uint32_t *sse_ring_leader_word(sse_ring *r)
     return &r->leader;
 }
 
+int sse_ring_rebirth(sse_ring *r, uint64_t born)
+{
+    /* Only before anything was written: no reader can have taken a
+     * position from the old birth or stamp yet, in records. */
+    if (r->head != 0 || r->last_stamp != r->born || born >= r->born)
+        return -1;
+    STORE(&r->born, born);
+    STORE(&r->last_stamp, born);
+    return 0;
+}
+
 uint64_t sse_ring_born(const sse_ring *r)
 {
-    return r->born;
+    return LOAD(&r->born);
 }
 
 /* ---- channel table ---- */

@@ -75,6 +75,13 @@ size_t sse_ring_max_frame(const sse_ring *r);
 
 uint64_t sse_ring_head(const sse_ring *r);
 uint64_t sse_ring_born(const sse_ring *r);   /* stamp of the ring's birth */
+/* Moves the birth of a ring that nothing was ever written to back to
+ * born (below its birth), and its last stamp with it: the ring is about to
+ * be filled with older events from a shared history (the Redis store at
+ * start-up), from which ids from born on are known. -1, changing nothing,
+ * when the ring is not empty or born is not below its birth. The caller
+ * holds the lock. */
+int sse_ring_rebirth(sse_ring *r, uint64_t born);
 /* Stamp of the newest record: every id issued so far is at most this.
  * Lock-free; under the lock it is also the stamp of the record before
  * head. */

@@ -65,12 +65,13 @@ static void set_limits(sse_store *st, server_rec *s)
 /* The store of this generation: the ring store, or with SSERedis the Redis
  * store over it (a configuration's, from pconf: SSERedis may change at a
  * graceful restart, the ring stays). */
-static void use_store(apr_pool_t *pconf, sse_store *ring, server_rec *s)
+static sse_store *use_store(apr_pool_t *pconf, sse_store *ring, server_rec *s)
 {
     sse_store *st = sse_config_server(s)->redis ? sse_store_redis_open(pconf, ring, s) : ring;
 
     sse_store_set(st);
     set_limits(st, s);
+    return st;
 }
 
 int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
@@ -124,7 +125,8 @@ int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
                  "event ring created: %" APR_UINT64_T_FMT " bytes of events, "
                  "%u channels, %u process slots, %" APR_SIZE_T_FMT " bytes in all",
                  want.data_size, want.max_channels, want.max_procs, size);
-    use_store(pconf, keep->store, s);
+    /* A new ring of a shared store starts with what the store keeps. */
+    sse_store_redis_fill(use_store(pconf, keep->store, s));
     return OK;
 }
 

@@ -149,6 +149,10 @@ int sse_store_ring_append(sse_store *st, const sse_store_entry *e, apr_uint64_t 
  * ring. s is the main server (its SSERedis is set). */
 struct server_rec;
 sse_store *sse_store_redis_open(apr_pool_t *p, sse_store *ring, struct server_rec *s);
+/* In the parent, on a ring just created (nothing written yet): copies every
+ * event Redis keeps into it. 0 when st is not the Redis store or Redis
+ * could not be reached (logged; the ring stays empty), 1 otherwise. */
+int sse_store_redis_fill(sse_store *st);
 /* In each child: starts the thread that follows Redis when this child is
  * the server's follower (and waits to become it otherwise). */
 void sse_store_redis_child_init(sse_store *st, apr_pool_t *pchild, struct server_rec *s);

@@ -54,9 +54,16 @@
  *  - A connection lost after the script was sent may have published: the
  *    answer is 503 all the same (the publisher cannot tell; Redis can).
  *
+ * A new ring (a start, not a graceful restart) is filled in the parent at
+ * post_config, before any child exists, from every entry Redis keeps
+ * (sse_store_redis_fill): its birth moves back (sse_ring_rebirth) to just
+ * below the oldest entry, so that a client coming from another server
+ * with any id Redis still holds resumes here exactly, and an older one gets
+ * sse-gap. A ring smaller than the stream keeps its newest part (the
+ * channels' evicted stamps then say gap, as always).
+ *
  * Not in this slice (see the branch's report): resuming from Redis when an
- * id is older than the ring (XRANGE), filling an empty ring at start,
- * subscriber counts and DELETE across servers (a DELETE answers 501),
+ * id is older than the ring but still in Redis (XRANGE), subscriber counts and DELETE across servers (a DELETE answers 501),
  * channel info from Redis (it is this server's ring's).
  */
 #include "sse_store.h"
@@ -624,6 +631,80 @@ static void *follower(void *arg)
     if (leading)
         let_go(rs, me);
     return NULL;
+}
+
+/* ---- filling a new ring ---- */
+
+#define FILL_BATCH 1000
+
+int sse_store_redis_fill(sse_store *st)
+{
+    redis_store *rs = (redis_store *)st;
+    redisContext *c;
+    redisReply *reply;
+    char err[256], after[SSE_ID_BUFSIZE + 1] = "-", first[SSE_ID_BUFSIZE] = "";
+    apr_uint64_t stamp, floor, copied = 0;
+    const redisReply *ent;
+    int rc;
+
+    if (!st || st->ops != &redis_ops)
+        return 0;
+    if (!(c = redis_connect(rs, COMMAND_TIMEOUT_MS, err, sizeof(err)))) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rs->s, SSE_LOGNO(01208)
+                     "cannot fill the new event ring from Redis at %s (%s): it starts "
+                     "empty, and ids from before now get sse-gap here", rs->where, err);
+        return 0;
+    }
+    /* Ids from just below the oldest entry Redis keeps on are positions:
+     * nothing lies between the two. (Not XINFO's max-deleted-entry-id:
+     * Redis 7.0 moves it on XDEL but not when it trims.) */
+    floor = 0;
+    reply = redisCommand(c, "XRANGE %s - + COUNT 1", rs->key);
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 1
+        && (ent = reply->element[0])->type == REDIS_REPLY_ARRAY && ent->elements >= 1
+        && ent->element[0]->type == REDIS_REPLY_STRING
+        && sse_wire_parse_server_id(ent->element[0]->str, ent->element[0]->len, &stamp))
+        floor = stamp - 1;
+    if (reply)
+        freeReplyObject(reply);
+    if (floor && floor < sse_ring_born(st->ring)
+        && apr_global_mutex_lock(st->lock) == APR_SUCCESS) {
+        rc = sse_ring_rebirth(st->ring, floor);
+        apr_global_mutex_unlock(st->lock);
+        if (rc != 0)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rs->s, SSE_LOGNO(01210)
+                         "the event ring was written to before it was filled from Redis: "
+                         "ids from before its start get sse-gap here");
+    }
+    for (;;) {
+        size_t i;
+
+        reply = redisCommand(c, "XRANGE %s %s + COUNT %d", rs->key, after, FILL_BATCH);
+        if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements == 0)
+            break;
+        for (i = 0; i < reply->elements; i++) {
+            ent = reply->element[i];
+            if (ent->type != REDIS_REPLY_ARRAY || ent->elements < 2
+                || ent->element[0]->type != REDIS_REPLY_STRING)
+                continue;
+            copy_entry(rs, ent);
+            /* "(" : XRANGE after this id, exclusive (Redis 6.2). */
+            snprintf(after, sizeof(after), "(%.*s", (int)ent->element[0]->len,
+                     ent->element[0]->str);
+            if (!first[0])
+                snprintf(first, sizeof(first), "%s", after + 1);
+            copied++;
+        }
+        freeReplyObject(reply);
+    }
+    if (reply)
+        freeReplyObject(reply);
+    redisFree(c);
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, rs->s, SSE_LOGNO(01209)
+                 "new event ring filled from Redis at %s: %" APR_UINT64_T_FMT
+                 " event(s)%s%s%s%s", rs->where, copied, copied ? ", ids " : "",
+                 first, copied ? " to " : "", copied ? after + 1 : "");
+    return 1;
 }
 
 static apr_status_t follower_cleanup(void *data)

@@ -4,6 +4,7 @@
  * slots reused): intern, publish (1 to 3 channels, server or publisher id,
  * event type, retry, data of up to 64 KiB with CR, LF and NUL), delete,
  * sse_ring_publish_at with a stamp above the last or stale (at or below it),
+ * sse_ring_rebirth (accepted only by a ring nothing was written to),
  * subscribe/unsubscribe, the clock moving either way, sse_ring_read by a
  * reader that keeps its cursor, with buffers too small at times.
  *
@@ -277,6 +278,18 @@ static void op_subs(input *in)
 static void op_clock(input *in)
 {
     int step = (int)(int8_t)next(in);
+    uint64_t born = sse_ring_born(S.r), last = sse_ring_last_stamp(S.r);
+
+    /* A rebirth further back: only an untouched ring takes it. */
+    if (step < -100) {
+        uint64_t to = born - SSE_STAMP((uint64_t)(-step), 0);
+        int ok = sse_ring_head(S.r) == 0 && last == born;
+
+        FUZZ_CHECK(sse_ring_rebirth(S.r, to) == (ok ? 0 : -1));
+        FUZZ_CHECK(sse_ring_born(S.r) == (ok ? to : born));
+        FUZZ_CHECK(sse_ring_last_stamp(S.r) == (ok ? to : last));
+        return;
+    }
 
     /* Mostly forward by a few ms, sometimes back (ids must still grow). */
     if (step < 0 && (uint64_t)(-step) * 100 < S.now)

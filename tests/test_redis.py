@@ -9,6 +9,7 @@ Redis SIGKILLed mid-stream (streams stay, publishes get 503 + Retry-After +
 JSON, delivery resumes once Redis is back without restarting httpd, and
 each server logs lost and back once); DELETE refused while it is not
 shared; bad SSERedis values fail at start-up naming the directive."""
+import json
 import os
 import threading
 import time
@@ -154,6 +155,84 @@ def test_retention_bounds_the_stream(httpd, redis):
     assert 5 <= n < 300, n
     last = redis.cli_json("XREVRANGE", prefix + "events", "+", "-", "COUNT", "1")
     assert last[0][1] == ["c", chan, "d", "299"]
+
+
+# ---------------------------------------------------------------- resuming on another server
+
+def gap_event(asked, oldest):
+    data = json.dumps({"last_event_id": asked, "oldest_id": oldest}, separators=(",", ":"))
+    return b"id: " + asked.encode() + b"\nevent: sse-gap\ndata: " + data.encode() + b"\n\n"
+
+
+def test_failover_to_a_freshly_started_server(httpd, redis):
+    prefix = uniq("fo") + ":"
+    chan, other = uniq("fo"), uniq("other")
+    a = httpd(server_conf=redis_conf(redis, prefix), name="redis-a")
+    wait_following(a)
+    sent = []
+    for i in range(6):
+        sent.append((publish_ok(a.port, chan, f"e{i}"), f"e{i}".encode()))
+        publish_ok(a.port, other, f"o{i}")          # interleaved, another channel
+    # C starts after all of them, with an empty ring: filled from Redis.
+    c = httpd(server_conf=redis_conf(redis, prefix), name="redis-c")
+    wait_log(c, "SSE01209")
+    assert "12 event(s)" in c.error_log(), c.error_log()
+    wait_following(c)
+    with subscribe(c.port, chan, headers={"Last-Event-ID": sent[2][0]}) as s:
+        evs = s.next_events(3, timeout=10)
+        assert [e.raw for e in evs] == [wire_event(i, d) for i, d in sent[3:]]
+        s.assert_no_event(0.3)
+        live = publish_ok(a.port, chan, "live")
+        assert s.next_event(10).raw == wire_event(live, b"live")
+
+
+def test_full_restart_of_every_httpd_loses_nothing_redis_holds(httpd, redis):
+    prefix = uniq("rs") + ":"
+    chan = uniq("rs")
+    a = httpd(server_conf=redis_conf(redis, prefix), name="redis-a")
+    b = httpd(server_conf=redis_conf(redis, prefix), name="redis-b")
+    wait_following(a, b)
+    sent = [(publish_ok([a, b][i % 2].port, chan, f"r{i}"), f"r{i}".encode()) for i in range(6)]
+    a.stop()
+    b.stop()
+    a2 = httpd(server_conf=redis_conf(redis, prefix), name="redis-a2")
+    wait_log(a2, "SSE01209")
+    with subscribe(a2.port, chan, headers={"Last-Event-ID": sent[0][0]}) as s:
+        evs = s.next_events(5, timeout=10)
+        assert [e.raw for e in evs] == [wire_event(i, d) for i, d in sent[1:]]
+        s.assert_no_event(0.3)
+
+
+def test_id_older_than_redis_keeps_gets_sse_gap(httpd, redis):
+    prefix = uniq("gap") + ":"
+    chan = uniq("gap")
+    a = httpd(server_conf=redis_conf(redis, prefix), name="redis-a")
+    sent = [(publish_ok(a.port, chan, f"g{i}"), f"g{i}".encode()) for i in range(5)]
+    # Redis drops the two oldest (exactly, unlike MAXLEN ~).
+    assert redis.cli("XTRIM", prefix + "events", "MAXLEN", "3") == "2"
+    c = httpd(server_conf=redis_conf(redis, prefix), name="redis-c")
+    wait_log(c, "SSE01209")
+    with subscribe(c.port, chan, headers={"Last-Event-ID": sent[0][0]}) as s:
+        gap = s.next_event(10)
+        assert gap.raw == gap_event(sent[0][0], sent[2][0])
+        evs = s.next_events(3, timeout=10)
+        assert [e.raw for e in evs] == [wire_event(i, d) for i, d in sent[2:]]
+    # The newest trimmed one too: Redis does not say where it trimmed.
+    with subscribe(c.port, chan, headers={"Last-Event-ID": sent[1][0]}) as s:
+        assert s.next_event(10).raw == gap_event(sent[1][0], sent[2][0])
+    # The oldest kept is a position: exactly what follows, no gap.
+    with subscribe(c.port, chan, headers={"Last-Event-ID": sent[2][0]}) as s:
+        evs = s.next_events(2, timeout=10)
+        assert [e.raw for e in evs] == [wire_event(i, d) for i, d in sent[3:]]
+        s.assert_no_event(0.3)
+
+
+def test_fill_with_redis_down_starts_empty(httpd, redis):
+    port = redis.port
+    redis.kill()
+    h = httpd(server_conf=f"SSERedis redis://127.0.0.1:{port}\nSSERedisPrefix {uniq('e')}:\n")
+    log = h.error_log()
+    assert log.count("SSE01208") == 1 and "SSE01209" not in log, log
 
 
 # ---------------------------------------------------------------- Redis down

@@ -411,6 +411,18 @@ static void test_ring_publish_at(void)
         CHECK(sse_ring_last_stamp(r) == at + 2);
     }
     free(mem);
+    /* Rebirth: only of an empty ring, only backwards, then filled from there. */
+    r = new_ring(64 * 1024, 4, &mem);
+    slot = sse_ring_chan_intern(r, "a", 1);
+    CHECK(sse_ring_born(r) == SSE_STAMP(1000, 0));
+    CHECK(sse_ring_rebirth(r, SSE_STAMP(1000, 0)) == -1);      /* not below */
+    CHECK(sse_ring_rebirth(r, SSE_STAMP(400, 3)) == 0);
+    CHECK(sse_ring_born(r) == SSE_STAMP(400, 3) && sse_ring_last_stamp(r) == SSE_STAMP(400, 3));
+    CHECK(sse_ring_publish_at(r, &m, SSE_STAMP(400, 3), id) == SSE_RING_STALE);
+    CHECK(sse_ring_publish_at(r, &m, SSE_STAMP(400, 4), id) == 0 && strcmp(id, "400-4") == 0);
+    CHECK(sse_ring_rebirth(r, SSE_STAMP(100, 0)) == -1);        /* not empty */
+    CHECK(sse_ring_born(r) == SSE_STAMP(400, 3) && sse_ring_last_stamp(r) == SSE_STAMP(400, 4));
+    free(mem);
 }
 
 /* SSERedis addresses: every accepted form with its parts, and each kind
