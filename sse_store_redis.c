@@ -721,9 +721,12 @@ static apr_status_t follower_cleanup(void *data)
     limit.tv_sec += JOIN_WAIT_S;
     if (pthread_timedjoin_np(rs->thread, NULL, &limit) == 0)
         rs->started = 0;
-    pthread_mutex_lock(&rs->pub_lock);
-    pub_drop(rs);
-    pthread_mutex_unlock(&rs->pub_lock);
+    /* Under prefork this runs in a signal handler that may have interrupted
+     * this very thread inside a publish: never wait for the lock. */
+    if (pthread_mutex_trylock(&rs->pub_lock) == 0) {
+        pub_drop(rs);
+        pthread_mutex_unlock(&rs->pub_lock);
+    }
     return APR_SUCCESS;
 }
 

@@ -11,6 +11,7 @@ each server logs lost and back once); DELETE refused while it is not
 shared; bad SSERedis values fail at start-up naming the directive."""
 import json
 import os
+import signal
 import threading
 import time
 
@@ -18,6 +19,7 @@ import pytest
 
 from ssetest.channels import uniq
 from ssetest.clients import request, subscribe
+from ssetest.env import MPMS
 from ssetest.httpd import Httpd
 from ssetest.publish import pub_json, pub_raw, publish_ok, wait_subscribers
 from ssetest.redis import REDIS_SERVER, RedisServer
@@ -89,6 +91,60 @@ def test_publish_on_a_reaches_subscribers_of_a_and_b(pair, redis):
         sb.assert_no_event(0.3)
     # Every key the module wrote starts with the prefix.
     assert redis.cli_json("KEYS", "*") == [prefix + "events"]
+
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_every_mpm_delivers_across_servers(httpd, redis, mpm):
+    prefix = uniq("mpm") + ":"
+    a = httpd(mpm=mpm, server_conf=redis_conf(redis, prefix), name=f"redis-a-{mpm}")
+    b = httpd(mpm=mpm, server_conf=redis_conf(redis, prefix), name=f"redis-b-{mpm}")
+    wait_following(a, b)
+    chan = uniq("mpm")
+    with subscribe(a.port, chan) as sa, subscribe(b.port, chan) as sb:
+        ids = [publish_ok([a, b][i % 2].port, chan, f"m{i}") for i in range(6)]
+        for s in (sa, sb):
+            evs = s.next_events(6, timeout=10)
+            assert [e.raw for e in evs] == [wire_event(i, f"m{k}".encode())
+                                            for k, i in enumerate(ids)]
+    # One follower per server, whatever its number of children.
+    for h in (a, b):
+        assert h.error_log().count("SSE01206") == 1, h.error_log()
+
+
+def follower_pid(h):
+    """The pid in the last SSE01206 line (the server's follower)."""
+    line = [l for l in h.error_log().splitlines() if "SSE01206" in l][-1]
+    return int(line.split("(pid ")[1].split(")")[0])
+
+
+def test_follower_killed_another_child_takes_over(pair):
+    a, b, prefix = pair
+    wait_following(a, b)
+    dead = follower_pid(b)
+    assert dead in b.children()
+    os.kill(dead, signal.SIGKILL)
+    # Within a second or so (CANDIDATE_POLL_MS), another child follows.
+    wait_log(b, "SSE01206", n=2, timeout=15)
+    assert follower_pid(b) != dead and follower_pid(b) in b.children()
+    chan = uniq("to")
+    with subscribe(b.port, chan) as sb:
+        id_ = publish_ok(a.port, chan, "after takeover")
+        assert sb.next_event(10).raw == wire_event(id_, b"after takeover")
+        sb.assert_no_event(0.3)
+
+
+def test_graceful_restart_keeps_delivering(pair):
+    a, b, prefix = pair
+    wait_following(a, b)
+    chan = uniq("gr")
+    before = publish_ok(a.port, chan, "before")
+    b.graceful()
+    # A child of the new generation becomes the follower.
+    wait_log(b, "SSE01206", n=2, timeout=15)
+    with subscribe(b.port, chan, headers={"Last-Event-ID": before}) as sb:
+        id_ = publish_ok(a.port, chan, "after graceful")
+        assert sb.next_event(10).raw == wire_event(id_, b"after graceful")
+        sb.assert_no_event(0.3)
 
 
 def test_batch_is_consecutive_and_multi_channel(pair, redis):
@@ -201,6 +257,29 @@ def test_full_restart_of_every_httpd_loses_nothing_redis_holds(httpd, redis):
         evs = s.next_events(5, timeout=10)
         assert [e.raw for e in evs] == [wire_event(i, d) for i, d in sent[1:]]
         s.assert_no_event(0.3)
+
+
+def test_redis_persistence_survives_a_stop_of_everything(httpd):
+    r = RedisServer(appendonly=True)
+    try:
+        r.start()
+        prefix = uniq("aof") + ":"
+        chan = uniq("aof")
+        a = httpd(server_conf=redis_conf(r, prefix), name="redis-a")
+        wait_following(a)
+        sent = [(publish_ok(a.port, chan, f"p{i}"), f"p{i}".encode()) for i in range(4)]
+        a.stop()
+        r.stop()                    # SIGTERM: Redis writes its append-only file
+        r.start()
+        a2 = httpd(server_conf=redis_conf(r, prefix), name="redis-a2")
+        wait_log(a2, "SSE01209")
+        with subscribe(a2.port, chan, headers={"Last-Event-ID": sent[0][0]}) as s:
+            evs = s.next_events(3, timeout=10)
+            assert [e.raw for e in evs] == [wire_event(i, d) for i, d in sent[1:]]
+            live = publish_ok(a2.port, chan, "live")
+            assert s.next_event(10).raw == wire_event(live, b"live")
+    finally:
+        r.cleanup()
 
 
 def test_id_older_than_redis_keeps_gets_sse_gap(httpd, redis):
