@@ -578,7 +578,7 @@ static void *follower(void *arg)
     redisContext *c = NULL;
     char after[SSE_ID_BUFSIZE], err[256];
     long backoff = BACKOFF_MIN_MS;
-    int leading = 0, lost = 0;
+    int leading = 0, lost = 0, refusing = 0;
 
     while (!stopping(rs)) {
         redisReply *reply;
@@ -612,16 +612,27 @@ static void *follower(void *arg)
         }
         reply = redisCommand(c, "XREAD COUNT %d BLOCK %d STREAMS %s %s", XREAD_COUNT,
                              XREAD_BLOCK_MS, rs->key, after);
-        if (!reply || reply->type == REDIS_REPLY_ERROR) {
-            snprintf(err, sizeof(err), "%s", reply ? reply->str : c->errstr);
-            if (reply)
-                freeReplyObject(reply);
+        if (!reply) {
+            snprintf(err, sizeof(err), "%s", c->errstr);
             redisFree(c);
             c = NULL;
             note_lost(rs, &lost, err);
             nap(rs, backoff);
             continue;
         }
+        if (reply->type == REDIS_REPLY_ERROR) {
+            /* Reachable but refusing (the key holds something else, an ACL,
+             * loading): not "lost", and said once until it reads again. */
+            if (!refusing)
+                ap_log_error(APLOG_MARK, APLOG_ERR, 0, rs->s, SSE_LOGNO(01211)
+                             "Redis at %s refuses to read %s: %s; retrying every second",
+                             rs->where, rs->key, reply->str);
+            refusing = 1;
+            freeReplyObject(reply);
+            nap(rs, 1000);
+            continue;
+        }
+        refusing = 0;
         if (reply->type == REDIS_REPLY_ARRAY)
             copy_reply(rs, reply, after, sizeof(after));
         freeReplyObject(reply);

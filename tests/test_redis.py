@@ -375,6 +375,25 @@ def test_publish_with_redis_never_up_is_503(httpd, redis):
     assert h.error_log().count("SSE01201") == 1
 
 
+def test_stream_key_of_another_type_is_refused_then_recovers(httpd, redis):
+    prefix = uniq("wt") + ":"
+    redis.cli("SET", prefix + "events", "not a stream")
+    h = httpd(server_conf=redis_conf(redis, prefix))
+    wait_log(h, "SSE01211")
+    chan = uniq("wt")
+    with subscribe(h.port, chan) as s:
+        r = pub_raw(h.port, chan, b"x")
+        assert r.status == 503 and r.headers.get("retry-after") == "1", r
+        assert "Redis refused the publish" in r.error_message()
+        assert "WRONGTYPE" in h.error_log()
+        assert redis.cli("GET", prefix + "events") == "not a stream"
+        redis.cli("DEL", prefix + "events")
+        id_ = publish_ok(h.port, chan, "now")
+        assert s.next_event(10).raw == wire_event(id_, b"now")
+    log = h.error_log()
+    assert log.count("SSE01211") == 1 and "SSE01201" not in log, log
+
+
 def test_delete_is_refused_with_redis(pair):
     a, b, prefix = pair
     chan = uniq("del")
