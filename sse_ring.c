@@ -601,12 +601,6 @@ static uint64_t stamp_after(uint64_t last, uint64_t now_ms)
     return now > last ? now : last + 1;
 }
 
-static uint64_t next_stamp(sse_ring *r, uint64_t now_ms)
-{
-    STORE(&r->last_stamp, stamp_after(r->last_stamp, now_ms));
-    return r->last_stamp;
-}
-
 /* Forgets the record at tail; returns the offset after it. */
 static uint64_t evict_one(sse_ring *r, uint64_t tail, uint64_t head)
 {
@@ -776,7 +770,22 @@ int sse_ring_publish_at(sse_ring *r, const sse_ring_msg *m, uint64_t stamp,
     return append(r, m, stamp, id_out);
 }
 
+static uint32_t delete_with(sse_ring *r, int slot, uint64_t stamp);
+
 uint32_t sse_ring_delete(sse_ring *r, int slot, uint64_t now_ms)
+{
+    return delete_with(r, slot, stamp_after(r->last_stamp, now_ms));
+}
+
+int sse_ring_delete_at(sse_ring *r, int slot, uint64_t stamp, uint32_t *dropped)
+{
+    if (stamp <= r->last_stamp)
+        return SSE_RING_STALE;
+    *dropped = delete_with(r, slot, stamp);
+    return 0;
+}
+
+static uint32_t delete_with(sse_ring *r, int slot, uint64_t stamp)
 {
     chan_slot *c = &chans(r)[slot];
     uint64_t ds = r->params.data_size, size, off;
@@ -799,7 +808,8 @@ uint32_t sse_ring_delete(sse_ring *r, int slot, uint64_t now_ms)
     h->size = (uint32_t)size;
     h->kind = SSE_REC_DELETE;
     h->nchan = 1;
-    h->stamp = next_stamp(r, now_ms);
+    STORE(&r->last_stamp, stamp);
+    h->stamp = stamp;
     link = (sse_ring_link *)(h + 1);
     link->chan = (uint32_t)slot;
     link->epoch = old_epoch;

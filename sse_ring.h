@@ -215,6 +215,10 @@ int sse_ring_publish_at(sse_ring *r, const sse_ring_msg *m, uint64_t stamp,
  * every process to end its streams on that channel. Returns the count of
  * events dropped. */
 uint32_t sse_ring_delete(sse_ring *r, int slot, uint64_t now_ms);
+/* The same with the caller's stamp for the DELETE record (a deletion that
+ * came from a shared server): strictly above sse_ring_last_stamp(), or
+ * SSE_RING_STALE and nothing changes. 0 and *dropped otherwise. */
+int sse_ring_delete_at(sse_ring *r, int slot, uint64_t stamp, uint32_t *dropped);
 
 /* ---- reading (lock-free) ---- */
 

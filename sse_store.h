@@ -144,6 +144,14 @@ typedef struct {
 int sse_store_ring_append(sse_store *st, const sse_store_entry *e, apr_uint64_t stamp,
                           const char **why);
 
+/* A deletion from the shared server, with its stamp: the channel's history
+ * in this ring is dropped and its streams end (a channel this ring does not
+ * know has nothing to drop: OK, *dropped 0). HTTP_CONFLICT when the stamp
+ * is not above the ring's last (nothing changed), HTTP_SERVICE_UNAVAILABLE
+ * when the lock fails. */
+int sse_store_ring_delete_at(sse_store *st, const sse_bytes *name, apr_uint64_t stamp,
+                             apr_uint32_t *dropped, const char **why);
+
 /* The Redis store (sse_store_redis.c) over the ring store ring: publishes
  * go to Redis, and one process per server copies Redis's events into the
  * ring. s is the main server (its SSERedis is set). */

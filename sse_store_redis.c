@@ -9,7 +9,8 @@
  *    (Redis ids and mod_sse stamps are both "<ms>-<seq>"). Its fields: c
  *    (the channels, separated by spaces, which no channel name holds), i
  *    (the publisher's own id, if any), e (event type, if any), r (retry, if
- *    any) and d (data).
+ *    any) and d (data). A DELETE is an entry of its own: c (the channel)
+ *    and x "delete" (see redis_channel).
  *  - This server's ring stays what the dispatcher and replay read: it is a
  *    copy of the stream's recent entries, with the same stamps.
  *
@@ -63,8 +64,8 @@
  * channels' evicted stamps then say gap, as always).
  *
  * Not in this slice (see the branch's report): resuming from Redis when an
- * id is older than the ring but still in Redis (XRANGE), subscriber counts and DELETE across servers (a DELETE answers 501),
- * channel info from Redis (it is this server's ring's).
+ * id is older than the ring but still in Redis (XRANGE), subscriber counts
+ * across servers (channel info and publish answers count this server's).
  */
 #include "sse_store.h"
 #include "sse_config.h"
@@ -388,17 +389,52 @@ unreachable:
     return HTTP_SERVICE_UNAVAILABLE;
 }
 
-/* Channel info is this server's ring's; a DELETE would end the channel's
- * streams here only, so it is refused until it is shared. */
+/* Channel info is this server's ring's. A DELETE is a marker entry in the
+ * stream ("x delete" on the channel): every server's follower, and the
+ * filling of a new ring, applies it in the stream's order, so the history
+ * before it is gone on every server (Redis keeps the entries until they
+ * are trimmed, but no server reads them back past the marker), and the
+ * channel's streams end everywhere. The answer carries this server's
+ * figures, taken before; a channel this server does not know is deleted
+ * all the same (other servers may have it), with 0 and 0. */
 static int redis_channel(sse_store *st, const sse_bytes *name, int drop, sse_store_info *out,
                          apr_uint32_t *dropped, const char **why)
 {
-    if (drop) {
-        *why = "DELETE is not available with SSERedis yet: it would end the channel "
-               "on this server only";
-        return HTTP_NOT_IMPLEMENTED;
+    redis_store *rs = (redis_store *)st;
+    redisReply *reply;
+    char err[256];
+    int status;
+
+    status = sse_store_ring_ops.channel(st, name, 0, out, dropped, why);
+    if (!drop || (status != OK && status != HTTP_NOT_FOUND))
+        return status;
+    if (status == HTTP_NOT_FOUND)
+        memset(out, 0, sizeof(*out));
+    *dropped = out->retained;
+    pthread_mutex_lock(&rs->pub_lock);
+    if (pub_ready(rs, err, sizeof(err))) {
+        pthread_mutex_unlock(&rs->pub_lock);
+        *why = "Redis cannot be reached; the channel was not deleted (try again later)";
+        return HTTP_SERVICE_UNAVAILABLE;
     }
-    return sse_store_ring_ops.channel(st, name, drop, out, dropped, why);
+    reply = redisCommand(rs->pub, "XADD %s MAXLEN ~ %s * c %b x delete", rs->key, rs->maxlen,
+                         name->s, (size_t)name->len);
+    if (!reply) {
+        pub_drop(rs);
+        pthread_mutex_unlock(&rs->pub_lock);
+        *why = "Redis cannot be reached; the channel was not deleted (try again later)";
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    pthread_mutex_unlock(&rs->pub_lock);
+    status = reply->type == REDIS_REPLY_STRING ? OK : HTTP_SERVICE_UNAVAILABLE;
+    if (status != OK) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, rs->s, SSE_LOGNO(01212)
+                     "Redis at %s refused a delete in %s: %s", rs->where, rs->key,
+                     reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
+        *why = "Redis refused the delete (see the error log); the channel was not deleted";
+    }
+    freeReplyObject(reply);
+    return status;
 }
 
 static int redis_subscribe(sse_store *st, apr_pool_t *p, const apr_array_header_t *names,
@@ -497,6 +533,21 @@ static void copy_entry(redis_store *rs, const redisReply *ent)
     if (!sse_wire_parse_server_id(id->str, id->len, &stamp)) {
         why = "its id does not fit a mod_sse stamp (a sequence above 4194303 in one "
               "millisecond, or not <ms>-<seq>)";
+        goto skip;
+    }
+    if (kv->type == REDIS_REPLY_ARRAY && (f = field(kv, "x")) && (c = field(kv, "c"))) {
+        sse_bytes name;
+        apr_uint32_t dropped;
+
+        if (f->len != 6 || memcmp(f->str, "delete", 6) != 0
+            || sse_wire_check_channel(c->str, c->len)) {
+            why = "it is a marker (x) this module does not know, or names no valid channel";
+            goto skip;
+        }
+        name.s = c->str;
+        name.len = c->len;
+        if ((rc = sse_store_ring_delete_at(&rs->base, &name, stamp, &dropped, &why)) == OK)
+            return;
         goto skip;
     }
     if (kv->type != REDIS_REPLY_ARRAY || !(c = field(kv, "c")) || !(f = field(kv, "d"))) {

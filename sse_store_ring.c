@@ -411,6 +411,30 @@ int sse_store_ring_append(sse_store *st, const sse_store_entry *e, apr_uint64_t 
     return OK;
 }
 
+int sse_store_ring_delete_at(sse_store *st, const sse_bytes *name, apr_uint64_t stamp,
+                             apr_uint32_t *dropped, const char **why)
+{
+    wake_set woken = { 0 };
+    int slot, rc = 0;
+
+    *dropped = 0;
+    if (!lock(st, why))
+        return HTTP_SERVICE_UNAVAILABLE;
+    slot = sse_ring_chan_find(st->ring, name->s, name->len);
+    if (slot >= 0) {
+        rc = sse_ring_delete_at(st->ring, slot, stamp, dropped);
+        wake_set_add(&woken, slot);
+    }
+    unlock(st);
+    if (rc == SSE_RING_STALE) {
+        *why = "its stamp is not above the ring's last";
+        return HTTP_CONFLICT;
+    }
+    if (slot >= 0)
+        wake(st, &woken);
+    return OK;
+}
+
 sse_store *sse_store_ring_open(apr_pool_t *p, sse_ring *ring, apr_global_mutex_t *lock)
 {
     sse_store *st = apr_pcalloc(p, sizeof(*st));

@@ -5,6 +5,7 @@
  * event type, retry, data of up to 64 KiB with CR, LF and NUL), delete,
  * sse_ring_publish_at with a stamp above the last or stale (at or below it),
  * sse_ring_rebirth (accepted only by a ring nothing was written to),
+ * sse_ring_delete_at (a stamp above the last, or stale),
  * subscribe/unsubscribe, the clock moving either way, sse_ring_read by a
  * reader that keeps its cursor, with buffers too small at times.
  *
@@ -234,7 +235,8 @@ static void op_publish(input *in)
 
 static void op_delete(input *in)
 {
-    int slot = name_slot(next(in));
+    unsigned b = next(in);
+    int slot = name_slot(b);
     sse_ring_chan_info info;
     model_rec rec;
     uint32_t epoch;
@@ -243,7 +245,25 @@ static void op_delete(input *in)
         return;
     sse_ring_chan_get(S.r, slot, &info);
     epoch = sse_ring_chan_epoch(S.r, slot);
-    FUZZ_CHECK(sse_ring_delete(S.r, slot, S.now) == info.retained);
+    if (b & 0x80) {
+        /* With the caller's stamp: above the last, or stale (nothing changes). */
+        uint64_t last = sse_ring_last_stamp(S.r), head = sse_ring_head(S.r);
+        uint32_t dropped = 0;
+        unsigned k = next(in);
+
+        if (k & 1) {
+            FUZZ_CHECK(sse_ring_delete_at(S.r, slot, last - (k >> 1) % (last + 1), &dropped)
+                       == SSE_RING_STALE);
+            FUZZ_CHECK(sse_ring_head(S.r) == head && sse_ring_last_stamp(S.r) == last
+                       && sse_ring_chan_epoch(S.r, slot) == epoch);
+            return;
+        }
+        FUZZ_CHECK(sse_ring_delete_at(S.r, slot, last + 1 + (k >> 1), &dropped) == 0);
+        FUZZ_CHECK(dropped == info.retained && sse_ring_last_stamp(S.r) == last + 1 + (k >> 1));
+    }
+    else {
+        FUZZ_CHECK(sse_ring_delete(S.r, slot, S.now) == info.retained);
+    }
     FUZZ_CHECK(sse_ring_chan_epoch(S.r, slot) == epoch + 1);
     FUZZ_CHECK(sse_ring_chan_last(S.r, slot) == SSE_RING_NONE);
     memset(&rec, 0, sizeof(rec));

@@ -394,13 +394,66 @@ def test_stream_key_of_another_type_is_refused_then_recovers(httpd, redis):
     assert log.count("SSE01211") == 1 and "SSE01201" not in log, log
 
 
-def test_delete_is_refused_with_redis(pair):
+def test_delete_ends_streams_and_history_on_every_server(pair, redis, httpd):
     a, b, prefix = pair
-    chan = uniq("del")
-    publish_ok(a.port, chan, "x")
-    r = request(a.port, "DELETE", "/pub?channel=" + chan)
-    assert r.status == 501, r
-    assert "DELETE is not available with SSERedis" in r.error_message()
+    chan, kept = uniq("del"), uniq("kept")
+    wait_following(a, b)
+    with subscribe(a.port, chan) as sa, subscribe(b.port, chan) as sb:
+        wait_subscribers(b.port, chan, 1)
+        old = [publish_ok(a.port, chan, f"old{i}") for i in range(3)]
+        publish_ok(a.port, kept, "other channel")
+        for s in (sa, sb):
+            assert [e.id for e in s.next_events(3, timeout=10)] == old
+        r = request(b.port, "DELETE", "/pub?channel=" + chan)
+        assert r.status == 200, r
+        # This server's figures, taken before: 3 events, 1 stream here.
+        assert r.json == {"channel": chan, "messages": 3, "subscribers": 1}
+        # The streams end on both servers.
+        sa.wait_eof(10)
+        sb.wait_eof(10)
+        assert sa.eof and sb.eof
+    for h in (a, b):
+        info = request(h.port, "GET", "/pub?channel=" + chan)
+        assert info.status == 404, info
+    # The marker is in the stream, after the events.
+    entries = redis.cli_json("XRANGE", prefix + "events", "-", "+")
+    assert entries[-1][1] == ["c", chan, "x", "delete"]
+    # A server started now fills its ring past the marker: no history.
+    c = httpd(server_conf=redis_conf(redis, prefix), name="redis-c")
+    wait_log(c, "SSE01209")
+    assert request(c.port, "GET", "/pub?channel=" + chan).status == 404
+    assert request(c.port, "GET", "/pub?channel=" + kept).json["messages"] == 1
+    with subscribe(c.port, chan, headers={"Last-Event-ID": old[0]}) as s:
+        live = publish_ok(a.port, chan, "new life")
+        assert s.next_event(10).raw == wire_event(live, b"new life")
+
+
+def test_delete_of_a_channel_unknown_here_still_reaches_the_others(pair):
+    a, b, prefix = pair
+    chan = uniq("far")
+    wait_following(a, b)
+    with subscribe(a.port, chan) as sa:
+        wait_subscribers(a.port, chan, 1)
+        r = request(b.port, "DELETE", "/pub?channel=" + chan)
+        assert r.status == 200 and r.json == {"channel": chan, "messages": 0,
+                                              "subscribers": 0}, r
+        sa.wait_eof(10)
+        assert sa.eof
+
+
+def test_delete_with_redis_down_is_503(pair, redis):
+    a, b, prefix = pair
+    chan = uniq("dd")
+    wait_following(a, b)
+    with subscribe(a.port, chan) as sa:
+        publish_ok(a.port, chan, "x")
+        sa.next_event(10)
+        redis.kill()
+        r = request(a.port, "DELETE", "/pub?channel=" + chan)
+        assert r.status == 503 and r.headers.get("retry-after") == "1", r
+        assert "not deleted" in r.error_message()
+        sa.assert_no_event(0.5)
+        assert not sa.eof
 
 
 def test_channel_info_counts_local_subscribers(pair):

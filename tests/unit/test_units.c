@@ -422,6 +422,20 @@ static void test_ring_publish_at(void)
     CHECK(sse_ring_publish_at(r, &m, SSE_STAMP(400, 4), id) == 0 && strcmp(id, "400-4") == 0);
     CHECK(sse_ring_rebirth(r, SSE_STAMP(100, 0)) == -1);        /* not empty */
     CHECK(sse_ring_born(r) == SSE_STAMP(400, 3) && sse_ring_last_stamp(r) == SSE_STAMP(400, 4));
+    /* A deletion with the caller's stamp: stale refused, else a DELETE
+     * record with exactly that stamp, the channel's history dropped. */
+    {
+        uint32_t dropped = 99, epoch = sse_ring_chan_epoch(r, slot);
+        uint64_t head2 = sse_ring_head(r), cur = head2;
+
+        CHECK(sse_ring_delete_at(r, slot, SSE_STAMP(400, 4), &dropped) == SSE_RING_STALE);
+        CHECK(dropped == 99 && sse_ring_head(r) == head2 && sse_ring_chan_epoch(r, slot) == epoch);
+        CHECK(sse_ring_delete_at(r, slot, SSE_STAMP(401, 0), &dropped) == 0 && dropped == 1);
+        CHECK(sse_ring_chan_epoch(r, slot) == epoch + 1 && sse_ring_last_stamp(r) == SSE_STAMP(401, 0));
+        CHECK(sse_ring_read(r, &cur, buf, sizeof(buf), &need, &rec) == SSE_RING_OK
+              && rec.kind == SSE_REC_DELETE && rec.stamp == SSE_STAMP(401, 0));
+        CHECK(sse_ring_chan_last(r, slot) == SSE_RING_NONE);
+    }
     free(mem);
 }
 
