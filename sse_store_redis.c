@@ -33,11 +33,19 @@
  * (first: the ring's last stamp) and appends each entry with its id as
  * stamp. It lets go of the word when its child stops.
  *
+ * Subscriber counts across servers: the follower reports this server's
+ * counts every second (REPORT_MS) into <prefix>subs:<server id>, a hash of
+ * channel -> streams, and dates the report in <prefix>servers (a sorted
+ * set scored by Redis's clock). A publish's answer and channel info add,
+ * to this server's exact figure, those of the other servers that reported
+ * within LIVE_MS: a figure at most a few seconds old. The server id is
+ * random, made once per httpd and kept across graceful restarts.
+ *
  * Connections, per child, whatever the number of subscribers: one publish
- * connection (opened on the first publish, shared by the child's request
- * threads under a mutex, so a child publishes one batch at a time), plus
- * in the follower child only, the follower's blocking connection. So at
- * most 2 per child.
+ * connection (opened on the first publish, DELETE or channel info, shared
+ * by the child's request threads under a mutex, so a child talks to Redis
+ * one request at a time), plus in the follower child only, the follower's
+ * blocking connection. So at most 2 per child.
  *
  * Redis down: a publish that finds the connection broken drops it and
  * answers 503; for a second after a failed connection a publish answers
@@ -64,8 +72,7 @@
  * channels' evicted stamps then say gap, as always).
  *
  * Not in this slice (see the branch's report): resuming from Redis when an
- * id is older than the ring but still in Redis (XRANGE), subscriber counts
- * across servers (channel info and publish answers count this server's).
+ * id is older than the ring but still in Redis (XRANGE).
  */
 #include "sse_store.h"
 #include "sse_config.h"
@@ -80,6 +87,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <hiredis/hiredis.h>
+#include <apr_general.h>
 #include <apr_strings.h>
 #include <httpd.h>
 #include <http_log.h>
@@ -99,18 +107,70 @@ APLOG_USE_MODULE(sse);
 #define JOIN_WAIT_S         1
 #define THREAD_STACK        (256 * 1024)
 
-/* KEYS[1]: the stream; ARGV[1]: MAXLEN; then per event its field count
- * and its fields. Returns the ids, in order. */
+#define REPORT_MS           1000    /* how often the follower reports this server's counts */
+#define LIVE_MS             "5000"  /* a server whose report is older is not counted */
+
+/* The milliseconds of Redis's clock, in a script: every server's reports
+ * are dated by the same clock. */
+#define LUA_NOW \
+    "local t = redis.call('TIME')\n" \
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+/* The subscription hashes (<prefix>subs:<server>) of the servers other
+ * than ARGV[2] that reported within LIVE_MS (KEYS[2]: <prefix>servers;
+ * ARGV[3]: <prefix>subs:). */
+#define LUA_OTHERS \
+    LUA_NOW \
+    "local others = {}\n" \
+    "for _, sid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now - " LIVE_MS ", '+inf')) do\n" \
+    "  if sid ~= ARGV[2] then others[#others + 1] = ARGV[3] .. sid end\n" \
+    "end\n" \
+    "local function count(chans)\n" \
+    "  local sum = 0\n" \
+    "  for ch in string.gmatch(chans, '%S+') do\n" \
+    "    for _, k in ipairs(others) do\n" \
+    "      sum = sum + (tonumber(redis.call('HGET', k, ch)) or 0)\n" \
+    "    end\n" \
+    "  end\n" \
+    "  return sum\n" \
+    "end\n"
+
+/* KEYS[1]: the stream, KEYS[2]: <prefix>servers; ARGV[1]: MAXLEN, ARGV[2]:
+ * this server's id, ARGV[3]: <prefix>subs:; then per event its field count
+ * and its fields, c (the channels) first. Returns, per event in order, its
+ * id and the subscribers of its channels on the other servers. */
 static const char PUBLISH_SCRIPT[] =
-    "local n, i, ids = #ARGV, 2, {}\n"
+    LUA_OTHERS
+    "local n, i, out = #ARGV, 4, {}\n"
     "while i <= n do\n"
     "  local k = tonumber(ARGV[i])\n"
     "  local a = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}\n"
     "  for j = 1, k do a[6 + j] = ARGV[i + j] end\n"
-    "  ids[#ids + 1] = redis.call(unpack(a))\n"
+    "  out[#out + 1] = redis.call(unpack(a))\n"
+    "  out[#out + 1] = count(a[8])\n"
     "  i = i + k + 1\n"
     "end\n"
-    "return ids\n";
+    "return out\n";
+
+/* The subscribers of channel ARGV[4] on the other servers (KEYS, ARGV[2],
+ * ARGV[3] as above; KEYS[1] and ARGV[1] unused). */
+static const char COUNT_SCRIPT[] =
+    LUA_OTHERS
+    "return count(ARGV[4])\n";
+
+/* The follower's report of this server's counts: KEYS[1] <prefix>servers,
+ * KEYS[2] <prefix>subs:<this server>; ARGV[1] this server's id, then
+ * channel and count pairs (HSET in slices: Lua's unpack has a limit). */
+static const char REPORT_SCRIPT[] =
+    LUA_NOW
+    "redis.call('DEL', KEYS[2])\n"
+    "for i = 2, #ARGV, 1000 do\n"
+    "  redis.call('HSET', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[2], " LIVE_MS ")\n"
+    "redis.call('ZADD', KEYS[1], now, ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - " LIVE_MS ")\n"
+    "return 1\n";
 
 typedef struct {
     sse_store        base;      /* the ring's fields: ring ops run on it */
@@ -118,6 +178,10 @@ typedef struct {
     sse_redis_url    url;
     const char      *where;     /* the address without credentials, for messages */
     char            *key;       /* <prefix>events */
+    char            *servers;   /* <prefix>servers: who reported when */
+    char            *subs;      /* <prefix>subs: (+ a server's id: its counts) */
+    char            *my_subs;   /* <prefix>subs:<sid> */
+    const char      *sid;       /* this server's id (random, kept across generations) */
     char             maxlen[24];
 
     pthread_mutex_t  pub_lock;  /* the child's publish connection: */
@@ -198,7 +262,7 @@ typedef struct {
 
 static int batch_build(redis_store *rs, const sse_body_event *ev, int n, batch_args *b)
 {
-    size_t text = 0, max_args = 5 + (size_t)n * 11, used = 0;
+    size_t text = 0, max_args = 8 + (size_t)n * 11, used = 0;
     int i, j;
 
     for (i = 0; i < n; i++) {
@@ -216,9 +280,12 @@ static int batch_build(redis_store *rs, const sse_body_event *ev, int n, batch_a
 #define ARG(s, l) (b->argv[b->argc] = (s), b->len[b->argc++] = (l))
     ARG("EVALSHA", 7);
     ARG(rs->sha, strlen(rs->sha));
-    ARG("1", 1);
+    ARG("2", 1);
     ARG(rs->key, strlen(rs->key));
+    ARG(rs->servers, strlen(rs->servers));
     ARG(rs->maxlen, strlen(rs->maxlen));
+    ARG(rs->sid, strlen(rs->sid));
+    ARG(rs->subs, strlen(rs->subs));
     for (i = 0; i < n; i++) {
         const sse_bytes *c = (const sse_bytes *)ev[i].channels->elts;
         char *count = b->text + used, *chans;
@@ -355,7 +422,7 @@ static int redis_publish(sse_store *st, const sse_body_event *events, int n,
     }
     pthread_mutex_unlock(&rs->pub_lock);
     if (reply->type == REDIS_REPLY_ERROR || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != (size_t)n) {
+        || reply->elements != 2 * (size_t)n) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, rs->s, SSE_LOGNO(01203)
                      "Redis at %s refused a publish to %s: %s", rs->where, rs->key,
                      reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
@@ -369,7 +436,10 @@ static int redis_publish(sse_store *st, const sse_body_event *events, int n,
         apr_global_mutex_unlock(st->lock);
     }
     for (i = 0; i < n; i++) {
-        const redisReply *id = reply->element[i];
+        const redisReply *id = reply->element[2 * i], *others = reply->element[2 * i + 1];
+
+        if (others->type == REDIS_REPLY_INTEGER && others->integer > 0)
+            out[i].subscribers += (apr_uint64_t)others->integer;
         const char *text = events[i].id.s ? events[i].id.s : id->str;
         size_t len = events[i].id.s ? events[i].id.len : id->len;
 
@@ -389,6 +459,41 @@ unreachable:
     return HTTP_SERVICE_UNAVAILABLE;
 }
 
+/* The subscribers of a channel on the other servers, as they last
+ * reported (at most LIVE_MS old); 0 when Redis cannot tell (then channel
+ * info counts this server's alone, said at debug level). */
+static apr_uint64_t subscribers_elsewhere(redis_store *rs, const sse_bytes *name)
+{
+    /* The publish script's numbering: KEYS[1] and ARGV[1] unused. */
+    const char *argv[9] = { "EVAL", COUNT_SCRIPT, "2", rs->key, rs->servers, "", rs->sid,
+                            rs->subs, name->s };
+    size_t len[9];
+    redisReply *reply;
+    apr_uint64_t n = 0;
+    char err[256];
+    int i;
+
+    for (i = 0; i < 8; i++)
+        len[i] = strlen(argv[i]);
+    len[8] = name->len;
+    pthread_mutex_lock(&rs->pub_lock);
+    if (pub_ready(rs, err, sizeof(err))) {
+        pthread_mutex_unlock(&rs->pub_lock);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rs->s, SSE_LOGNO(01213)
+                     "channel info counts this server's subscribers only: %s", err);
+        return 0;
+    }
+    reply = redisCommandArgv(rs->pub, 9, argv, len);
+    if (!reply)
+        pub_drop(rs);
+    pthread_mutex_unlock(&rs->pub_lock);
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        n = (apr_uint64_t)reply->integer;
+    if (reply)
+        freeReplyObject(reply);
+    return n;
+}
+
 /* Channel info is this server's ring's. A DELETE is a marker entry in the
  * stream ("x delete" on the channel): every server's follower, and the
  * filling of a new ring, applies it in the stream's order, so the history
@@ -406,7 +511,21 @@ static int redis_channel(sse_store *st, const sse_bytes *name, int drop, sse_sto
     int status;
 
     status = sse_store_ring_ops.channel(st, name, 0, out, dropped, why);
-    if (!drop || (status != OK && status != HTTP_NOT_FOUND))
+    if (!drop) {
+        apr_uint64_t others;
+
+        if (status != OK && status != HTTP_NOT_FOUND)
+            return status;
+        others = subscribers_elsewhere(rs, name);
+        if (status == HTTP_NOT_FOUND && others) {
+            memset(out, 0, sizeof(*out));
+            status = OK;
+        }
+        if (status == OK)
+            out->subscribers += others;
+        return status;
+    }
+    if (status != OK && status != HTTP_NOT_FOUND)
         return status;
     if (status == HTTP_NOT_FOUND)
         memset(out, 0, sizeof(*out));
@@ -611,6 +730,66 @@ static void copy_reply(redis_store *rs, const redisReply *reply, char *after, si
     }
 }
 
+/* The follower's report of this server's subscriber counts (channels with
+ * at least one stream). 0 when the connection broke (the caller drops it). */
+static int report_counts(redis_store *rs, redisContext *c)
+{
+    sse_ring *ring = rs->base.ring;
+    apr_uint32_t cap = sse_ring_chan_slots(ring), slot;
+    size_t n = 0, k, argc;
+    const char **argv;
+    size_t *len;
+    char (*names)[SSE_CHANNEL_MAX + 1], (*counts)[24];
+    redisReply *reply;
+    int ok = 1;
+
+    for (slot = 0; slot < cap; slot++) {
+        if (sse_ring_chan_is_live(ring, (int)slot) && sse_ring_subs_total(ring, (int)slot))
+            n++;
+    }
+    argv = malloc((6 + 2 * n) * sizeof(*argv));
+    len = malloc((6 + 2 * n) * sizeof(*len));
+    names = malloc((n ? n : 1) * sizeof(*names));
+    counts = malloc((n ? n : 1) * sizeof(*counts));
+    if (!argv || !len || !names || !counts)
+        goto out;
+    argv[0] = "EVAL";
+    argv[1] = REPORT_SCRIPT;
+    argv[2] = "2";
+    argv[3] = rs->servers;
+    argv[4] = rs->my_subs;
+    argv[5] = rs->sid;
+    argc = 6;
+    /* Names are read under the lock (a slot may be reused meanwhile). */
+    if (n && apr_global_mutex_lock(rs->base.lock) == APR_SUCCESS) {
+        for (slot = 0, k = 0; slot < cap && k < n; slot++) {
+            sse_ring_chan_info info;
+
+            if (!sse_ring_chan_is_live(ring, (int)slot) || !sse_ring_subs_total(ring, (int)slot))
+                continue;
+            sse_ring_chan_get(ring, (int)slot, &info);
+            memcpy(names[k], info.name, sizeof(names[k]));
+            snprintf(counts[k], sizeof(counts[k]), "%" APR_UINT64_T_FMT, info.subscribers);
+            argv[argc++] = names[k];
+            argv[argc++] = counts[k];
+            k++;
+        }
+        apr_global_mutex_unlock(rs->base.lock);
+    }
+    for (k = 0; k < argc; k++)
+        len[k] = strlen(argv[k]);
+    reply = redisCommandArgv(c, (int)argc, argv, len);
+    ok = reply != NULL;
+    if (reply)
+        freeReplyObject(reply);
+out:
+    free(argv);
+    free(len);
+    free(names);
+    free(counts);
+    return ok;
+}
+
 /* Once per outage, by the follower: one line per server, not per request. */
 static void note_lost(redis_store *rs, int *lost, const char *err)
 {
@@ -630,6 +809,7 @@ static void *follower(void *arg)
     char after[SSE_ID_BUFSIZE], err[256];
     long backoff = BACKOFF_MIN_MS;
     int leading = 0, lost = 0, refusing = 0;
+    apr_time_t reported = 0;
 
     while (!stopping(rs)) {
         redisReply *reply;
@@ -660,6 +840,16 @@ static void *follower(void *arg)
                              rs->where, after);
             }
             backoff = BACKOFF_MIN_MS;
+        }
+        if (apr_time_now() - reported >= apr_time_from_msec(REPORT_MS)) {
+            reported = apr_time_now();
+            if (!report_counts(rs, c)) {
+                snprintf(err, sizeof(err), "%s", c->errstr);
+                redisFree(c);
+                c = NULL;
+                note_lost(rs, &lost, err);
+                continue;
+            }
         }
         reply = redisCommand(c, "XREAD COUNT %d BLOCK %d STREAMS %s %s", XREAD_COUNT,
                              XREAD_BLOCK_MS, rs->key, after);
@@ -819,6 +1009,29 @@ void sse_store_redis_child_init(sse_store *st, apr_pool_t *pchild, server_rec *s
     apr_pool_pre_cleanup_register(pchild, rs, follower_cleanup);
 }
 
+/* This server's id among those sharing the Redis: random, made once per
+ * httpd (kept in the process pool, so graceful restarts keep it). */
+static const char *server_id(server_rec *s)
+{
+    apr_pool_t *pproc = s->process->pool;
+    unsigned char raw[8];
+    char *sid = NULL;
+    int i;
+
+    apr_pool_userdata_get((void **)&sid, "mod_sse.redis.sid", pproc);
+    if (sid)
+        return sid;
+    if (apr_generate_random_bytes(raw, sizeof(raw)) != APR_SUCCESS) {
+        apr_uint64_t t = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)getpid() << 40);
+        memcpy(raw, &t, sizeof(raw));
+    }
+    sid = apr_palloc(pproc, 2 * sizeof(raw) + 1);
+    for (i = 0; i < (int)sizeof(raw); i++)
+        snprintf(sid + 2 * i, 3, "%02x", raw[i]);
+    apr_pool_userdata_set(sid, "mod_sse.redis.sid", apr_pool_cleanup_null, pproc);
+    return sid;
+}
+
 sse_store *sse_store_redis_open(apr_pool_t *p, sse_store *ring, server_rec *s)
 {
     const sse_server_conf *sc = sse_config_server(s);
@@ -835,6 +1048,10 @@ sse_store *sse_store_redis_open(apr_pool_t *p, sse_store *ring, server_rec *s)
                                                             : "redis://%s:%d/%d",
                                rs->url.host, rs->url.port, rs->url.db);
     rs->key = apr_pstrcat(p, sc->redis_prefix, "events", NULL);
+    rs->servers = apr_pstrcat(p, sc->redis_prefix, "servers", NULL);
+    rs->subs = apr_pstrcat(p, sc->redis_prefix, "subs:", NULL);
+    rs->sid = server_id(s);
+    rs->my_subs = apr_pstrcat(p, rs->subs, rs->sid, NULL);
     snprintf(rs->maxlen, sizeof(rs->maxlen), "%" APR_INT64_T_FMT, sc->redis_retention);
     pthread_mutex_init(&rs->pub_lock, NULL);
     return &rs->base;

@@ -89,8 +89,11 @@ def test_publish_on_a_reaches_subscribers_of_a_and_b(pair, redis):
         assert mine == "mine-1"
         sa.assert_no_event(0.3)
         sb.assert_no_event(0.3)
-    # Every key the module wrote starts with the prefix.
-    assert redis.cli_json("KEYS", "*") == [prefix + "events"]
+    # Every key the module wrote starts with the prefix: the stream, the
+    # servers' reports and their subscriber counts.
+    keys = redis.cli_json("KEYS", "*")
+    assert prefix + "events" in keys and prefix + "servers" in keys, keys
+    assert all(k.startswith(prefix) for k in keys), keys
 
 
 @pytest.mark.parametrize("mpm", MPMS)
@@ -412,9 +415,9 @@ def test_delete_ends_streams_and_history_on_every_server(pair, redis, httpd):
         sa.wait_eof(10)
         sb.wait_eof(10)
         assert sa.eof and sb.eof
+    # Gone everywhere, once the other server's report is current.
     for h in (a, b):
-        info = request(h.port, "GET", "/pub?channel=" + chan)
-        assert info.status == 404, info
+        wait_gone(h, chan)
     # The marker is in the stream, after the events.
     entries = redis.cli_json("XRANGE", prefix + "events", "-", "+")
     assert entries[-1][1] == ["c", chan, "x", "delete"]
@@ -454,6 +457,60 @@ def test_delete_with_redis_down_is_503(pair, redis):
         assert "not deleted" in r.error_message()
         sa.assert_no_event(0.5)
         assert not sa.eof
+
+
+def wait_gone(h, chan, timeout=10):
+    """Channel info says 404 (no events, no subscribers anywhere) within a
+    few seconds: the other servers' reports are at most a second old."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = request(h.port, "GET", "/pub?channel=" + chan)
+        if r.status == 404:
+            return
+        assert r.status == 200 and time.monotonic() < deadline, r
+        time.sleep(0.1)
+
+
+def wait_info(h, chan, subscribers, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        r = request(h.port, "GET", "/pub?channel=" + chan)
+        if (r.status == 200 and r.json["subscribers"] == subscribers) \
+                or time.monotonic() > deadline:
+            return r
+        time.sleep(0.1)
+
+
+def test_subscribers_are_counted_on_every_server(pair, redis):
+    a, b, prefix = pair
+    chan = uniq("cnt")
+    wait_following(a, b)
+    with subscribe(a.port, chan), subscribe(a.port, chan), subscribe(b.port, chan):
+        # Each server reports every second; a figure a few seconds old is fine.
+        for h in (a, b):
+            r = wait_info(h, chan, 3)
+            assert r.status == 200 and r.json["subscribers"] == 3, r
+        r = pub_raw(b.port, chan, b"x")
+        assert r.status == 200 and r.json["subscribers"] == 3, r
+        # Redis holds one hash per server, with its own streams only.
+        hashes = sorted(redis.cli_json("HGET", k, chan)
+                        for k in redis.cli_json("KEYS", prefix + "subs:*"))
+        assert hashes == ["1", "2"], hashes
+    # Closed: the reports say so within a few seconds.
+    for h in (a, b):
+        r = wait_info(h, chan, 0)
+        assert r.status == 200 and r.json["subscribers"] == 0, r
+
+
+def test_channel_known_only_elsewhere_has_info_here(pair):
+    a, b, prefix = pair
+    chan = uniq("far")
+    wait_following(a, b)
+    with subscribe(b.port, chan):
+        r = wait_info(a, chan, 1)
+        assert r.status == 200, r
+        assert r.json == {"channel": chan, "subscribers": 1, "messages": 0, "last_id": None}
+    wait_gone(a, chan)
 
 
 def test_channel_info_counts_local_subscribers(pair):
