@@ -101,7 +101,18 @@ typedef struct {
     /* The ring's figures and busiest channels into out (its counters and
      * gauges are read by sse_store_stats). */
     int  (*stats)(sse_store *st, sse_metrics_snapshot *out);
+    /* Optional (NULL: none): see sse_store_history. */
+    int  (*history)(sse_store *st, apr_pool_t *p, const apr_array_header_t *names,
+                    apr_uint64_t from, apr_uint64_t upto, apr_array_header_t **out,
+                    const char **why);
 } sse_store_ops;
+
+/* An event of a shared server's history, framed as the ring frames it. */
+typedef struct {
+    apr_uint64_t stamp;
+    const char  *id;     apr_size_t id_len;
+    const char  *frame;  apr_size_t frame_len;
+} sse_store_past;
 
 /* Shared by the stores: what a store's operations work on. Callers outside
  * the store units use the functions below, never these fields. */
@@ -212,6 +223,18 @@ void sse_store_unsubscribe(sse_store *st, const sse_store_channels *chans);
  * counted in one critical section, so that it is exact across children.
  * Set at every configuration pass. */
 void sse_store_set_max_subscribers(sse_store *st, apr_uint64_t max);
+
+/* What this ring lost of a stream's channels and a shared server still
+ * holds: the events of the channels names with from < stamp <= upto,
+ * oldest first (array of sse_store_past, from p), minus those a later
+ * DELETE of their channel took. Blocks (a network round trip or more).
+ * OK, or HTTP_NOT_FOUND (the store keeps no history beyond the ring, or
+ * none back to from: the caller reports a gap as before),
+ * HTTP_SERVICE_UNAVAILABLE (its server cannot be reached),
+ * HTTP_REQUEST_ENTITY_TOO_LARGE (more than a stream may read at once). */
+int sse_store_history(sse_store *st, apr_pool_t *p, const apr_array_header_t *names,
+                      apr_uint64_t from, apr_uint64_t upto, apr_array_header_t **out,
+                      const char **why);
 
 /* ---- metrics (any thread; never block) ---- */
 

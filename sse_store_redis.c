@@ -71,8 +71,14 @@
  * sse-gap. A ring smaller than the stream keeps its newest part (the
  * channels' evicted stamps then say gap, as always).
  *
- * Not in this slice (see the branch's report): resuming from Redis when an
- * id is older than the ring but still in Redis (XRANGE).
+ * History beyond the ring (redis_history): a stream that resumes from an
+ * id this ring has overwritten on its channels (a ring smaller than the
+ * stream Redis keeps) reads what it lost from Redis (XRANGE from the id to
+ * the newest event the ring lost, filtered by channel, DELETE markers
+ * applied), then the ring as usual; if Redis does not reach back that far
+ * or cannot be reached, the stream gets sse-gap as before. One global
+ * stream means the scan reads every channel's entries in that range, on
+ * the child's publish connection: at most 32M of frames per stream.
  */
 #include "sse_store.h"
 #include "sse_config.h"
@@ -195,6 +201,7 @@ typedef struct {
 } redis_store;
 
 static const sse_store_ops redis_ops;
+static const redisReply *field(const redisReply *kv, const char *name);
 
 /* ---- connections ---- */
 
@@ -573,8 +580,167 @@ static int redis_stats(sse_store *st, sse_metrics_snapshot *out)
     return sse_store_ring_ops.stats(st, out);
 }
 
+/* ---- history beyond the ring ---- */
+
+#define HISTORY_BATCH     1000
+#define HISTORY_MAX_BYTES (32 * 1024 * 1024)   /* what one stream may read at once */
+
+typedef struct {
+    sse_store_past past;
+    apr_uint64_t   mask;       /* which of the stream's channels it is on */
+} past_event;
+
+/* Bit i for names[i] of each channel of list (space-separated) the stream has. */
+static apr_uint64_t match(const apr_array_header_t *names, const char *list, size_t len)
+{
+    const sse_bytes *n = (const sse_bytes *)names->elts;
+    const char *p = list, *end = list + len;
+    apr_uint64_t mask = 0;
+    int i;
+
+    while (p < end) {
+        const char *q = memchr(p, ' ', (size_t)(end - p));
+        size_t l = q ? (size_t)(q - p) : (size_t)(end - p);
+
+        for (i = 0; i < names->nelts && i < 64; i++) {
+            if (n[i].len == l && memcmp(n[i].s, p, l) == 0)
+                mask |= APR_UINT64_C(1) << i;
+        }
+        p += l + 1;
+    }
+    return mask;
+}
+
+static int redis_history(sse_store *st, apr_pool_t *p, const apr_array_header_t *names,
+                         apr_uint64_t from, apr_uint64_t upto, apr_array_header_t **out,
+                         const char **why)
+{
+    redis_store *rs = (redis_store *)st;
+    apr_array_header_t *got = apr_array_make(p, 64, sizeof(past_event));
+    char start[SSE_ID_BUFSIZE + 1], end[SSE_ID_BUFSIZE], err[256];
+    apr_uint64_t stamp, oldest = 0;
+    apr_size_t bytes = 0;
+    redisReply *reply;
+    past_event *pe;
+    int i, j, status = OK, done = 0;
+
+    start[0] = '(';
+    sse_wire_format_id(from, start + 1);
+    sse_wire_format_id(upto, end);
+    pthread_mutex_lock(&rs->pub_lock);
+    if (pub_ready(rs, err, sizeof(err))) {
+        pthread_mutex_unlock(&rs->pub_lock);
+        *why = "Redis cannot be reached";
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    /* Redis must reach back to from: its oldest entry at most just after. */
+    reply = redisCommand(rs->pub, "XRANGE %s - + COUNT 1", rs->key);
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 1
+        && reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements >= 1
+        && reply->element[0]->element[0]->type == REDIS_REPLY_STRING)
+        sse_wire_parse_server_id(reply->element[0]->element[0]->str,
+                                 reply->element[0]->element[0]->len, &oldest);
+    if (!reply)
+        pub_drop(rs);
+    else
+        freeReplyObject(reply);
+    if (!oldest || oldest - 1 > from) {
+        pthread_mutex_unlock(&rs->pub_lock);
+        *why = "Redis does not keep events back to that id";
+        return HTTP_NOT_FOUND;
+    }
+    while (!done && status == OK) {
+        reply = redisCommand(rs->pub, "XRANGE %s %s %s COUNT %d", rs->key, start, end,
+                             HISTORY_BATCH);
+        if (!reply) {
+            pub_drop(rs);
+            *why = "Redis cannot be reached";
+            status = HTTP_SERVICE_UNAVAILABLE;
+            break;
+        }
+        if (reply->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(reply);
+            *why = "Redis refused to read the stream";
+            status = HTTP_SERVICE_UNAVAILABLE;
+            break;
+        }
+        done = reply->elements < HISTORY_BATCH;
+        for (i = 0; i < (int)reply->elements && status == OK; i++) {
+            const redisReply *ent = reply->element[i], *id, *kv, *c, *f;
+            sse_wire_event ev;
+            apr_uint64_t mask;
+            char *frame;
+
+            if (ent->type != REDIS_REPLY_ARRAY || ent->elements < 2
+                || (id = ent->element[0])->type != REDIS_REPLY_STRING
+                || (kv = ent->element[1])->type != REDIS_REPLY_ARRAY)
+                continue;
+            snprintf(start, sizeof(start), "(%.*s", (int)id->len, id->str);
+            if (!sse_wire_parse_server_id(id->str, id->len, &stamp) || !(c = field(kv, "c")))
+                continue;
+            mask = match(names, c->str, c->len);
+            if (!mask)
+                continue;
+            if ((f = field(kv, "x"))) {
+                /* A DELETE: what came before on those channels is gone. */
+                pe = (past_event *)got->elts;
+                for (j = 0; j < got->nelts; j++)
+                    pe[j].mask &= ~mask;
+                continue;
+            }
+            if (!(f = field(kv, "d")))
+                continue;
+            memset(&ev, 0, sizeof(ev));
+            ev.retry = -1;
+            ev.data = f->str;
+            ev.data_len = f->len;
+            if ((f = field(kv, "e"))) {
+                ev.event = f->str;
+                ev.event_len = f->len;
+            }
+            if ((f = field(kv, "r")))
+                ev.retry = strtol(f->str, NULL, 10);
+            if ((f = field(kv, "i"))) {
+                ev.id = apr_pstrmemdup(p, f->str, f->len);
+                ev.id_len = f->len;
+            }
+            else {
+                ev.id = apr_pstrmemdup(p, id->str, id->len);
+                ev.id_len = id->len;
+            }
+            ev.id_len = ev.id_len > SSE_FIELD_MAX ? SSE_FIELD_MAX : ev.id_len;
+            bytes += sse_wire_frame_size(&ev);
+            if (bytes > HISTORY_MAX_BYTES) {
+                *why = "more history than a stream reads at once (32M)";
+                status = HTTP_REQUEST_ENTITY_TOO_LARGE;
+                break;
+            }
+            frame = apr_palloc(p, sse_wire_frame_size(&ev));
+            pe = apr_array_push(got);
+            pe->mask = mask;
+            pe->past.stamp = stamp;
+            pe->past.id = ev.id;
+            pe->past.id_len = ev.id_len;
+            pe->past.frame = frame;
+            pe->past.frame_len = sse_wire_frame(frame, &ev);
+        }
+        freeReplyObject(reply);
+    }
+    pthread_mutex_unlock(&rs->pub_lock);
+    if (status != OK)
+        return status;
+    *out = apr_array_make(p, got->nelts ? got->nelts : 1, sizeof(sse_store_past));
+    pe = (past_event *)got->elts;
+    for (j = 0; j < got->nelts; j++) {
+        if (pe[j].mask)
+            *(sse_store_past *)apr_array_push(*out) = pe[j].past;
+    }
+    return OK;
+}
+
 static const sse_store_ops redis_ops = {
-    "redis", redis_publish, redis_channel, redis_subscribe, redis_unsubscribe, redis_stats
+    "redis", redis_publish, redis_channel, redis_subscribe, redis_unsubscribe, redis_stats,
+    redis_history
 };
 
 /* ---- the follower ---- */

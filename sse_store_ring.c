@@ -361,7 +361,8 @@ int sse_store_position(sse_store *st, apr_uint64_t *cursor, apr_uint64_t *stamp)
 }
 
 const sse_store_ops sse_store_ring_ops = {
-    "ring", ring_publish, ring_channel, ring_subscribe, ring_unsubscribe, ring_stats
+    "ring", ring_publish, ring_channel, ring_subscribe, ring_unsubscribe, ring_stats,
+    NULL                        /* no history beyond the ring */
 };
 
 int sse_store_ring_append(sse_store *st, const sse_store_entry *e, apr_uint64_t stamp,

@@ -285,6 +285,40 @@ def test_redis_persistence_survives_a_stop_of_everything(httpd):
         r.cleanup()
 
 
+def test_resume_older_than_the_ring_reads_redis(httpd, redis):
+    """A 64K ring keeps about 30 of these 2K events; Redis keeps them all:
+    a stream resuming from the first reads the rest from Redis, then the
+    ring, then live, exactly once each and in order, without sse-gap."""
+    prefix = uniq("hist") + ":"
+    chan, other = uniq("hist"), uniq("noise")
+    a = httpd(server_conf=redis_conf(redis, prefix) + "SSEBufferSize 64K\n", name="redis-a")
+    wait_following(a)
+    payload = lambda k: (f"{k:04d}-" + "w" * 2000).encode()
+    first = publish_ok(a.port, chan, "first")
+    sent = []
+    for k in range(120):
+        sent.append((publish_ok(a.port, chan, payload(k)), payload(k)))
+        if k % 10 == 0:
+            publish_ok(a.port, other, "elsewhere")
+    # The ring has wrapped: the first event is gone from it, not from Redis.
+    deadline = time.monotonic() + 10
+    while request(a.port, "GET", "/pub?channel=" + chan).json["messages"] >= 121:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert request(a.port, "GET", "/pub?channel=" + chan).json["messages"] < 60
+    with subscribe(a.port, chan, headers={"Last-Event-ID": first}) as s:
+        evs = s.next_events(120, timeout=20)
+        assert [e.raw for e in evs] == [wire_event(i, d) for i, d in sent]
+        s.assert_no_event(0.5)
+        live = publish_ok(a.port, chan, "live")
+        assert s.next_event(10).raw == wire_event(live, b"live")
+    # Redis trimmed below the id: sse-gap as before, then what the ring has.
+    redis.cli("XTRIM", prefix + "events", "MAXLEN", "20")
+    with subscribe(a.port, chan, headers={"Last-Event-ID": first}) as s:
+        gap = s.next_event(10)
+        assert gap.event == "sse-gap" and json.loads(gap.data)["last_event_id"] == first
+
+
 def test_id_older_than_redis_keeps_gets_sse_gap(httpd, redis):
     prefix = uniq("gap") + ":"
     chan = uniq("gap")
