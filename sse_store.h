@@ -6,12 +6,12 @@
  * call the functions below. A store is a set of operations (sse_store_ops)
  * over this server's ring:
  *
- *   sse_store_ring.c  the ring in shared memory is the whole truth (one
- *                     server: today's only store);
- *
- * and a store that shares channels between servers plugs in beside it with
- * the same operations, writing into the local ring what it gets from the
- * shared side, so that the dispatcher and replay go on reading the ring.
+ *   sse_store_ring.c   the ring in shared memory is the whole truth (one
+ *                      server);
+ *   sse_store_redis.c  servers share channels through Redis (SSERedis): the
+ *                      same operations, writing into the local ring what it
+ *                      gets from Redis, so that the dispatcher and replay go
+ *                      on reading the ring.
  *
  * Contract of every store:
  *  - Blocking: publish, channel, subscribe and position may block (the ring
