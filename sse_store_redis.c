@@ -1085,6 +1085,16 @@ int sse_store_redis_fill(sse_store *st)
         floor = stamp - 1;
     if (reply)
         freeReplyObject(reply);
+    reply = NULL;
+    /* An empty stream: start from Redis's clock if it is behind ours, or
+     * the follower would skip the first events it stamps. */
+    if (!floor && (reply = redisCommand(c, "TIME")) && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 2 && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_STRING)
+        floor = SSE_STAMP(strtoull(reply->element[0]->str, NULL, 10) * 1000
+                          + strtoull(reply->element[1]->str, NULL, 10) / 1000, 0);
+    if (reply)
+        freeReplyObject(reply);
     if (floor && floor < sse_ring_born(st->ring)
         && apr_global_mutex_lock(st->lock) == APR_SUCCESS) {
         rc = sse_ring_rebirth(st->ring, floor);
