@@ -15,7 +15,8 @@
  *    copy of the stream's recent entries, with the same stamps.
  *
  * Publishing: one Lua script (EVALSHA, EVAL when Redis has forgotten it)
- * XADDs every event of the batch and returns their ids. A script runs
+ * XADDs every event of the batch and returns their ids (and the other
+ * servers' subscribers of their channels, see below). A script runs
  * alone in Redis, so a batch is consecutive in the global order; the
  * publisher gets its 200 only once Redis has answered. When Redis cannot
  * be reached the answer is 503 with Retry-After (sse_store_retry_after)
@@ -62,14 +63,23 @@
  *    by the follower; the others go on.
  *  - A connection lost after the script was sent may have published: the
  *    answer is 503 all the same (the publisher cannot tell; Redis can).
+ *    A script that fails half-way (Redis out of memory) keeps the XADDs
+ *    it made: Redis does not roll scripts back.
+ *  - DELETE answers with this server's figures (taken before), and a
+ *    channel this server does not know is deleted all the same (200, 0
+ *    and 0): other servers may have it.
+ *  - Channel info when Redis cannot be reached counts this server's
+ *    streams alone (said at debug level), rather than failing.
  *
  * A new ring (a start, not a graceful restart) is filled in the parent at
  * post_config, before any child exists, from every entry Redis keeps
  * (sse_store_redis_fill): its birth moves back (sse_ring_rebirth) to just
  * below the oldest entry, so that a client coming from another server
  * with any id Redis still holds resumes here exactly, and an older one gets
- * sse-gap. A ring smaller than the stream keeps its newest part (the
- * channels' evicted stamps then say gap, as always).
+ * sse-gap. A ring smaller than the stream keeps its newest part (what it
+ * lost is read back from Redis, below). From an empty stream, the ring
+ * starts at Redis's clock if that is behind this server's, so that the
+ * follower does not skip the first ids Redis issues.
  *
  * History beyond the ring (redis_history): a stream that resumes from an
  * id this ring has overwritten on its channels (a ring smaller than the
