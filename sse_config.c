@@ -10,6 +10,7 @@
 #include "sse_config.h"
 #include "sse_body.h"
 #include "sse_num.h"
+#include "sse_redis_url.h"
 #include "sse_wire.h"
 
 #include <string.h>
@@ -26,6 +27,8 @@ void *sse_config_create_server(apr_pool_t *p, server_rec *s)
 
     sc->buffer_size = SSE_BUFFER_SIZE_DEFAULT;
     sc->max_channels = SSE_MAX_CHANNELS_DEFAULT;
+    sc->redis_prefix = SSE_REDIS_PREFIX_DEFAULT;
+    sc->redis_retention = SSE_REDIS_RETENTION_DEFAULT;
     return sc;
 }
 
@@ -171,6 +174,9 @@ static const num_spec max_channels_spec = SERVER_NUM(NUM_COUNT, max_channels,
                                                      SSE_MAX_CHANNELS_MIN, SSE_MAX_CHANNELS_MAX);
 static const num_spec max_subscribers_spec = SERVER_NUM(NUM_COUNT, max_subscribers,
                                                         0, SSE_MAX_SUBSCRIBERS_MAX);
+static const num_spec redis_retention_spec = SERVER_NUM(NUM_COUNT, redis_retention,
+                                                        SSE_REDIS_RETENTION_MIN,
+                                                        SSE_REDIS_RETENTION_MAX);
 static const num_spec heartbeat_spec = DIR_NUM(NUM_COUNT, heartbeat, 0, SSE_HEARTBEAT_MAX);
 static const num_spec retry_spec = DIR_NUM(NUM_COUNT, retry, 0, SSE_RETRY_MAX);
 static const num_spec initial_replay_spec = DIR_NUM(NUM_COUNT, initial_replay,
@@ -228,6 +234,44 @@ static const char *set_channel(cmd_parms *cmd, void *conf, const char *arg)
         return "SSEChannel: names no channel";
     if (dc->channel->nelts > SSE_BODY_MAX_CHANNELS)
         return "SSEChannel: more than " SSE_STR(SSE_BODY_MAX_CHANNELS) " channels";
+    return NULL;
+}
+
+/* SSERedis: parsed here, so that a bad address stops the start-up with a
+ * message naming the directive; the password is never echoed. */
+static const char *set_redis(cmd_parms *cmd, void *unused, const char *arg)
+{
+    sse_server_conf *sc = ap_get_module_config(cmd->server->module_config, &sse_module);
+    sse_redis_url *u = apr_palloc(cmd->pool, sizeof(*u));
+    const char *err;
+
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)))
+        return err;
+    if ((err = sse_redis_url_parse(arg, u)))
+        return apr_psprintf(cmd->pool, "SSERedis: %s", err);
+    sc->redis_url = arg;
+    sc->redis = u;
+    return NULL;
+}
+
+/* SSERedisPrefix: every key starts with it; printable, no space, so that
+ * it reads the same in redis-cli as in the configuration. */
+static const char *set_redis_prefix(cmd_parms *cmd, void *unused, const char *arg)
+{
+    sse_server_conf *sc = ap_get_module_config(cmd->server->module_config, &sse_module);
+    const char *err, *p;
+
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)))
+        return err;
+    if (!*arg)
+        return "SSERedisPrefix: empty (keys of several applications would mix)";
+    if (strlen(arg) > SSE_REDIS_PREFIX_MAX)
+        return "SSERedisPrefix: longer than " SSE_STR(SSE_REDIS_PREFIX_MAX) " bytes";
+    for (p = arg; *p; p++) {
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return "SSERedisPrefix: contains a space or a control character";
+    }
+    sc->redis_prefix = arg;
     return NULL;
 }
 
@@ -291,6 +335,14 @@ const command_rec sse_config_cmds[] = {
     AP_INIT_TAKE1("SSEMaxSubscribers", set_number, (void *)&max_subscribers_spec, RSRC_CONF,
                   "streams that may be open at once, all children together (server-wide; "
                   "0 = no limit)"),
+    AP_INIT_TAKE1("SSERedis", set_redis, NULL, RSRC_CONF,
+                  "redis://[[user]:password@]host[:port][/db] or unix:/path[?db=N]: share "
+                  "channels with every server using this Redis and prefix (server-wide)"),
+    AP_INIT_TAKE1("SSERedisPrefix", set_redis_prefix, NULL, RSRC_CONF,
+                  "prefix of every Redis key of this module (default sse:; server-wide)"),
+    AP_INIT_TAKE1("SSERedisRetention", set_number, (void *)&redis_retention_spec, RSRC_CONF,
+                  "events Redis keeps for replay, all channels together (default 100000; "
+                  "server-wide)"),
     AP_INIT_TAKE1("SSEChannel", set_channel, NULL, LOCATION,
                   "expression naming the channel(s) of this location, e.g. "
                   "\"user-%{REMOTE_USER}\""),

@@ -40,12 +40,22 @@ extern module AP_MODULE_DECLARE_DATA sse_module;
 #define SSE_OVERLOAD_RETRY_MAX   (SSE_RETRY_MAX / 5 * 4)
 #define SSE_MAX_SUBSCRIBERS_MAX  100000000              /* default 0 = no limit */
 /* SSERetry: 0 .. SSE_RETRY_MAX (sse_wire.h), as clients parse it. */
+/* SSERedisRetention: events of the one Redis stream (all channels). */
+#define SSE_REDIS_RETENTION_DEFAULT 100000
+#define SSE_REDIS_RETENTION_MIN  1
+#define SSE_REDIS_RETENTION_MAX  100000000
+#define SSE_REDIS_PREFIX_DEFAULT "sse:"
+#define SSE_REDIS_PREFIX_MAX     200                    /* bytes */
 
 /* Server-wide. */
 typedef struct {
     apr_int64_t buffer_size;        /* SSEBufferSize, bytes */
     apr_int64_t max_channels;       /* SSEMaxChannels */
     apr_int64_t max_subscribers;    /* SSEMaxSubscribers, 0 = no limit */
+    const char *redis_url;          /* SSERedis as written; NULL: the ring store */
+    struct sse_redis_url_s *redis;  /* ... parsed (sse_redis_url.h) */
+    const char *redis_prefix;       /* SSERedisPrefix */
+    apr_int64_t redis_retention;    /* SSERedisRetention */
 } sse_server_conf;
 
 /* Per location; -1 (NULL for pointers) means "not set here". */

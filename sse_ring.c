@@ -73,7 +73,7 @@ struct sse_ring {
     uint32_t chan_cap;          /* power of two, > max_channels */
     uint32_t chan_live;
     uint32_t chan_waiting;      /* live channels with CHAN_WAITING */
-    uint32_t unused;
+    uint32_t leader;            /* sse_ring_leader_word */
     uint64_t born;
     uint64_t last_stamp;
     uint64_t evicted;           /* events overwritten, ever */
@@ -236,9 +236,25 @@ uint64_t sse_ring_last_stamp(const sse_ring *r)
     return LOAD(&r->last_stamp);
 }
 
+uint32_t *sse_ring_leader_word(sse_ring *r)
+{
+    return &r->leader;
+}
+
+int sse_ring_rebirth(sse_ring *r, uint64_t born)
+{
+    /* Only before anything was written: no reader can have taken a
+     * position from the old birth or stamp yet, in records. */
+    if (r->head != 0 || r->last_stamp != r->born || born >= r->born)
+        return -1;
+    STORE(&r->born, born);
+    STORE(&r->last_stamp, born);
+    return 0;
+}
+
 uint64_t sse_ring_born(const sse_ring *r)
 {
-    return r->born;
+    return LOAD(&r->born);
 }
 
 /* ---- channel table ---- */
@@ -585,12 +601,6 @@ static uint64_t stamp_after(uint64_t last, uint64_t now_ms)
     return now > last ? now : last + 1;
 }
 
-static uint64_t next_stamp(sse_ring *r, uint64_t now_ms)
-{
-    STORE(&r->last_stamp, stamp_after(r->last_stamp, now_ms));
-    return r->last_stamp;
-}
-
 /* Forgets the record at tail; returns the offset after it. */
 static uint64_t evict_one(sse_ring *r, uint64_t tail, uint64_t head)
 {
@@ -661,10 +671,11 @@ static void commit(sse_ring *r, uint64_t end)
     STORE(&r->head, end);
 }
 
-int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
-                     uint64_t *stamp_out, char id_out[SSE_FIELD_MAX + 1])
+/* Appends m with the given stamp (already known to be above last_stamp). */
+static int append(sse_ring *r, const sse_ring_msg *m, uint64_t stamp,
+                  char id_out[SSE_FIELD_MAX + 1])
 {
-    uint64_t ds = r->params.data_size, stamp, size, off, end;
+    uint64_t ds = r->params.data_size, size, off, end;
     char idbuf[SSE_ID_BUFSIZE];
     sse_wire_event ev;
     size_t frame_len;
@@ -676,7 +687,6 @@ int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
 
     if (m->nchan < 1 || m->nchan > SSE_RING_MAX_CHANNELS_PER_EVENT)
         return -1;
-    stamp = stamp_after(r->last_stamp, now_ms);
     ev.event = m->event;
     ev.event_len = m->event_len;
     ev.retry = m->retry;
@@ -732,7 +742,6 @@ int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
         STORE(&c->last_off, off);
         RING_STEP(SSE_RING_STEP_CHANNEL);
     }
-    *stamp_out = stamp;
     if (id_out) {
         memcpy(id_out, ev.id, ev.id_len);
         id_out[ev.id_len] = '\0';
@@ -740,7 +749,43 @@ int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
     return 0;
 }
 
+int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
+                     uint64_t *stamp_out, char id_out[SSE_FIELD_MAX + 1])
+{
+    uint64_t stamp = stamp_after(r->last_stamp, now_ms);
+
+    if (append(r, m, stamp, id_out) != 0)
+        return -1;
+    *stamp_out = stamp;
+    return 0;
+}
+
+int sse_ring_publish_at(sse_ring *r, const sse_ring_msg *m, uint64_t stamp,
+                        char id_out[SSE_FIELD_MAX + 1])
+{
+    /* One order for every reader: a stamp at or below the last would put a
+     * record after one it should precede, and replay stops at stamps. */
+    if (stamp <= r->last_stamp)
+        return SSE_RING_STALE;
+    return append(r, m, stamp, id_out);
+}
+
+static uint32_t delete_with(sse_ring *r, int slot, uint64_t stamp);
+
 uint32_t sse_ring_delete(sse_ring *r, int slot, uint64_t now_ms)
+{
+    return delete_with(r, slot, stamp_after(r->last_stamp, now_ms));
+}
+
+int sse_ring_delete_at(sse_ring *r, int slot, uint64_t stamp, uint32_t *dropped)
+{
+    if (stamp <= r->last_stamp)
+        return SSE_RING_STALE;
+    *dropped = delete_with(r, slot, stamp);
+    return 0;
+}
+
+static uint32_t delete_with(sse_ring *r, int slot, uint64_t stamp)
 {
     chan_slot *c = &chans(r)[slot];
     uint64_t ds = r->params.data_size, size, off;
@@ -763,7 +808,8 @@ uint32_t sse_ring_delete(sse_ring *r, int slot, uint64_t now_ms)
     h->size = (uint32_t)size;
     h->kind = SSE_REC_DELETE;
     h->nchan = 1;
-    h->stamp = next_stamp(r, now_ms);
+    STORE(&r->last_stamp, stamp);
+    h->stamp = stamp;
     link = (sse_ring_link *)(h + 1);
     link->chan = (uint32_t)slot;
     link->epoch = old_epoch;

@@ -75,10 +75,22 @@ size_t sse_ring_max_frame(const sse_ring *r);
 
 uint64_t sse_ring_head(const sse_ring *r);
 uint64_t sse_ring_born(const sse_ring *r);   /* stamp of the ring's birth */
+/* Moves the birth of a ring that nothing was ever written to back to
+ * born (below its birth), and its last stamp with it: the ring is about to
+ * be filled with older events from a shared history (the Redis store at
+ * start-up), from which ids from born on are known. -1, changing nothing,
+ * when the ring is not empty or born is not below its birth. The caller
+ * holds the lock. */
+int sse_ring_rebirth(sse_ring *r, uint64_t born);
 /* Stamp of the newest record: every id issued so far is at most this.
  * Lock-free; under the lock it is also the stamp of the record before
  * head. */
 uint64_t sse_ring_last_stamp(const sse_ring *r);
+
+/* A word of the header for a store's own use, 0 in a fresh ring, changed
+ * only with atomics by its users: the Redis store keeps there the pid of
+ * the one process that writes what Redis has into this ring. */
+uint32_t *sse_ring_leader_word(sse_ring *r);
 
 /* ---- channels (the caller holds the lock, except where noted) ---- */
 
@@ -189,10 +201,24 @@ int sse_ring_fits(const sse_ring *r, const sse_ring_msg *m);
 int sse_ring_publish(sse_ring *r, const sse_ring_msg *m, uint64_t now_ms,
                      uint64_t *stamp, char id_out[SSE_FIELD_MAX + 1]);
 
+/* The same with a stamp chosen by the caller (a store that takes its ids
+ * from a shared server): the stamp must be strictly greater than
+ * sse_ring_last_stamp(); otherwise nothing is written and SSE_RING_STALE is
+ * returned, so that the ring's order is always its stamps' order. -1 when
+ * m does not fit, as above. A stamp from the future moves the ring's clock
+ * on: later sse_ring_publish() and sse_ring_delete() stamps follow it. */
+#define SSE_RING_STALE (-2)
+int sse_ring_publish_at(sse_ring *r, const sse_ring_msg *m, uint64_t stamp,
+                        char id_out[SSE_FIELD_MAX + 1]);
+
 /* Drops a channel's retained events and appends a DELETE record that tells
  * every process to end its streams on that channel. Returns the count of
  * events dropped. */
 uint32_t sse_ring_delete(sse_ring *r, int slot, uint64_t now_ms);
+/* The same with the caller's stamp for the DELETE record (a deletion that
+ * came from a shared server): strictly above sse_ring_last_stamp(), or
+ * SSE_RING_STALE and nothing changes. 0 and *dropped otherwise. */
+int sse_ring_delete_at(sse_ring *r, int slot, uint64_t stamp, uint32_t *dropped);
 
 /* ---- reading (lock-free) ---- */
 

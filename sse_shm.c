@@ -62,6 +62,18 @@ static void set_limits(sse_store *st, server_rec *s)
     sse_store_set_max_subscribers(st, (apr_uint64_t)sse_config_server(s)->max_subscribers);
 }
 
+/* The store of this generation: the ring store, or with SSERedis the Redis
+ * store over it (a configuration's, from pconf: SSERedis may change at a
+ * graceful restart, the ring stays). */
+static sse_store *use_store(apr_pool_t *pconf, sse_store *ring, server_rec *s)
+{
+    sse_store *st = sse_config_server(s)->redis ? sse_store_redis_open(pconf, ring, s) : ring;
+
+    sse_store_set(st);
+    set_limits(st, s);
+    return st;
+}
+
 int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
 {
     apr_pool_t *pproc = s->process->pool;
@@ -85,8 +97,7 @@ int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
                          "changes to SSEBufferSize, SSEMaxChannels or ServerLimit "
                          "take effect after a full stop and start",
                          have.data_size, have.max_channels, have.max_procs);
-        sse_store_set(keep->store);
-        set_limits(keep->store, s);
+        use_store(pconf, keep->store, s);
         return OK;
     }
 
@@ -114,8 +125,8 @@ int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
                  "event ring created: %" APR_UINT64_T_FMT " bytes of events, "
                  "%u channels, %u process slots, %" APR_SIZE_T_FMT " bytes in all",
                  want.data_size, want.max_channels, want.max_procs, size);
-    sse_store_set(keep->store);
-    set_limits(keep->store, s);
+    /* A new ring of a shared store starts with what the store keeps. */
+    sse_store_redis_fill(use_store(pconf, keep->store, s));
     return OK;
 }
 
@@ -146,6 +157,7 @@ void sse_shm_child_init(apr_pool_t *pchild, server_rec *s)
                      "no free process slot in the event ring: subscriber counts "
                      "will not include this child's streams");
     apr_pool_cleanup_register(pchild, st, release_proc, apr_pool_cleanup_null);
+    sse_store_redis_child_init(st, pchild, s);
 }
 
 void sse_shm_monitor(server_rec *s)

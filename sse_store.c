@@ -105,6 +105,22 @@ void sse_store_unsubscribe(sse_store *st, const sse_store_channels *chans)
     st->ops->unsubscribe(st, chans);
 }
 
+int sse_store_history(sse_store *st, apr_pool_t *p, const apr_array_header_t *names,
+                      apr_uint64_t from, apr_uint64_t upto, apr_array_header_t **out,
+                      const char **why)
+{
+    if (!st || !st->ops->history) {
+        *why = "no history beyond the event ring";
+        return HTTP_NOT_FOUND;
+    }
+    return st->ops->history(st, p, names, from, upto, out, why);
+}
+
+int sse_store_retry_after(sse_store *st)
+{
+    return st ? st->retry_after : 0;
+}
+
 /* ---- metrics ---- */
 
 void sse_store_set_max_subscribers(sse_store *st, apr_uint64_t max)

@@ -6,12 +6,12 @@
  * call the functions below. A store is a set of operations (sse_store_ops)
  * over this server's ring:
  *
- *   sse_store_ring.c  the ring in shared memory is the whole truth (one
- *                     server: today's only store);
- *
- * and a store that shares channels between servers plugs in beside it with
- * the same operations, writing into the local ring what it gets from the
- * shared side, so that the dispatcher and replay go on reading the ring.
+ *   sse_store_ring.c   the ring in shared memory is the whole truth (one
+ *                      server);
+ *   sse_store_redis.c  servers share channels through Redis (SSERedis): the
+ *                      same operations, writing into the local ring what it
+ *                      gets from Redis, so that the dispatcher and replay go
+ *                      on reading the ring.
  *
  * Contract of every store:
  *  - Blocking: publish, channel, subscribe and position may block (the ring
@@ -101,7 +101,18 @@ typedef struct {
     /* The ring's figures and busiest channels into out (its counters and
      * gauges are read by sse_store_stats). */
     int  (*stats)(sse_store *st, sse_metrics_snapshot *out);
+    /* Optional (NULL: none): see sse_store_history. */
+    int  (*history)(sse_store *st, apr_pool_t *p, const apr_array_header_t *names,
+                    apr_uint64_t from, apr_uint64_t upto, apr_array_header_t **out,
+                    const char **why);
 } sse_store_ops;
+
+/* An event of a shared server's history, framed as the ring frames it. */
+typedef struct {
+    apr_uint64_t stamp;
+    const char  *id;     apr_size_t id_len;
+    const char  *frame;  apr_size_t frame_len;
+} sse_store_past;
 
 /* Shared by the stores: what a store's operations work on. Callers outside
  * the store units use the functions below, never these fields. */
@@ -112,7 +123,61 @@ struct sse_store {
     int                  proc;      /* this process's slot in the ring, -1: none */
     sse_metrics         *metrics;   /* the ring's metrics block */
     apr_uint64_t         max_subscribers;   /* SSEMaxSubscribers, 0: none */
+    int                  retry_after;       /* seconds after a 503, 0: none */
 };
+
+/* ---- for stores that share channels between servers ---- */
+
+/* The ring store's operations: another store that keeps this server's
+ * ring as its local copy calls them on itself (its sse_store fields are
+ * the ring's) for what stays local. */
+extern const sse_store_ops sse_store_ring_ops;
+
+/* One event as a shared server hands it back: channels (valid names,
+ * distinct, 1..SSE_STORE_MAX_CHANNELS), the publisher's id or NULL, event
+ * type or NULL, retry (< 0: none), data. */
+typedef struct {
+    const sse_bytes *channels;
+    int              nchan;
+    const char *id;     apr_size_t id_len;
+    const char *event;  apr_size_t event_len;
+    long        retry;
+    const char *data;   apr_size_t data_len;
+} sse_store_entry;
+
+/* Appends e to this server's ring with the given stamp (the shared
+ * server's id), under the lock, and wakes the readers of its channels.
+ * Only one writer per server may call it (see sse_store_redis.c), so that
+ * the ring's order is the shared order. OK, or: HTTP_CONFLICT (stamp not
+ * above the ring's last: nothing written), HTTP_REQUEST_ENTITY_TOO_LARGE
+ * (the event does not fit this ring), HTTP_SERVICE_UNAVAILABLE (the lock,
+ * or the channel table is full), HTTP_BAD_REQUEST (channel count). */
+int sse_store_ring_append(sse_store *st, const sse_store_entry *e, apr_uint64_t stamp,
+                          const char **why);
+
+/* A deletion from the shared server, with its stamp: the channel's history
+ * in this ring is dropped and its streams end (a channel this ring does not
+ * know has nothing to drop: OK, *dropped 0). HTTP_CONFLICT when the stamp
+ * is not above the ring's last (nothing changed), HTTP_SERVICE_UNAVAILABLE
+ * when the lock fails. */
+int sse_store_ring_delete_at(sse_store *st, const sse_bytes *name, apr_uint64_t stamp,
+                             apr_uint32_t *dropped, const char **why);
+
+/* The Redis store (sse_store_redis.c) over the ring store ring: publishes
+ * go to Redis, and one process per server copies Redis's events into the
+ * ring. s is the main server (its SSERedis is set). */
+struct server_rec;
+sse_store *sse_store_redis_open(apr_pool_t *p, sse_store *ring, struct server_rec *s);
+/* In the parent, on a ring just created (nothing written yet): copies every
+ * event Redis keeps into it. 0 when st is not the Redis store or Redis
+ * could not be reached (logged; the ring stays empty), 1 otherwise. */
+int sse_store_redis_fill(sse_store *st);
+/* In each child: starts the thread that follows Redis when this child is
+ * the server's follower (and waits to become it otherwise). */
+void sse_store_redis_child_init(sse_store *st, apr_pool_t *pchild, struct server_rec *s);
+/* Seconds a client should wait after a 503 of this store (Retry-After),
+ * 0: none to say. */
+int sse_store_retry_after(sse_store *st);
 
 /* This process's store (set by sse_shm.c at post_config and child_init);
  * NULL where there is none. */
@@ -158,6 +223,18 @@ void sse_store_unsubscribe(sse_store *st, const sse_store_channels *chans);
  * counted in one critical section, so that it is exact across children.
  * Set at every configuration pass. */
 void sse_store_set_max_subscribers(sse_store *st, apr_uint64_t max);
+
+/* What this ring lost of a stream's channels and a shared server still
+ * holds: the events of the channels names with from < stamp <= upto,
+ * oldest first (array of sse_store_past, from p), minus those a later
+ * DELETE of their channel took. Blocks (a network round trip or more).
+ * OK, or HTTP_NOT_FOUND (the store keeps no history beyond the ring, or
+ * none back to from: the caller reports a gap as before),
+ * HTTP_SERVICE_UNAVAILABLE (its server cannot be reached),
+ * HTTP_REQUEST_ENTITY_TOO_LARGE (more than a stream may read at once). */
+int sse_store_history(sse_store *st, apr_pool_t *p, const apr_array_header_t *names,
+                      apr_uint64_t from, apr_uint64_t upto, apr_array_header_t **out,
+                      const char **why);
 
 /* ---- metrics (any thread; never block) ---- */
 

@@ -360,15 +360,87 @@ int sse_store_position(sse_store *st, apr_uint64_t *cursor, apr_uint64_t *stamp)
     return OK;
 }
 
-static const sse_store_ops ring_ops = {
-    "ring", ring_publish, ring_channel, ring_subscribe, ring_unsubscribe, ring_stats
+const sse_store_ops sse_store_ring_ops = {
+    "ring", ring_publish, ring_channel, ring_subscribe, ring_unsubscribe, ring_stats,
+    NULL                        /* no history beyond the ring */
 };
+
+int sse_store_ring_append(sse_store *st, const sse_store_entry *e, apr_uint64_t stamp,
+                          const char **why)
+{
+    int slots[SSE_STORE_MAX_CHANNELS];
+    wake_set woken = { 0 };
+    sse_ring_msg m;
+    int i, rc;
+
+    if (e->nchan < 1 || e->nchan > SSE_STORE_MAX_CHANNELS) {
+        *why = "no channel, or more than " SSE_STR(SSE_STORE_MAX_CHANNELS);
+        return HTTP_BAD_REQUEST;
+    }
+    m.nchan = e->nchan;
+    m.chan = slots;
+    m.id = e->id;
+    m.id_len = e->id ? e->id_len : 0;
+    m.event = e->event;
+    m.event_len = e->event ? e->event_len : 0;
+    m.retry = e->retry;
+    m.data = e->data;
+    m.data_len = e->data_len;
+    if (!sse_ring_fits(st->ring, &m)) {
+        *why = "event too large for this server's event ring (SSEBufferSize)";
+        return HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+    if (!lock(st, why))
+        return HTTP_SERVICE_UNAVAILABLE;
+    for (i = 0; i < e->nchan; i++) {
+        slots[i] = sse_ring_chan_intern(st->ring, e->channels[i].s, e->channels[i].len);
+        if (slots[i] < 0) {
+            unlock(st);
+            *why = "too many channels in use (SSEMaxChannels)";
+            return HTTP_SERVICE_UNAVAILABLE;
+        }
+        wake_set_add(&woken, slots[i]);
+    }
+    rc = sse_ring_publish_at(st->ring, &m, stamp, NULL);
+    unlock(st);
+    if (rc == SSE_RING_STALE) {
+        *why = "its stamp is not above the ring's last";
+        return HTTP_CONFLICT;
+    }
+    SSE_ASSERT(rc == 0);
+    wake(st, &woken);
+    return OK;
+}
+
+int sse_store_ring_delete_at(sse_store *st, const sse_bytes *name, apr_uint64_t stamp,
+                             apr_uint32_t *dropped, const char **why)
+{
+    wake_set woken = { 0 };
+    int slot, rc = 0;
+
+    *dropped = 0;
+    if (!lock(st, why))
+        return HTTP_SERVICE_UNAVAILABLE;
+    slot = sse_ring_chan_find(st->ring, name->s, name->len);
+    if (slot >= 0) {
+        rc = sse_ring_delete_at(st->ring, slot, stamp, dropped);
+        wake_set_add(&woken, slot);
+    }
+    unlock(st);
+    if (rc == SSE_RING_STALE) {
+        *why = "its stamp is not above the ring's last";
+        return HTTP_CONFLICT;
+    }
+    if (slot >= 0)
+        wake(st, &woken);
+    return OK;
+}
 
 sse_store *sse_store_ring_open(apr_pool_t *p, sse_ring *ring, apr_global_mutex_t *lock)
 {
     sse_store *st = apr_pcalloc(p, sizeof(*st));
 
-    st->ops = &ring_ops;
+    st->ops = &sse_store_ring_ops;
     st->ring = ring;
     st->lock = lock;
     st->proc = -1;

@@ -58,6 +58,7 @@ typedef struct {
     /* Written: events and body bytes, for the request notes. */
     apr_uint64_t        events, bytes;
     int                 catching_up;    /* replaying what its queue dropped, not history */
+    const apr_array_header_t *names;    /* its channels, as named */
 } stream;
 
 /* Counts what a write delivered, in the stream's totals and the metrics. */
@@ -135,6 +136,49 @@ static void put_gap(stream *st, apr_pool_t *p, const char *asked, apr_size_t ask
  * limit > 0), preceded by an sse-gap notice when gap says so. If the ring
  * overwrites what is being replayed, starts again from the last event
  * written, with a notice: events may be missed, never silently. */
+/* What the ring overwrote of the stream's channels after from (a resumed
+ * stream), read from a store that keeps more history than the ring (the
+ * Redis store): written, and *from moved past it. Nothing when the store
+ * has none: the caller reports the gap as before. */
+static apr_status_t from_history(stream *st, apr_pool_t *p, apr_uint64_t *from)
+{
+    const sse_store_channels *chans = sse_registry_channels(st->sub);
+    const sse_ring *ring = sse_store_ring(sse_store_get());
+    apr_array_header_t *past;
+    const sse_store_past *e;
+    apr_uint64_t upto = 0;
+    const char *why;
+    apr_status_t rv = APR_SUCCESS;
+    int i, status;
+
+    for (i = 0; i < chans->n; i++) {
+        apr_uint64_t ev = sse_ring_chan_evicted(ring, chans->slot[i]);
+        if (sse_ring_chan_epoch(ring, chans->slot[i]) == chans->epoch[i] && ev > upto)
+            upto = ev;
+    }
+    if (upto <= *from || !st->names)
+        return APR_SUCCESS;
+    status = sse_store_history(sse_store_get(), p, st->names, *from, upto, &past, &why);
+    if (status != OK) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, st->r, SSE_LOGNO(00310)
+                      "history beyond the ring not read (%d: %s)", status, why);
+        return APR_SUCCESS;
+    }
+    e = (const sse_store_past *)past->elts;
+    for (i = 0; i < past->nelts; i++) {
+        put_copy(st, e[i].frame, e[i].frame_len);
+        st->pend_events++;
+        st->pend_replayed++;
+        st->last = e[i].stamp;
+        memcpy(st->last_id, e[i].id, e[i].id_len);
+        st->last_id[e[i].id_len] = '\0';
+        if (st->pending >= REPLAY_FLUSH_BYTES && (rv = flush(st)) != APR_SUCCESS)
+            return rv;
+    }
+    *from = upto;
+    return rv;
+}
+
 static apr_status_t replay(stream *st, apr_pool_t *p, apr_uint64_t from, apr_uint64_t upto,
                            int limit, const char *asked, apr_size_t asked_len, int gap)
 {
@@ -143,6 +187,9 @@ static apr_status_t replay(stream *st, apr_pool_t *p, apr_uint64_t from, apr_uin
     apr_status_t rv = APR_SUCCESS;
 
     sse_replay_reader_init(&rd, p);
+    if (asked && !gap && sse_replay_gap(chans, from)
+        && (rv = from_history(st, p, &from)) != APR_SUCCESS)
+        return rv;
     for (;;) {
         apr_array_header_t *refs;
         const sse_replay_ref *ref;
@@ -415,6 +462,7 @@ int sse_stream_handler(request_rec *r)
     ap_discard_request_body(r);
 
     st.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    st.names = channels;
     apr_pool_create(&scratch, r->pool);
     apr_pool_tag(scratch, "sse_stream_scratch");
     batch = apr_palloc(r->pool, sizeof(*batch));

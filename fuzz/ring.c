@@ -3,6 +3,9 @@
  * channels, 24 channel names, so that channels are forgotten and their
  * slots reused): intern, publish (1 to 3 channels, server or publisher id,
  * event type, retry, data of up to 64 KiB with CR, LF and NUL), delete,
+ * sse_ring_publish_at with a stamp above the last or stale (at or below it),
+ * sse_ring_rebirth (accepted only by a ring nothing was written to),
+ * sse_ring_delete_at (a stamp above the last, or stale),
  * subscribe/unsubscribe, the clock moving either way, sse_ring_read by a
  * reader that keeps its cursor, with buffers too small at times.
  *
@@ -12,6 +15,9 @@
  *    refuses fails, unless it has no publisher id (sse_ring_fits measures
  *    the longest server id, the real one may be shorter); a publish that
  *    fails leaves the head and the last stamp where they were;
+ *  - sse_ring_publish_at with a stamp above the last behaves the same with
+ *    exactly that stamp; with a stale one it answers SSE_RING_STALE and
+ *    changes nothing;
  *  - sse_ring_delete drops what sse_ring_chan_get said was retained;
  *  - reading from the tail to the head (sse_ring_read) gives, in order,
  *    exactly the newest records published (a model kept here), each intact:
@@ -170,7 +176,25 @@ static void op_publish(input *in)
 
     fits = sse_ring_fits(S.r, &msg);
     head = sse_ring_head(S.r);
-    rv = sse_ring_publish(S.r, &msg, S.now, &stamp, id_out);
+    if (flags & 64) {
+        /* A stamp chosen by the caller (the Redis store's follower): above
+         * the last by a sequence step or a jump of milliseconds, or stale
+         * (equal to or below the last), which must change nothing. */
+        unsigned k = next(in);
+        int stale = k & 1;
+
+        stamp = stale ? last - (k >> 1) % (last + 1)
+                      : last + 1 + (k & 2 ? SSE_STAMP((k >> 2), 0) : (k >> 2));
+        rv = sse_ring_publish_at(S.r, &msg, stamp, id_out);
+        if (stale) {
+            FUZZ_CHECK(rv == SSE_RING_STALE);
+            FUZZ_CHECK(sse_ring_head(S.r) == head && sse_ring_last_stamp(S.r) == last);
+            return;
+        }
+    }
+    else {
+        rv = sse_ring_publish(S.r, &msg, S.now, &stamp, id_out);
+    }
     if (rv != 0) {
         FUZZ_CHECK(rv == -1 && !fits);
         FUZZ_CHECK(sse_ring_head(S.r) == head && sse_ring_last_stamp(S.r) == last);
@@ -211,7 +235,8 @@ static void op_publish(input *in)
 
 static void op_delete(input *in)
 {
-    int slot = name_slot(next(in));
+    unsigned b = next(in);
+    int slot = name_slot(b);
     sse_ring_chan_info info;
     model_rec rec;
     uint32_t epoch;
@@ -220,7 +245,25 @@ static void op_delete(input *in)
         return;
     sse_ring_chan_get(S.r, slot, &info);
     epoch = sse_ring_chan_epoch(S.r, slot);
-    FUZZ_CHECK(sse_ring_delete(S.r, slot, S.now) == info.retained);
+    if (b & 0x80) {
+        /* With the caller's stamp: above the last, or stale (nothing changes). */
+        uint64_t last = sse_ring_last_stamp(S.r), head = sse_ring_head(S.r);
+        uint32_t dropped = 0;
+        unsigned k = next(in);
+
+        if (k & 1) {
+            FUZZ_CHECK(sse_ring_delete_at(S.r, slot, last - (k >> 1) % (last + 1), &dropped)
+                       == SSE_RING_STALE);
+            FUZZ_CHECK(sse_ring_head(S.r) == head && sse_ring_last_stamp(S.r) == last
+                       && sse_ring_chan_epoch(S.r, slot) == epoch);
+            return;
+        }
+        FUZZ_CHECK(sse_ring_delete_at(S.r, slot, last + 1 + (k >> 1), &dropped) == 0);
+        FUZZ_CHECK(dropped == info.retained && sse_ring_last_stamp(S.r) == last + 1 + (k >> 1));
+    }
+    else {
+        FUZZ_CHECK(sse_ring_delete(S.r, slot, S.now) == info.retained);
+    }
     FUZZ_CHECK(sse_ring_chan_epoch(S.r, slot) == epoch + 1);
     FUZZ_CHECK(sse_ring_chan_last(S.r, slot) == SSE_RING_NONE);
     memset(&rec, 0, sizeof(rec));
@@ -255,6 +298,18 @@ static void op_subs(input *in)
 static void op_clock(input *in)
 {
     int step = (int)(int8_t)next(in);
+    uint64_t born = sse_ring_born(S.r), last = sse_ring_last_stamp(S.r);
+
+    /* A rebirth further back: only an untouched ring takes it. */
+    if (step < -100) {
+        uint64_t to = born - SSE_STAMP((uint64_t)(-step), 0);
+        int ok = sse_ring_head(S.r) == 0 && last == born;
+
+        FUZZ_CHECK(sse_ring_rebirth(S.r, to) == (ok ? 0 : -1));
+        FUZZ_CHECK(sse_ring_born(S.r) == (ok ? to : born));
+        FUZZ_CHECK(sse_ring_last_stamp(S.r) == (ok ? to : last));
+        return;
+    }
 
     /* Mostly forward by a few ms, sometimes back (ids must still grow). */
     if (step < 0 && (uint64_t)(-step) * 100 < S.now)

@@ -22,7 +22,8 @@ log() { echo "deps.sh: $*" >&2; }
 
 # Building the module. build-essential: apxs needs a C compiler and make
 # (absent on minimal images).
-BUILD=(build-essential apache2-dev libjansson-dev)
+# libhiredis-dev: the Redis client of the SSERedis store (sse_store_redis.c).
+BUILD=(build-essential apache2-dev libjansson-dev libhiredis-dev)
 # Packaging (`make deb`, and tests/test_deb.py in `make test`): debhelper
 # (compat 13). dh_apache2 comes with apache2-dev, which provides the
 # virtual dh-apache2 of debian/control's Build-Depends; dpkg-buildpackage
@@ -51,7 +52,9 @@ if [ "$MODE" = test ]; then
     # Prometheus scrapes it (tests/test_metrics.py starts its own; the
     # Debian service is kept from starting like the others, and stopped
     # below if it runs anyway).
-    PKGS+=(python3-pytest nodejs npm php-cli chromium nghttp2-client openssl
+    # redis-server: tests/test_redis.py starts its own (Debian's service is
+    # kept from starting like the others, and stopped below if it runs).
+    PKGS+=(python3-pytest nodejs npm php-cli chromium nghttp2-client openssl redis-server
            php-cgi php-fpm libapache2-mod-php clang libclang-rt-14-dev prometheus)
 fi
 
@@ -120,6 +123,13 @@ if [ "$MODE" = test ] && [ -s /run/prometheus/prometheus.pid ] \
    && kill -0 "$(cat /run/prometheus/prometheus.pid)" 2>/dev/null; then
     log "stopping the Debian prometheus service"
     service prometheus stop || true
+fi
+
+# The same for Debian's Redis service (tests/test_redis.py starts its own).
+if [ "$MODE" = test ] && [ -s /run/redis/redis-server.pid ] \
+   && kill -0 "$(cat /run/redis/redis-server.pid)" 2>/dev/null; then
+    log "stopping the Debian redis-server service"
+    service redis-server stop || true
 fi
 
 if [ "$MODE" = test ]; then

@@ -113,6 +113,7 @@ def test_graceful_restart_with_changed_ring_sizes_keeps_the_ring(httpd):
 UPPER_BOUNDS = [
     ("SSEBufferSize", "server", "1024G", str((1 << 40) + 1)),
     ("SSEMaxChannels", "server", "1000000", "1000001"),
+    ("SSERedisRetention", "server", "100000000", "100000001"),
     ("SSEHeartbeat", "location", "86400", "86401"),
     ("SSERetry", "location", "2147483647", "2147483648"),
     ("SSEInitialReplay", "location", "100000", "100001"),

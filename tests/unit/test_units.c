@@ -12,6 +12,7 @@
 
 #include "sse_wire.h"
 #include "sse_ring.h"
+#include "sse_redis_url.h"
 #include "sse_body.h"
 #include "sse_parse.h"
 #include "sse_num.h"
@@ -369,6 +370,128 @@ static void test_ring_channels(void)
         sse_ring_proc_release(r, proc);
     }
     free(mem);
+}
+
+/* sse_ring_publish_at: the caller's stamp, strictly above the last, or
+ * nothing changes; the ring's own stamps follow a stamp from the future. */
+static void test_ring_publish_at(void)
+{
+    void *mem;
+    sse_ring *r = new_ring(64 * 1024, 4, &mem);
+    int slot = sse_ring_chan_intern(r, "a", 1);
+    sse_ring_msg m = { 1, &slot, NULL, 0, NULL, 0, -1, "x", 1 };
+    sse_ring_msg own = { 1, &slot, "mine", 4, NULL, 0, -1, "y", 1 };
+    uint64_t at = SSE_STAMP(5000, 7), head, cursor = sse_ring_head(r), stamp;
+    char id[SSE_FIELD_MAX + 1], buf[256];
+    size_t need;
+    sse_ring_rec rec;
+
+    CHECK(sse_ring_publish_at(r, &m, at, id) == 0);
+    CHECK(strcmp(id, "5000-7") == 0 && sse_ring_last_stamp(r) == at);
+    head = sse_ring_head(r);
+    CHECK(sse_ring_publish_at(r, &m, at, id) == SSE_RING_STALE);        /* equal */
+    CHECK(sse_ring_publish_at(r, &m, at - 1, id) == SSE_RING_STALE);    /* below */
+    CHECK(sse_ring_head(r) == head && sse_ring_last_stamp(r) == at);
+    /* A publisher's own id keeps its text; the stamp orders it. */
+    CHECK(sse_ring_publish_at(r, &own, at + 1, id) == 0 && strcmp(id, "mine") == 0);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_OK
+          && rec.stamp == at && rec.id_len == 6 && memcmp(rec.id, "5000-7", 6) == 0);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_OK
+          && rec.stamp == at + 1 && rec.id_len == 4);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_EMPTY);
+    /* The local clock (1000 ms at birth) is behind 5000 ms: the next own
+     * stamp comes after the caller's, not before. */
+    CHECK(sse_ring_publish(r, &m, 1200, &stamp, id) == 0 && stamp == at + 2);
+    /* Too big is -1 even with a good stamp. */
+    {
+        static char big[65536];
+        sse_ring_msg huge = { 1, &slot, NULL, 0, NULL, 0, -1, big, sizeof(big) };
+        memset(big, 'b', sizeof(big));
+        CHECK(sse_ring_publish_at(r, &huge, at + 100, id) == -1);
+        CHECK(sse_ring_last_stamp(r) == at + 2);
+    }
+    free(mem);
+    /* Rebirth: only of an empty ring, only backwards, then filled from there. */
+    r = new_ring(64 * 1024, 4, &mem);
+    slot = sse_ring_chan_intern(r, "a", 1);
+    CHECK(sse_ring_born(r) == SSE_STAMP(1000, 0));
+    CHECK(sse_ring_rebirth(r, SSE_STAMP(1000, 0)) == -1);      /* not below */
+    CHECK(sse_ring_rebirth(r, SSE_STAMP(400, 3)) == 0);
+    CHECK(sse_ring_born(r) == SSE_STAMP(400, 3) && sse_ring_last_stamp(r) == SSE_STAMP(400, 3));
+    CHECK(sse_ring_publish_at(r, &m, SSE_STAMP(400, 3), id) == SSE_RING_STALE);
+    CHECK(sse_ring_publish_at(r, &m, SSE_STAMP(400, 4), id) == 0 && strcmp(id, "400-4") == 0);
+    CHECK(sse_ring_rebirth(r, SSE_STAMP(100, 0)) == -1);        /* not empty */
+    CHECK(sse_ring_born(r) == SSE_STAMP(400, 3) && sse_ring_last_stamp(r) == SSE_STAMP(400, 4));
+    /* A deletion with the caller's stamp: stale refused, else a DELETE
+     * record with exactly that stamp, the channel's history dropped. */
+    {
+        uint32_t dropped = 99, epoch = sse_ring_chan_epoch(r, slot);
+        uint64_t head2 = sse_ring_head(r), cur = head2;
+
+        CHECK(sse_ring_delete_at(r, slot, SSE_STAMP(400, 4), &dropped) == SSE_RING_STALE);
+        CHECK(dropped == 99 && sse_ring_head(r) == head2 && sse_ring_chan_epoch(r, slot) == epoch);
+        CHECK(sse_ring_delete_at(r, slot, SSE_STAMP(401, 0), &dropped) == 0 && dropped == 1);
+        CHECK(sse_ring_chan_epoch(r, slot) == epoch + 1 && sse_ring_last_stamp(r) == SSE_STAMP(401, 0));
+        CHECK(sse_ring_read(r, &cur, buf, sizeof(buf), &need, &rec) == SSE_RING_OK
+              && rec.kind == SSE_REC_DELETE && rec.stamp == SSE_STAMP(401, 0));
+        CHECK(sse_ring_chan_last(r, slot) == SSE_RING_NONE);
+    }
+    free(mem);
+}
+
+/* SSERedis addresses: every accepted form with its parts, and each kind
+ * of mistake refused. */
+static void test_redis_url(void)
+{
+    sse_redis_url u;
+    static const char *bad[] = {
+        "", "redis:/h", "http://h", "redis://", "redis://:6379", "redis://h:0",
+        "redis://h:65536", "redis://h:12a", "redis://h:", "redis://h/x", "redis://h/-1",
+        "redis://h/1000001", "redis://h/1/2", "redis://u@h", "redis://u:@h",
+        "redis://:p%4@h", "redis://:p%zz@h", "redis://:p%00@h", "redis://h o",
+        "redis://h\tx", "redis://h!x", "redis://[::1", "redis://[]", "redis://[::1]x",
+        "redis://[zz]", "unix:", "unix:relative.sock", "unix:/s?db=", "unix:/s?db=x",
+        "unix:/s?foo=1", "unix:/s?db=1&x=2", "REDIS://h",
+    };
+    char longpath[200];
+    size_t i;
+
+    CHECK(sse_redis_url_parse("redis://127.0.0.1", &u) == NULL && !u.is_unix
+          && strcmp(u.host, "127.0.0.1") == 0 && u.port == 6379 && u.db == 0
+          && !u.has_password && u.user[0] == '\0');
+    CHECK(sse_redis_url_parse("redis://cache.example-1.org:7000/3", &u) == NULL
+          && strcmp(u.host, "cache.example-1.org") == 0 && u.port == 7000 && u.db == 3);
+    CHECK(sse_redis_url_parse("redis://h/", &u) == NULL && u.db == 0);
+    CHECK(sse_redis_url_parse("redis://:s3cret@h", &u) == NULL && u.has_password
+          && u.user[0] == '\0' && strcmp(u.password, "s3cret") == 0);
+    CHECK(sse_redis_url_parse("redis://app:pa%40ss%2Fw:rd@h:1/15", &u) == NULL
+          && strcmp(u.user, "app") == 0 && strcmp(u.password, "pa@ss/w:rd") == 0
+          && strcmp(u.host, "h") == 0 && u.port == 1 && u.db == 15);
+    CHECK(sse_redis_url_parse("redis://[::1]:6380/2", &u) == NULL
+          && strcmp(u.host, "::1") == 0 && u.port == 6380 && u.db == 2);
+    CHECK(sse_redis_url_parse("redis://[::1]", &u) == NULL && u.port == 6379);
+    CHECK(sse_redis_url_parse("unix:/run/redis/redis.sock", &u) == NULL && u.is_unix
+          && strcmp(u.path, "/run/redis/redis.sock") == 0 && u.db == 0);
+    CHECK(sse_redis_url_parse("unix:/tmp/r.sock?db=9", &u) == NULL
+          && strcmp(u.path, "/tmp/r.sock") == 0 && u.db == 9);
+    CHECK(sse_redis_url_parse("redis://h:65535/1000000", &u) == NULL
+          && u.port == 65535 && u.db == 1000000);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *err = sse_redis_url_parse(bad[i], &u);
+        if (!err)
+            printf("accepted: '%s'\n", bad[i]);
+        CHECK(err != NULL);
+    }
+    /* The socket path: 107 bytes fit sun_path, 108 do not. */
+    memcpy(longpath, "unix:/", 6);
+    memset(longpath + 6, 'p', 106);
+    longpath[112] = '\0';
+    CHECK(sse_redis_url_parse(longpath, &u) == NULL && strlen(u.path) == 107);
+    longpath[112] = 'p';
+    longpath[113] = '\0';
+    CHECK(sse_redis_url_parse(longpath, &u) != NULL);
+    CHECK(strstr(sse_redis_url_parse("redis://u@h", &u), "password") != NULL);
+    CHECK(strstr(sse_redis_url_parse("redis://h:99999", &u), "port") != NULL);
 }
 
 /* Records each wake-up call made by sse_ring_wake. */
@@ -991,6 +1114,8 @@ int main(void)
     test_ring_wrap_and_evict();
     test_ring_crash_safety();
     test_ring_channels();
+    test_ring_publish_at();
+    test_redis_url();
     test_ring_wake();
     test_body(p);
     test_parse(p);
