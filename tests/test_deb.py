@@ -193,11 +193,13 @@ def test_deb_metadata(deb):
     api = re.search(r"^our \$API = \"(\d+)\";", Path("/usr/bin/dh_apache2").read_text(), re.M)
     depends = [d.strip() for d in fields["Depends"].split(",")]
     names = sorted(re.match(r"[a-z0-9.+-]+", d).group(0) for d in depends)
-    assert names == sorted(["libc6", "libjansson4", f"apache2-api-{api.group(1)}", "apache2-bin"]), \
-        fields["Depends"]
-    assert re.fullmatch(r"libjansson4 \(>= [\d.]+\)", next(d for d in depends
-                                                           if d.startswith("libjansson4"))), depends
-    # The files: the module, sse.load and sse.conf, and the documentation.
+    assert names == sorted(["libc6", "libjansson4", "libhiredis0.14",
+                            f"apache2-api-{api.group(1)}", "apache2-bin"]), fields["Depends"]
+    for lib in ("libjansson4", "libhiredis0.14"):
+        assert re.fullmatch(re.escape(lib) + r" \(>= [\d.]+\)",
+                            next(d for d in depends if d.startswith(lib + " "))), depends
+    # The files: the module, sse.load and sse.conf, and the documentation
+    # (dh_compress gzips documents over 4 KiB).
     listing = run(["dpkg-deb", "-c", str(path)])[1]
     files = sorted(line.split()[-1] for line in listing.splitlines() if line.startswith("-"))
     doc = "./usr/share/doc/" + PKG
@@ -206,7 +208,7 @@ def test_deb_metadata(deb):
         "./etc/apache2/mods-available/sse.load",
         "./etc/apache2/mods-available/sse.conf",
         f"{doc}/README.md.gz", f"{doc}/changelog.gz", f"{doc}/copyright",
-        f"{doc}/log-messages.txt"]), listing
+        f"{doc}/log-messages.txt.gz"]), listing
     assert re.search(r"^-rw-r--r-- root/root .* \./usr/lib/apache2/modules/mod_sse\.so$",
                      listing, re.M), listing
     # The files under /etc are conffiles: an administrator's edits survive upgrades.
