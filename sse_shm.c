@@ -3,7 +3,8 @@
  * post_config runs in the parent at start and at every restart, with a new
  * pconf each time. The segment and the mutex hang off s->process->pool
  * instead, which lives as long as the parent, and are found again by
- * userdata key. The ring's parameters (SSEBufferSize, SSEMaxChannels,
+ * userdata key; the store object over them is made anew by each generation
+ * (see sse_shm_persistent). The ring's parameters (SSEBufferSize, SSEMaxChannels,
  * ServerLimit) are fixed at creation: a graceful restart that changes them
  * keeps the running ring and says so; a full stop and start applies them.
  *
@@ -31,9 +32,14 @@ APLOG_USE_MODULE(sse);
 #define USERDATA_KEY "mod_sse.shm"
 #define RING_ALIGN   64         /* the ring starts on a cache line */
 
+/* What lives as long as the parent. Only data: no pointer into this
+ * module's own image, which httpd unloads and loads again (maybe at another
+ * address) at every restart. The store object, whose operations are
+ * function pointers into the module, is made anew by every generation. */
 typedef struct {
     apr_shm_t          *shm;
-    sse_store          *store;      /* the ring store over both */
+    sse_ring           *ring;
+    apr_global_mutex_t *lock;
 } sse_shm_persistent;
 
 apr_status_t sse_shm_pre_config(apr_pool_t *pconf)
@@ -56,21 +62,17 @@ static void ring_params(server_rec *s, sse_ring_params *p)
     p->max_procs = (apr_uint32_t)daemons * 2;
 }
 
-/* What may change at every restart, graceful or not. */
-static void set_limits(sse_store *st, server_rec *s)
+/* The store of this generation over the kept ring and lock, on pconf (its
+ * operations point into the module as loaded now): the ring store, or with
+ * SSERedis the Redis store over it (SSERedis may change at a graceful
+ * restart, the ring stays). */
+static sse_store *use_store(apr_pool_t *pconf, const sse_shm_persistent *keep, server_rec *s)
 {
-    sse_store_set_max_subscribers(st, (apr_uint64_t)sse_config_server(s)->max_subscribers);
-}
-
-/* The store of this generation: the ring store, or with SSERedis the Redis
- * store over it (a configuration's, from pconf: SSERedis may change at a
- * graceful restart, the ring stays). */
-static sse_store *use_store(apr_pool_t *pconf, sse_store *ring, server_rec *s)
-{
+    sse_store *ring = sse_store_ring_open(pconf, keep->ring, keep->lock);
     sse_store *st = sse_config_server(s)->redis ? sse_store_redis_open(pconf, ring, s) : ring;
 
+    sse_store_set_max_subscribers(st, (apr_uint64_t)sse_config_server(s)->max_subscribers);
     sse_store_set(st);
-    set_limits(st, s);
     return st;
 }
 
@@ -88,7 +90,7 @@ int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
     ring_params(s, &want);
     apr_pool_userdata_get((void **)&keep, USERDATA_KEY, pproc);
     if (keep) {
-        sse_ring_get_params(keep->store->ring, &have);
+        sse_ring_get_params(keep->ring, &have);
         if (have.data_size != want.data_size || have.max_channels != want.max_channels
             || have.max_procs != want.max_procs)
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SSE_LOGNO(00001)
@@ -97,7 +99,7 @@ int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
                          "changes to SSEBufferSize, SSEMaxChannels or ServerLimit "
                          "take effect after a full stop and start",
                          have.data_size, have.max_channels, have.max_procs);
-        use_store(pconf, keep->store, s);
+        use_store(pconf, keep, s);
         return OK;
     }
 
@@ -119,14 +121,15 @@ int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
     ring = sse_ring_init(base + (RING_ALIGN - (apr_uintptr_t)base % RING_ALIGN)
                                       % RING_ALIGN,
                          &want, sse_store_now_ms());
-    keep->store = sse_store_ring_open(pproc, ring, lock);
+    keep->ring = ring;
+    keep->lock = lock;
     apr_pool_userdata_set(keep, USERDATA_KEY, apr_pool_cleanup_null, pproc);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, SSE_LOGNO(00003)
                  "event ring created: %" APR_UINT64_T_FMT " bytes of events, "
                  "%u channels, %u process slots, %" APR_SIZE_T_FMT " bytes in all",
                  want.data_size, want.max_channels, want.max_procs, size);
     /* A new ring of a shared store starts with what the store keeps. */
-    sse_store_redis_fill(use_store(pconf, keep->store, s));
+    sse_store_redis_fill(use_store(pconf, keep, s));
     return OK;
 }
 
