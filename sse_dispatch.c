@@ -180,12 +180,26 @@ static void size_futex_hash(server_rec *s)
 #endif
 }
 
+int sse_dispatch_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    sigset_t all, old;
+    int rv;
+
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, THREAD_STACK);
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rv = pthread_create(thread, &attr, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    return rv;
+}
+
 void sse_dispatch_child_init(apr_pool_t *pchild, server_rec *s)
 {
     sse_store *st = sse_store_get();
     apr_uint64_t cursor = 0, processed = 0;
-    pthread_attr_t attr;
-    sigset_t all, old;
     int rv;
 
     if (!st)
@@ -203,13 +217,7 @@ void sse_dispatch_child_init(apr_pool_t *pchild, server_rec *s)
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, SSE_LOGNO(00204)
                      "cannot take the sse-ring mutex to start the dispatcher");
     }
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, THREAD_STACK);
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    rv = pthread_create(&disp.thread, &attr, dispatcher, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
+    rv = sse_dispatch_thread_start(&disp.thread, dispatcher, NULL);
     if (rv != 0) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, SSE_LOGNO(00205)
                      "cannot start the event dispatcher thread: streams of this "

@@ -10,10 +10,16 @@
 #ifndef SSE_DISPATCH_H
 #define SSE_DISPATCH_H
 
+#include <pthread.h>
 #include <httpd.h>
 
 /* Starts the dispatcher of this child (child_init); stopped and joined by a
  * pre-cleanup of pchild. */
 void sse_dispatch_child_init(apr_pool_t *pchild, server_rec *s);
+
+/* Starts one of a child's own threads (the dispatcher, the Redis follower):
+ * a small stack, and every signal blocked, so that httpd's signals reach
+ * the threads that expect them. Returns pthread_create's result. */
+int sse_dispatch_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 #endif

@@ -92,6 +92,7 @@
  */
 #include "sse_store.h"
 #include "sse_config.h"
+#include "sse_dispatch.h"
 #include "sse_log.h"
 #include "sse_redis_url.h"
 
@@ -121,7 +122,6 @@ APLOG_USE_MODULE(sse);
 #define PUBLISH_HOLDOFF     apr_time_from_sec(1)    /* after a failed connection */
 #define RETRY_AFTER_S       1
 #define JOIN_WAIT_S         1
-#define THREAD_STACK        (256 * 1024)
 
 #define REPORT_MS           1000    /* how often the follower reports this server's counts */
 #define LIVE_MS             "5000"  /* a server whose report is older is not counted */
@@ -1171,20 +1171,12 @@ static apr_status_t follower_cleanup(void *data)
 void sse_store_redis_child_init(sse_store *st, apr_pool_t *pchild, server_rec *s)
 {
     redis_store *rs = (redis_store *)st;
-    pthread_attr_t attr;
-    sigset_t all, old;
     int rv;
 
     if (!st || st->ops != &redis_ops)
         return;
     rs->s = s;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, THREAD_STACK);
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    rv = pthread_create(&rs->thread, &attr, follower, rs);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
+    rv = sse_dispatch_thread_start(&rs->thread, follower, rs);
     if (rv != 0) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, SSE_LOGNO(01207)
                      "cannot start the Redis follower thread: this child will never "
