@@ -20,7 +20,6 @@ import pytest
 from ssetest.channels import uniq
 from ssetest.clients import request, subscribe
 from ssetest.env import MPMS
-from ssetest.httpd import Httpd
 from ssetest.publish import pub_json, pub_raw, publish_ok, wait_subscribers
 from ssetest.redis import REDIS_SERVER, RedisServer
 from ssetest.wire import HEARTBEAT, assert_strictly_increasing, server_id_key, wire_event
@@ -575,30 +574,20 @@ BAD = [
 
 
 @pytest.mark.parametrize("directive,line,why", BAD, ids=[l for _, l, _ in BAD])
-def test_bad_redis_values_fail_startup(directive, line, why):
-    h = Httpd(server_conf=line + "\n", name="conftest")
-    try:
-        rc, out = h.config_test()
-    finally:
-        h.cleanup()
+def test_bad_redis_values_fail_startup(httpd, directive, line, why):
+    rc, out = httpd(server_conf=line + "\n", start=False).config_test()
     assert rc != 0, f"`{line}` was accepted:\n{out}"
     assert directive in out and why in out, out
 
 
-def test_redis_password_is_not_echoed():
-    h = Httpd(server_conf="SSERedis redis://app:s3cretpw@127.0.0.1:0\n", name="conftest")
-    try:
-        rc, out = h.config_test()
-    finally:
-        h.cleanup()
+def test_redis_password_is_not_echoed(httpd):
+    rc, out = httpd(server_conf="SSERedis redis://app:s3cretpw@127.0.0.1:0\n",
+                    start=False).config_test()
     assert rc != 0 and "SSERedis: the port" in out, out
     assert "s3cretpw" not in out, out
 
 
-def test_redis_directives_only_server_wide():
-    h = Httpd(conf="<Location /x>\nSSERedis redis://127.0.0.1\n</Location>\n", name="conftest")
-    try:
-        rc, out = h.config_test()
-    finally:
-        h.cleanup()
+def test_redis_directives_only_server_wide(httpd):
+    rc, out = httpd(conf="<Location /x>\nSSERedis redis://127.0.0.1\n</Location>\n",
+                    start=False).config_test()
     assert rc != 0 and "SSERedis" in out, out
