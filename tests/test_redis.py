@@ -396,6 +396,9 @@ def test_redis_killed_and_restarted_mid_stream(pair, redis):
         log = h.error_log()
         assert log.count("SSE01201") == 1, log[-4000:]
         assert log.count("SSE01202") == 1, log[-4000:]
+        # The refused requests themselves are not errors of the log.
+        assert "SSE00101" in log
+        assert not [l for l in log.splitlines() if "SSE00101" in l and "[sse:error]" in l]
 
 
 def test_publish_with_redis_never_up_is_503(httpd, redis):
