@@ -60,15 +60,25 @@ int sse_http_json(request_rec *r, int status, const char *json_text)
     return OK;
 }
 
-int sse_http_error(request_rec *r, int status, const char *why)
+static int refuse(request_rec *r, int status, const char *why, int quiet)
 {
-    ap_log_rerror(APLOG_MARK, status >= 500 ? APLOG_ERR : APLOG_INFO, 0, r,
-                  SSE_LOGNO(00101) "%d: %s", status, why);
+    ap_log_rerror(APLOG_MARK, quiet ? APLOG_DEBUG : status >= 500 ? APLOG_ERR : APLOG_INFO, 0,
+                  r, SSE_LOGNO(00101) "%d: %s", status, why);
     /* A body we refused unread is not drained: httpd closes the connection
      * after statuses that drop it (413 among them). */
     if (status == HTTP_REQUEST_ENTITY_TOO_LARGE)
         r->connection->keepalive = AP_CONN_CLOSE;
     return sse_http_json(r, status, sse_http_error_json(r->pool, why));
+}
+
+int sse_http_error(request_rec *r, int status, const char *why)
+{
+    return refuse(r, status, why, 0);
+}
+
+int sse_http_error_quiet(request_rec *r, int status, const char *why)
+{
+    return refuse(r, status, why, 1);
 }
 
 int sse_http_not_allowed(request_rec *r, const char *allow, const char *what)

@@ -27,6 +27,9 @@ int sse_http_json(request_rec *r, int status, const char *json_text);
 
 /* Logs why and sends {"error": why} with status; returns OK. */
 int sse_http_error(request_rec *r, int status, const char *why);
+/* The same, logged at debug level: a refusal whose cause is logged once
+ * elsewhere, not once per request. */
+int sse_http_error_quiet(request_rec *r, int status, const char *why);
 
 /* Answers 405 with an Allow header; returns OK. */
 int sse_http_not_allowed(request_rec *r, const char *allow, const char *what);

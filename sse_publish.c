@@ -94,13 +94,16 @@ static const char *answer_json(apr_pool_t *p, const sse_store_receipt *res, int 
 }
 
 /* A store's refusal; a store whose server is away says when to come back
- * (Retry-After on its 503s). */
+ * (Retry-After on its 503s), and logs the outage itself, once: each
+ * request refused meanwhile is logged at debug level only. */
 static int store_error(request_rec *r, int status, const char *why)
 {
     int after = sse_store_retry_after(sse_store_get());
 
-    if (status == HTTP_SERVICE_UNAVAILABLE && after > 0)
+    if (status == HTTP_SERVICE_UNAVAILABLE && after > 0) {
         apr_table_setn(r->headers_out, "Retry-After", apr_itoa(r->pool, after));
+        return sse_http_error_quiet(r, status, why);
+    }
     return sse_http_error(r, status, why);
 }
 

@@ -1,14 +1,19 @@
-"""Several servers, one set of channels: SSERedis (issue 15, first slice).
+"""Several servers, one set of channels: SSERedis (issue 15).
 
 Each test starts its own redis-server (tests/ssetest/redis.py) on a free
-loopback port and two httpd servers that name it with a prefix of their
-own; everything is stopped by pid. Covered: a publish on A reaches B with
-the same id and bytes (and is the Redis stream's entry); concurrent
-publishers on A and B give subscribers on A and B the identical sequence;
-Redis SIGKILLed mid-stream (streams stay, publishes get 503 + Retry-After +
-JSON, delivery resumes once Redis is back without restarting httpd, and
-each server logs lost and back once); DELETE refused while it is not
-shared; bad SSERedis values fail at start-up naming the directive."""
+loopback port and httpd servers that name it with a prefix of their own;
+everything is stopped by pid. Covered: a publish on A reaches B with the
+same id and bytes (and is the Redis stream's entry), under every MPM and
+through the optional function; concurrent publishers on A and B give
+subscribers on A and B the identical sequence; one follower per server,
+taken over when it is killed, and after a graceful restart; failover with
+Last-Event-ID to a freshly started server, a full restart of every httpd
+(and of Redis with persistence), resuming from an id the ring lost but
+Redis keeps, sse-gap for an id Redis no longer keeps; Redis SIGKILLed
+mid-stream (streams stay, publishes get 503 + Retry-After + JSON, delivery
+resumes once Redis is back without restarting httpd, lost and back logged
+once each); a key of another type; DELETE and subscriber counts across
+servers; bad SSERedis values fail at start-up naming the directive."""
 import json
 import os
 import signal
@@ -23,6 +28,7 @@ from ssetest.env import MPMS
 from ssetest.publish import pub_json, pub_raw, publish_ok, wait_subscribers
 from ssetest.redis import REDIS_SERVER, RedisServer
 from ssetest.wire import HEARTBEAT, assert_strictly_increasing, server_id_key, wire_event
+from testmod import sse_testmod_conf
 
 
 @pytest.fixture
@@ -147,6 +153,24 @@ def test_graceful_restart_keeps_delivering(pair):
         id_ = publish_ok(a.port, chan, "after graceful")
         assert sb.next_event(10).raw == wire_event(id_, b"after graceful")
         sb.assert_no_event(0.3)
+
+
+def test_optional_function_publishes_through_redis(httpd, redis, sse_testmod_so):
+    """Another module's sse_publish() on A reaches B: the same store."""
+    prefix = uniq("mod") + ":"
+    a = httpd(server_conf=redis_conf(redis, prefix), name="redis-a",
+              conf=sse_testmod_conf(sse_testmod_so,
+                                    "<Location /t-publish>\n    SetHandler sse-test-publish\n"
+                                    "</Location>\n"))
+    b = httpd(server_conf=redis_conf(redis, prefix), name="redis-b")
+    wait_following(a, b)
+    chan = uniq("mod")
+    with subscribe(b.port, chan) as sb:
+        r = request(a.port, "GET", f"/t-publish?channel={chan}&data=from%20a%20module")
+        assert r.status == 200, r
+        id_ = r.body.decode().strip()
+        assert sb.next_event(10).raw == wire_event(id_, b"from a module")
+    assert redis.cli_json("XRANGE", prefix + "events", "-", "+")[0][0] == id_
 
 
 def test_batch_is_consecutive_and_multi_channel(pair, redis):
@@ -395,6 +419,9 @@ def test_redis_killed_and_restarted_mid_stream(pair, redis):
         log = h.error_log()
         assert log.count("SSE01201") == 1, log[-4000:]
         assert log.count("SSE01202") == 1, log[-4000:]
+        # The refused requests themselves are not errors of the log.
+        assert "SSE00101" in log
+        assert not [l for l in log.splitlines() if "SSE00101" in l and "[sse:error]" in l]
 
 
 def test_publish_with_redis_never_up_is_503(httpd, redis):
