@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define RING_MAGIC  0x52455353u     /* "SSER" */
-#define RING_LAYOUT 4u
+#define RING_LAYOUT 5u
 
 enum { CHAN_FREE = 0, CHAN_LIVE = 1, CHAN_GONE = 2 };
 

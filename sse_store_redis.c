@@ -213,6 +213,24 @@ typedef struct {
 static const sse_store_ops redis_ops;
 static const redisReply *field(const redisReply *kv, const char *name);
 
+/* ---- what sse-status says of Redis ---- */
+
+/* A failure of op (one of the SSE_C_REDIS_ERR_* counters); unreachable:
+ * Redis did not answer at all (rather than answer with an error), so
+ * sse_redis_up goes to 0 for every process of the server. */
+static void redis_failed(redis_store *rs, sse_counter op, int unreachable)
+{
+    sse_store_count(&rs->base, op, 1);
+    if (unreachable)
+        sse_metrics_set_redis_up(rs->base.metrics, 0);
+}
+
+/* Redis answered, whatever it answered. */
+static void redis_answered(redis_store *rs)
+{
+    sse_metrics_set_redis_up(rs->base.metrics, 1);
+}
+
 /* ---- connections ---- */
 
 static struct timeval tv_ms(long ms)
@@ -363,9 +381,11 @@ static const char *pub_ready(redis_store *rs, char *buf, size_t size)
     }
     if (!(rs->pub = redis_connect(rs, COMMAND_TIMEOUT_MS, buf, size))) {
         rs->pub_failed = apr_time_now();
+        sse_metrics_set_redis_up(rs->base.metrics, 0);
         return buf;
     }
     rs->pub_failed = 0;
+    redis_answered(rs);
     reply = redisCommand(rs->pub, "SCRIPT LOAD %s", PUBLISH_SCRIPT);
     if (reply && reply->type == REDIS_REPLY_STRING && reply->len == 40) {
         memcpy(rs->sha, reply->str, 40);
@@ -438,8 +458,10 @@ static int redis_publish(sse_store *st, const sse_body_event *events, int n,
         goto unreachable;
     }
     pthread_mutex_unlock(&rs->pub_lock);
+    redis_answered(rs);
     if (reply->type == REDIS_REPLY_ERROR || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 2 * (size_t)n) {
+        redis_failed(rs, SSE_C_REDIS_ERR_PUBLISH, 0);
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, rs->s, SSE_LOGNO(01203)
                      "Redis at %s refused a publish to %s: %s", rs->where, rs->key,
                      reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
@@ -470,6 +492,9 @@ static int redis_publish(sse_store *st, const sse_body_event *events, int n,
     return status;
 
 unreachable:
+    /* One per publish, however it failed (no connection, a broken one, or
+     * within the second after a failed connection): what a publisher saw. */
+    redis_failed(rs, SSE_C_REDIS_ERR_PUBLISH, 1);
     *why = "Redis cannot be reached; nothing was published (try again later)";
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rs->s, SSE_LOGNO(01204)
                  "publish: Redis at %s cannot be reached: %s", rs->where, err);
@@ -496,6 +521,7 @@ static apr_uint64_t subscribers_elsewhere(redis_store *rs, const sse_bytes *name
     pthread_mutex_lock(&rs->pub_lock);
     if (pub_ready(rs, err, sizeof(err))) {
         pthread_mutex_unlock(&rs->pub_lock);
+        redis_failed(rs, SSE_C_REDIS_ERR_READ, 1);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rs->s, SSE_LOGNO(01213)
                      "channel info counts this server's subscribers only: %s", err);
         return 0;
@@ -504,6 +530,10 @@ static apr_uint64_t subscribers_elsewhere(redis_store *rs, const sse_bytes *name
     if (!reply)
         pub_drop(rs);
     pthread_mutex_unlock(&rs->pub_lock);
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        redis_failed(rs, SSE_C_REDIS_ERR_READ, !reply);
+    else
+        redis_answered(rs);
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
         n = (apr_uint64_t)reply->integer;
     if (reply)
@@ -550,6 +580,7 @@ static int redis_channel(sse_store *st, const sse_bytes *name, int drop, sse_sto
     pthread_mutex_lock(&rs->pub_lock);
     if (pub_ready(rs, err, sizeof(err))) {
         pthread_mutex_unlock(&rs->pub_lock);
+        redis_failed(rs, SSE_C_REDIS_ERR_DELETE, 1);
         *why = "Redis cannot be reached; the channel was not deleted (try again later)";
         return HTTP_SERVICE_UNAVAILABLE;
     }
@@ -558,12 +589,15 @@ static int redis_channel(sse_store *st, const sse_bytes *name, int drop, sse_sto
     if (!reply) {
         pub_drop(rs);
         pthread_mutex_unlock(&rs->pub_lock);
+        redis_failed(rs, SSE_C_REDIS_ERR_DELETE, 1);
         *why = "Redis cannot be reached; the channel was not deleted (try again later)";
         return HTTP_SERVICE_UNAVAILABLE;
     }
     pthread_mutex_unlock(&rs->pub_lock);
+    redis_answered(rs);
     status = reply->type == REDIS_REPLY_STRING ? OK : HTTP_SERVICE_UNAVAILABLE;
     if (status != OK) {
+        redis_failed(rs, SSE_C_REDIS_ERR_DELETE, 0);
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, rs->s, SSE_LOGNO(01212)
                      "Redis at %s refused a delete in %s: %s", rs->where, rs->key,
                      reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
@@ -587,6 +621,8 @@ static void redis_unsubscribe(sse_store *st, const sse_store_channels *chans)
 
 static int redis_stats(sse_store *st, sse_metrics_snapshot *out)
 {
+    out->redis_set = 1;
+    out->redis_up = sse_metrics_redis_up(st->metrics);
     return sse_store_ring_ops.stats(st, out);
 }
 
@@ -640,6 +676,7 @@ static int redis_history(sse_store *st, apr_pool_t *p, const apr_array_header_t 
     pthread_mutex_lock(&rs->pub_lock);
     if (pub_ready(rs, err, sizeof(err))) {
         pthread_mutex_unlock(&rs->pub_lock);
+        redis_failed(rs, SSE_C_REDIS_ERR_READ, 1);
         *why = "Redis cannot be reached";
         return HTTP_SERVICE_UNAVAILABLE;
     }
@@ -650,12 +687,17 @@ static int redis_history(sse_store *st, apr_pool_t *p, const apr_array_header_t 
         && reply->element[0]->element[0]->type == REDIS_REPLY_STRING)
         sse_wire_parse_server_id(reply->element[0]->element[0]->str,
                                  reply->element[0]->element[0]->len, &oldest);
-    if (!reply)
+    if (!reply) {
         pub_drop(rs);
-    else
-        freeReplyObject(reply);
+        pthread_mutex_unlock(&rs->pub_lock);
+        redis_failed(rs, SSE_C_REDIS_ERR_READ, 1);
+        *why = "Redis cannot be reached";
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    freeReplyObject(reply);
     if (!oldest || oldest - 1 > from) {
         pthread_mutex_unlock(&rs->pub_lock);
+        redis_answered(rs);
         *why = "Redis does not keep events back to that id";
         return HTTP_NOT_FOUND;
     }
@@ -664,12 +706,15 @@ static int redis_history(sse_store *st, apr_pool_t *p, const apr_array_header_t 
                              HISTORY_BATCH);
         if (!reply) {
             pub_drop(rs);
+            redis_failed(rs, SSE_C_REDIS_ERR_READ, 1);
             *why = "Redis cannot be reached";
             status = HTTP_SERVICE_UNAVAILABLE;
             break;
         }
+        redis_answered(rs);
         if (reply->type != REDIS_REPLY_ARRAY) {
             freeReplyObject(reply);
+            redis_failed(rs, SSE_C_REDIS_ERR_READ, 0);
             *why = "Redis refused to read the stream";
             status = HTTP_SERVICE_UNAVAILABLE;
             break;
@@ -969,6 +1014,7 @@ out:
 /* Once per outage, by the follower: one line per server, not per request. */
 static void note_lost(redis_store *rs, int *lost, const char *err)
 {
+    redis_failed(rs, SSE_C_REDIS_ERR_FOLLOW, 1);
     if (*lost)
         return;
     *lost = 1;
@@ -1009,6 +1055,7 @@ static void *follower(void *arg)
                 backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
                 continue;
             }
+            redis_answered(rs);
             if (lost) {
                 lost = 0;
                 ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rs->s, SSE_LOGNO(01202)
@@ -1040,6 +1087,7 @@ static void *follower(void *arg)
         if (reply->type == REDIS_REPLY_ERROR) {
             /* Reachable but refusing (the key holds something else, an ACL,
              * loading): not "lost", and said once until it reads again. */
+            redis_failed(rs, SSE_C_REDIS_ERR_FOLLOW, 0);
             if (!refusing)
                 ap_log_error(APLOG_MARK, APLOG_ERR, 0, rs->s, SSE_LOGNO(01211)
                              "Redis at %s refuses to read %s: %s; retrying every second",
@@ -1078,11 +1126,13 @@ int sse_store_redis_fill(sse_store *st)
     if (!st || st->ops != &redis_ops)
         return 0;
     if (!(c = redis_connect(rs, COMMAND_TIMEOUT_MS, err, sizeof(err)))) {
+        redis_failed(rs, SSE_C_REDIS_ERR_FOLLOW, 1);
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rs->s, SSE_LOGNO(01208)
                      "cannot fill the new event ring from Redis at %s (%s): it starts "
                      "empty, and ids from before now get sse-gap here", rs->where, err);
         return 0;
     }
+    redis_answered(rs);
     /* Ids from just below the oldest entry Redis keeps on are positions:
      * nothing lies between the two. (Not XINFO's max-deleted-entry-id:
      * Redis 7.0 moves it on XDEL but not when it trims.) */

@@ -995,6 +995,20 @@ static void test_metrics_block(void)
     CHECK(sse_metrics_reason_of_status(500) == SSE_C_REJ_INTERNAL);
     CHECK(strcmp(sse_metrics_reason(SSE_C_REJ_METHOD), "method_not_allowed") == 0);
     CHECK(sse_metrics_reason(SSE_C_GAPS) == NULL);
+    CHECK(sse_metrics_reason(SSE_C_REDIS_ERR_PUBLISH) == NULL);
+    CHECK(strcmp(sse_metrics_redis_op(SSE_C_REDIS_ERR_PUBLISH), "publish") == 0);
+    CHECK(strcmp(sse_metrics_redis_op(SSE_C_REDIS_ERR_FOLLOW), "follow") == 0);
+    CHECK(sse_metrics_redis_op(SSE_C_REJ_INTERNAL) == NULL);
+
+    /* Redis's state: never set reads as not reached; the last setter wins. */
+    CHECK(sse_metrics_redis_up(m) == 0);
+    sse_metrics_set_redis_up(m, 1);
+    CHECK(sse_metrics_redis_up(m) == 1);
+    sse_metrics_set_redis_up(m, 0);
+    CHECK(sse_metrics_redis_up(m) == 0);
+    sse_metrics_add(m, 1, SSE_C_REDIS_ERR_FOLLOW, 2);
+    sse_metrics_add(m, -1, SSE_C_REDIS_ERR_FOLLOW, 1);
+    CHECK(sse_metrics_counter(m, SSE_C_REDIS_ERR_FOLLOW) == 3);
     free(mem);
 }
 
@@ -1031,8 +1045,37 @@ static void test_metrics_forms(void)
         CHECK(strstr(text, "sse_ring_oldest_event_age_seconds 1.500\n") != NULL);
         /* No per-channel label: cardinality stays fixed. */
         CHECK(strstr(text, "news") == NULL);
+        /* Without SSERedis, no Redis metric at all. */
+        CHECK(strstr(text, "sse_redis") == NULL);
         free(text);
     }
+    s.redis_set = 1;
+    s.redis_up = 1;
+    s.counter[SSE_C_REDIS_ERR_PUBLISH] = 3;
+    text = sse_metrics_prometheus(&s);
+    CHECK(text != NULL);
+    if (text) {
+        CHECK(strstr(text, "\n# TYPE sse_redis_up gauge\nsse_redis_up 1\n") != NULL);
+        CHECK(strstr(text, "\n# TYPE sse_redis_errors_total counter\n"
+                           "sse_redis_errors_total{op=\"publish\"} 3\n"
+                           "sse_redis_errors_total{op=\"delete\"} 0\n"
+                           "sse_redis_errors_total{op=\"read\"} 0\n"
+                           "sse_redis_errors_total{op=\"follow\"} 0\n") != NULL);
+        free(text);
+    }
+    text = sse_metrics_json(&s);
+    o = text ? json_loads(text, 0, &err) : NULL;
+    CHECK(o != NULL);
+    if (o) {
+        json_t *ops = json_object_get(o, "sse_redis_errors_total");
+        CHECK(json_integer_value(json_object_get(o, "sse_redis_up")) == 1);
+        CHECK(json_object_size(ops) == 4);
+        CHECK(json_integer_value(json_object_get(ops, "publish")) == 3);
+        CHECK(json_integer_value(json_object_get(ops, "follow")) == 0);
+        json_decref(o);
+    }
+    free(text);
+    s.redis_set = 0;
     text = sse_metrics_json(&s);
     o = text ? json_loads(text, 0, &err) : NULL;
     CHECK(o != NULL);
