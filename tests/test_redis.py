@@ -16,7 +16,9 @@ once each); a key of another type; DELETE and subscriber counts across
 servers; bad SSERedis values fail at start-up naming the directive."""
 import json
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
 
@@ -25,6 +27,8 @@ import pytest
 from ssetest.channels import uniq
 from ssetest.clients import request, subscribe
 from ssetest.env import MPMS
+from ssetest.metrics import (REDIS_OPS, STATUS_LOCATION, parse_prometheus, status_json,
+                             status_prometheus, wait_figure)
 from ssetest.publish import pub_json, pub_raw, publish_ok, wait_subscribers
 from ssetest.redis import REDIS_SERVER, RedisServer
 from ssetest.wire import HEARTBEAT, assert_strictly_increasing, server_id_key, wire_event
@@ -618,3 +622,86 @@ def test_redis_directives_only_server_wide(httpd):
     rc, out = httpd(conf="<Location /x>\nSSERedis redis://127.0.0.1\n</Location>\n",
                     start=False).config_test()
     assert rc != 0 and "SSERedis" in out, out
+
+
+# ---------------------------------------------------------------- metrics
+
+def redis_errors(figures):
+    return figures["sse_redis_errors_total"]
+
+
+def test_metrics_without_redis_leave_redis_out(httpd):
+    """Without SSERedis the Redis metrics are absent from both forms (an
+    sse_redis_up of 0 there would fire the alert on every server)."""
+    h = httpd(conf=STATUS_LOCATION)
+    got = status_json(h.port)
+    assert not [k for k in got if k.startswith("sse_redis")], got
+    status_prometheus(h.port)       # asserts the exact set of metrics, Redis's left out
+    text = request(h.port, "GET", "/sse-status?format=prometheus").body.decode()
+    assert "sse_redis" not in text
+
+
+def test_metrics_redis_up_errors_and_back(httpd, redis):
+    prefix = uniq("met") + ":"
+    h = httpd(conf=STATUS_LOCATION, server_conf=redis_conf(redis, prefix))
+    wait_following(h)
+    chan = uniq("met")
+    zero = {op: 0 for op in REDIS_OPS}
+    with subscribe(h.port, chan, path="/events-nohb") as s:
+        first = publish_ok(h.port, chan, "up")
+        assert s.next_event(10).id == first
+        got = status_json(h.port)
+        assert got["sse_redis_up"] == 1 and redis_errors(got) == zero, got
+        prom = status_prometheus(h.port, redis=True)
+        assert prom["sse_redis_up"] == 1.0
+        assert prom["sse_redis_errors_total"] == {op: 0.0 for op in REDIS_OPS}
+
+        redis.kill()
+        # One publish refused: exactly one publish error, and Redis is down.
+        r = pub_raw(h.port, chan, b"down")
+        assert r.status == 503, r
+        got = status_json(h.port)
+        assert got["sse_redis_up"] == 0, got
+        assert redis_errors(got)["publish"] == 1, got
+        assert got["sse_publish_rejected_total"]["unavailable"] == 1, got
+        # The follower counts each failed attempt (it retries every 2 s at most).
+        wait_log(h, "SSE01201")
+        got = status_json(h.port)
+        assert redis_errors(got)["follow"] >= 1, got
+        # A second publish (within the second after a failed connection:
+        # refused at once), a DELETE and a channel info: one each.
+        assert pub_raw(h.port, chan, b"down again").status == 503
+        r = request(h.port, "DELETE", "/pub?channel=" + chan)
+        assert r.status == 503, r
+        r = request(h.port, "GET", "/pub?channel=" + chan)
+        assert r.status == 200 and r.json["subscribers"] == 1, r   # this server's alone
+        got = status_json(h.port)
+        assert got["sse_redis_up"] == 0, got
+        errs = redis_errors(got)
+        assert (errs["publish"], errs["delete"], errs["read"]) == (2, 1, 1), got
+        # The Prometheus form says the same, and promtool accepts it.
+        body = request(h.port, "GET", "/sse-status?format=prometheus").body
+        prom = parse_prometheus(body.decode(), redis=True)
+        assert prom["sse_redis_up"] == 0.0
+        assert prom["sse_redis_errors_total"]["publish"] == 2.0
+        assert prom["sse_redis_errors_total"]["delete"] == 1.0
+        promtool = shutil.which("promtool")
+        if not promtool:
+            pytest.fail("promtool is missing: run scripts/deps.sh (Debian package prometheus)")
+        p = subprocess.run([promtool, "check", "metrics"], input=body, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        assert p.returncode == 0 and p.stdout == b"", p.stdout.decode(errors="replace")
+
+        redis.start()
+        # The follower reconnects within its 2 s backoff: up again, by itself.
+        wait_figure(h.port, "sse_redis_up", 1, timeout=15)
+        wait_log(h, "SSE01202")
+        follow = redis_errors(status_json(h.port))["follow"]
+        # A child whose connection failed less than a second ago still
+        # answers 503 at once (README "Redis down"): let that second pass.
+        time.sleep(1.1)
+        after = publish_ok(h.port, chan, "back")
+        assert s.next_event(10).raw == wire_event(after, b"back")
+        got = status_json(h.port)
+        assert got["sse_redis_up"] == 1, got
+        assert redis_errors(got) == {"publish": 2, "delete": 1, "read": 1, "follow": follow}, got
