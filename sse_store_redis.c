@@ -55,6 +55,14 @@
  * and resumes after the last id it copied; it logs once that Redis was
  * lost and once that it is back (SSE01201, SSE01202), per outage.
  *
+ * sse-status (sse_metrics.h): whoever talks to Redis last says whether it
+ * answered (sse_redis_up, one word of the shared block, so any child's
+ * answer shows it): a publish, DELETE, channel info or history read, the
+ * follower, the filling of a new ring. An error reply is an answer (up)
+ * but still an error. sse_redis_errors_total counts by op, one per request
+ * for what requests do (so a refused publish is exactly one, whatever it
+ * tried), one per failed attempt for the follower (connect, XREAD, report).
+ *
  * Decisions left open by issue 15 and taken here:
  *  - Retention counts events in all (one stream), not per channel.
  *  - An entry whose id does not fit a stamp (22-bit sequence, see

@@ -13,9 +13,13 @@ Redis keeps, sse-gap for an id Redis no longer keeps; Redis SIGKILLed
 mid-stream (streams stay, publishes get 503 + Retry-After + JSON, delivery
 resumes once Redis is back without restarting httpd, lost and back logged
 once each); a key of another type; DELETE and subscriber counts across
-servers; bad SSERedis values fail at start-up naming the directive."""
+servers; bad SSERedis values fail at start-up naming the directive;
+sse_redis_up and sse_redis_errors_total (exact per refused request, absent
+without SSERedis); HTTP/2 (h2c, TLS) and CORS streams on one server getting
+events published on the other."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,14 +28,17 @@ import time
 
 import pytest
 
-from ssetest.channels import uniq
+from browser import CurlStream, make_cert
+from ssetest.channels import chan_query, uniq
 from ssetest.clients import request, subscribe
 from ssetest.env import MPMS
+from ssetest.httpd import BASE_MODULES
 from ssetest.metrics import (REDIS_OPS, STATUS_LOCATION, parse_prometheus, status_json,
                              status_prometheus, wait_figure)
 from ssetest.publish import pub_json, pub_raw, publish_ok, wait_subscribers
 from ssetest.redis import REDIS_SERVER, RedisServer
-from ssetest.wire import HEARTBEAT, assert_strictly_increasing, server_id_key, wire_event
+from ssetest.wire import (HEARTBEAT, SERVER_ID_RE, assert_strictly_increasing, server_id_key,
+                          wire_event)
 from testmod import sse_testmod_conf
 
 
@@ -705,3 +712,115 @@ def test_metrics_redis_up_errors_and_back(httpd, redis):
         got = status_json(h.port)
         assert got["sse_redis_up"] == 1, got
         assert redis_errors(got) == {"publish": 2, "delete": 1, "read": 1, "follow": follow}, got
+
+
+# ---------------------------------------------------------------- HTTP/2 and CORS
+
+H2_TLS_CONF = """
+Protocols h2c http/1.1
+Listen 127.0.0.1:{tls}
+<VirtualHost 127.0.0.1:{tls}>
+    ServerName 127.0.0.1
+    Protocols h2 http/1.1
+    SSLEngine on
+    SSLCertificateFile "{dir}/cert.pem"
+    SSLCertificateKeyFile "{dir}/key.pem"
+</VirtualHost>
+"""
+
+
+def curl_h2_publish(port, chan, data, event):
+    """A publish over HTTP/2 (h2c, prior knowledge) with curl: (status line, JSON)."""
+    p = subprocess.run(
+        ["curl", "-sS", "--http2-prior-knowledge", "-D", "-", "--max-time", "10",
+         "-X", "POST", "-H", "Content-Type: application/octet-stream",
+         "-H", f"SSE-Event: {event}", "--data-binary", "@-",
+         f"http://127.0.0.1:{port}/pub{chan_query(chan)}"],
+        input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    head, body = p.stdout.split(b"\r\n\r\n", 1)
+    return head.decode("latin-1").split("\r\n")[0].rstrip(), json.loads(body)
+
+
+def test_http2_subscribers_on_b_get_a_publish_over_http2(server, redis):
+    """Two servers on one Redis, both speaking HTTP/2: streams on B over
+    h2c and h2 (TLS) get, exactly, an event published on A over h2c."""
+    prefix = uniq("h2") + ":"
+    a = server(name="redis-h2-a", modules=BASE_MODULES + ["http2"],
+               server_conf="Protocols h2c http/1.1\n" + redis_conf(redis, prefix))
+    b = server(name="redis-h2-b", start=False, extra_ports=("tls",),
+               modules=BASE_MODULES + ["http2", "ssl", "socache_shmcb"],
+               server_conf=H2_TLS_CONF + redis_conf(redis, prefix))
+    make_cert(b.dir)
+    b.start()
+    wait_following(a, b)
+    chan = uniq("h2")
+    path = f"/events-nohb{chan_query(chan)}"
+    with CurlStream(f"http://127.0.0.1:{b.port}{path}", ["--http2-prior-knowledge"]) as h2c, \
+            CurlStream(f"https://127.0.0.1:{b.ports['tls']}{path}", ["-k", "--http2"]) as h2:
+        wait_subscribers(b.port, chan, 2)
+        # A counts B's streams once B's follower has reported them.
+        assert wait_info(a, chan, 2).json["subscribers"] == 2
+        data = "over h2 ✓\nsecond line".encode()
+        status, answer = curl_h2_publish(a.port, chan, data, "h2ev")
+        assert status == "HTTP/2 200", status
+        assert SERVER_ID_RE.match(answer["id"]) and answer["subscribers"] == 2, answer
+        want = wire_event(answer["id"], data, event="h2ev")
+        for s in (h2c, h2):
+            s.wait_for(want, timeout=10)
+            assert bytes(s.body) == want
+            assert re.search(r"^HTTP/2 200 ?\r?$", s.headers_text(), re.M), s.headers_text()
+            assert re.search(r"^content-type: text/event-stream; charset=utf-8\r?$",
+                             s.headers_text(), re.M | re.I), s.headers_text()
+        # And the other way: B publishes over HTTP/1.1, its own h2 streams get it.
+        second = publish_ok(b.port, chan, "from b")
+        for s in (h2c, h2):
+            s.wait_for(want + wire_event(second, b"from b"), timeout=10)
+            assert bytes(s.body) == want + wire_event(second, b"from b")
+
+
+CORS_REDIS_CONF = """
+<Location /cors/events>
+    SetHandler sse-stream
+    SSEHeartbeat 0
+    SSECorsOrigin https://app.example
+    SSECorsCredentials on
+</Location>
+"""
+
+
+def test_cors_stream_on_b_gets_a_publish(httpd, redis):
+    """CORS with SSERedis: B's preflight and credentialed stream get the
+    exact headers, and the stream the event published on A."""
+    prefix = uniq("cors") + ":"
+    a = httpd(server_conf=redis_conf(redis, prefix), name="redis-cors-a")
+    b = httpd(conf=CORS_REDIS_CONF, server_conf=redis_conf(redis, prefix), name="redis-cors-b")
+    wait_following(a, b)
+    chan = uniq("cors")
+    origin = "https://app.example"
+    r = request(b.port, "OPTIONS", "/cors/events?channel=" + chan, headers={
+        "Origin": origin, "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "last-event-id"})
+    assert r.status == 204 and r.body == b"", r
+    assert {k: v for k, v in r.headers.items() if k.startswith("access-control-")} == {
+        "access-control-allow-origin": origin,
+        "access-control-allow-credentials": "true",
+        "access-control-allow-methods": "GET",
+        "access-control-allow-headers": "last-event-id",
+        "access-control-max-age": "600"}, r.headers
+    assert "origin" in [v.strip().lower() for v in r.headers["vary"].split(",")], r.headers
+    with subscribe(b.port, chan, path="/cors/events",
+                   headers={"Origin": origin, "Cookie": "session=1"}) as s:
+        assert {k: v for k, v in s.headers.items() if k.startswith("access-control-")} == {
+            "access-control-allow-origin": origin,
+            "access-control-allow-credentials": "true"}, s.headers
+        assert "origin" in [v.strip().lower() for v in s.headers["vary"].split(",")]
+        wait_subscribers(b.port, chan, 1)
+        id_ = publish_ok(a.port, chan, "cross-origin, cross-server", event="c")
+        assert s.next_event(10).raw == wire_event(id_, b"cross-origin, cross-server", event="c")
+        s.assert_no_event(0.3)
+    # An origin not listed: the stream still flows (CORS is the browser's
+    # business), without the headers.
+    with subscribe(b.port, chan, path="/cors/events",
+                   headers={"Origin": "https://evil.example"}) as s:
+        assert not [k for k in s.headers if k.startswith("access-control-")], s.headers
