@@ -22,6 +22,9 @@
 
 APXS    ?= apxs
 PYTEST  ?= /usr/bin/python3 -m pytest
+# What itest and itest-asan run: the whole suite, or files given here
+# (PYTEST_ARGS is added to the paths, so a file there would come on top).
+PYTEST_PATHS ?= tests
 CFLAGS_EXTRA ?=
 
 # The module's units; each sse_*.c holds one idea (see README "Layout").
@@ -121,7 +124,7 @@ unit-tsan: $(UNIT_TSAN)
 	tests/unit/test_ring_crash.tsan
 
 itest: all
-	$(PYTEST) -q tests $(PYTEST_ARGS)
+	$(PYTEST) -q $(PYTEST_PATHS) $(PYTEST_ARGS)
 
 # The module is built apart (build-asan/) and the sanitizer runtimes are
 # preloaded into httpd only; a report lands in build-asan/*san.<pid>.
@@ -135,7 +138,7 @@ itest-asan:
 	SSE_TEST_MODULE=$(CURDIR)/build-asan/.libs/mod_sse.so SSE_TEST_APACHE_PRELOAD="$(ASAN_LIBS)" \
 	ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/build-asan/asan \
 	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/build-asan/ubsan \
-	    $(PYTEST) -q tests $(PYTEST_ARGS)
+	    $(PYTEST) -q $(PYTEST_PATHS) $(PYTEST_ARGS)
 	@if ls build-asan/asan.* build-asan/ubsan.* >/dev/null 2>&1; then \
 	    cat build-asan/asan.* build-asan/ubsan.* 2>/dev/null; echo "sanitizer reports above"; exit 1; fi
 
