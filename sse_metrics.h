@@ -17,6 +17,9 @@
  *     the slot can be claimed again): a child killed with streams open
  *     leaves nothing behind. The slot-less row keeps no gauges (they could
  *     never be reaped), just as the ring does not count such streams.
+ *   - Beside the rows, one word says whether Redis answered the last time
+ *     any process of the server tried (SSERedis; see sse_metrics_redis_up):
+ *     a state, not a sum, so the last writer wins.
  *
  * Pure C with GCC atomics and, for the JSON form, jansson: no httpd, no
  * APR. Tested by tests/unit.
