@@ -53,7 +53,7 @@ UNIT_LIBS   = $(APR_LIBS) -ljansson -lpthread
 TSAN_CC ?= clang
 
 .PHONY: all run test unit itest itest-asan deps install clean bench bench-selftest soak fuzz \
-        deb deps-deb
+        deb deps-deb variant
 
 all: .libs/mod_sse.so
 
@@ -122,6 +122,15 @@ unit-tsan: $(UNIT_TSAN)
 	tests/unit/test_ring_threads.tsan
 	tests/unit/test_store_threads.tsan
 	tests/unit/test_ring_crash.tsan
+
+# Another build of the module in $(VARIANT_DIR), with $(CFLAGS_EXTRA): a test
+# loads one at a graceful restart, as an upgrade does.
+VARIANT_DIR ?= build/variant
+variant:
+	rm -rf $(VARIANT_DIR) && mkdir -p $(VARIANT_DIR)
+	cp $(SRC) $(HDR) $(VARIANT_DIR)/
+	cd $(VARIANT_DIR) && $(APXS) -c -o mod_sse.la -Wc,-std=gnu11 $(CFLAGS_EXTRA) $(SRC) \
+	    -ljansson -lhiredis >/dev/null
 
 itest: all
 	$(PYTEST) -q $(PYTEST_PATHS) $(PYTEST_ARGS)

@@ -18,7 +18,14 @@
 #include <string.h>
 
 #define RING_MAGIC  0x52455353u     /* "SSER" */
+/* Bumped whenever the shared block's layout changes. A graceful restart
+ * into a build with another layout starts a new ring (sse_shm.c); a test
+ * builds the module with -DSSE_RING_LAYOUT to prove it. */
+#ifdef SSE_RING_LAYOUT
+#define RING_LAYOUT SSE_RING_LAYOUT
+#else
 #define RING_LAYOUT 5u
+#endif
 
 enum { CHAN_FREE = 0, CHAN_LIVE = 1, CHAN_GONE = 2 };
 
@@ -190,6 +197,13 @@ sse_ring *sse_ring_attach(void *mem, const sse_ring_params *p)
         || r->params.max_procs != p->max_procs)
         return NULL;
     return r;
+}
+
+int sse_ring_same_layout(const void *mem)
+{
+    const uint32_t *head = mem;     /* magic, layout: first in every layout */
+
+    return head[0] == RING_MAGIC && head[1] == RING_LAYOUT;
 }
 
 void sse_ring_get_params(const sse_ring *r, sse_ring_params *p)

@@ -339,6 +339,13 @@ static void test_ring_crash_safety(void)
     CHECK(sse_ring_attach(mem, &p) == r);
     p.max_channels++;
     CHECK(sse_ring_attach(mem, &p) == NULL);
+    /* Another build's layout number: not this layout, whatever the rest. */
+    CHECK(sse_ring_same_layout(mem));
+    ((uint32_t *)mem)[1] += 1;
+    CHECK(!sse_ring_same_layout(mem));
+    ((uint32_t *)mem)[1] -= 1;
+    ((uint32_t *)mem)[0] = 0;
+    CHECK(!sse_ring_same_layout(mem));
     free(mem);
 }
 
