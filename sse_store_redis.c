@@ -105,6 +105,7 @@
 #include "sse_redis_url.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -375,12 +376,33 @@ static void batch_free(batch_args *b)
     free(b->text);
 }
 
+static void pub_drop(redis_store *rs)
+{
+    if (rs->pub)
+        redisFree(rs->pub);
+    rs->pub = NULL;
+}
+
+/* Whether a connection idle since its last reply was closed by Redis (a
+ * restart, a timeout, CLIENT KILL): it has something to read, or hung up.
+ * Found before a command is sent, the connection is replaced with no doubt
+ * about whether the command ran; found after, a publish would have to be
+ * refused, since Redis may or may not have applied it. */
+static int conn_closed(const redisContext *c)
+{
+    struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+    return poll(&pfd, 1, 0) != 0;   /* readable, hung up, error; or poll failed */
+}
+
 /* The publish connection, opened (and the script loaded) if needed; the
  * caller holds pub_lock. */
 static const char *pub_ready(redis_store *rs, char *buf, size_t size)
 {
     redisReply *reply;
 
+    if (rs->pub && conn_closed(rs->pub))
+        pub_drop(rs);
     if (rs->pub)
         return NULL;
     if (rs->pub_failed && apr_time_now() - rs->pub_failed < PUBLISH_HOLDOFF) {
@@ -402,13 +424,6 @@ static const char *pub_ready(redis_store *rs, char *buf, size_t size)
     if (reply)
         freeReplyObject(reply);
     return NULL;
-}
-
-static void pub_drop(redis_store *rs)
-{
-    if (rs->pub)
-        redisFree(rs->pub);
-    rs->pub = NULL;
 }
 
 /* The subscribers of an event's channels on this server (the lock held). */

@@ -435,6 +435,50 @@ def test_redis_killed_and_restarted_mid_stream(pair, redis):
         assert not [l for l in log.splitlines() if "SSE00101" in l and "[sse:error]" in l]
 
 
+def _publish_pids(h):
+    """The pid of the child that served each publish, in order (the access
+    log's last field)."""
+    return [int(l.split()[-1]) for l in h.access_log_path.read_text().splitlines()
+            if '"POST /pub?' in l]
+
+
+def test_every_child_publishes_at_once_when_redis_is_back(httpd, redis):
+    """Redis restarted closes every child's publish connection. A child
+    finds that before it sends (the idle connection is readable), so its
+    first publish after Redis is back reconnects and succeeds: no 503 for
+    a connection that died while idle."""
+    prefork = """
+StartServers 3
+MinSpareServers 3
+MaxSpareServers 3
+ServerLimit 3
+MaxRequestWorkers 3
+MaxConnectionsPerChild 0
+"""
+    h = httpd(mpm="prefork", mpm_conf=prefork, server_conf=redis_conf(redis, uniq("bk") + ":"))
+    chan = uniq("bk")
+    deadline = time.monotonic() + 30
+    while len(set(_publish_pids(h)) & set(h.children())) < 3:
+        assert time.monotonic() < deadline, (h.children(), _publish_pids(h))
+        publish_ok(h.port, chan, "warm")
+    children = set(h.children())
+    assert len(children) == 3
+    redis.kill()
+    redis.start()
+    wait_log(h, "SSE01202")
+    before = len(_publish_pids(h))
+    sent = []
+    # No stream meanwhile: under prefork it would hold one of the three.
+    while not children <= set(_publish_pids(h)[before:]):
+        assert time.monotonic() < deadline + 30, _publish_pids(h)[before:]
+        r = pub_raw(h.port, chan, f"back{len(sent)}")
+        assert r.status == 200, r
+        sent.append((r.json["id"], f"back{len(sent)}".encode()))
+    with subscribe(h.port, chan, headers={"Last-Event-ID": sent[0][0]}) as s:
+        assert [(e.id, e.data) for e in s.next_events(len(sent) - 1)] == sent[1:]
+    assert "a connection failed" not in h.error_log()
+
+
 def test_publish_with_redis_never_up_is_503(httpd, redis):
     port = redis.port
     redis.kill()
