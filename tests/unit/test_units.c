@@ -37,7 +37,7 @@ static void frame_is(const char *id, const char *event, long retry, const char *
                      size_t data_len, const char *want, size_t want_len, int line)
 {
     sse_wire_event ev = { id, id ? strlen(id) : 0, event, event ? strlen(event) : 0,
-                          retry, data, data_len };
+                          retry, data, data_len, NULL, 0 };
     size_t size = sse_wire_frame_size(&ev);
     char *buf = malloc(size + 1);
     size_t n = sse_wire_frame(buf, &ev);
@@ -147,7 +147,7 @@ static int pub(sse_ring *r, const char *channel, const char *id, const char *dat
                uint64_t now, uint64_t *stamp, char *id_out)
 {
     int slot = sse_ring_chan_intern(r, channel, strlen(channel));
-    sse_ring_msg m = { 1, &slot, id, id ? strlen(id) : 0, NULL, 0, -1, data, strlen(data) };
+    sse_ring_msg m = { 1, &slot, id, id ? strlen(id) : 0, NULL, 0, -1, data, strlen(data), NULL, 0 };
 
     return slot < 0 ? -2 : sse_ring_publish(r, &m, now, stamp, id_out);
 }
@@ -200,7 +200,7 @@ static void test_ring_basic(void)
     slots[0] = a;
     slots[1] = b;
     {
-        sse_ring_msg m = { 2, slots, NULL, 0, "both", 4, -1, "x", 1 };
+        sse_ring_msg m = { 2, slots, NULL, 0, "both", 4, -1, "x", 1, NULL, 0 };
         uint64_t s4;
         CHECK(sse_ring_publish(r, &m, 3000, &s4, id) == 0);
         CHECK(sse_ring_chan_last(r, a) == sse_ring_chan_last(r, b));
@@ -234,6 +234,52 @@ static void test_ring_basic(void)
               && rec.kind == SSE_REC_DELETE && rec.links[0].chan == (uint32_t)a
               && rec.links[0].epoch == epoch);
     }
+    free(mem);
+}
+
+/* A hub's metadata (sse-mercure): comment lines at the head of the frame,
+ * checked, framed first, counted in the size, carried by the ring, and
+ * found again by sse_wire_meta_len so that a stream can strip them. */
+static void test_hub_meta(void)
+{
+    static const char meta[] = ":p\n:t https://example.com/books/1\n";
+    static const char want[] = ":p\n:t https://example.com/books/1\nid: 2000-0\ndata: x\n\n";
+    void *mem;
+    sse_ring *r = new_ring(64 * 1024, 16, &mem);
+    int slot = sse_ring_chan_intern(r, "#mercure/hub", 12);
+    sse_ring_msg m = { 1, &slot, NULL, 0, NULL, 0, -1, "x", 1, meta, sizeof(meta) - 1 };
+    sse_wire_event ev = { "a", 1, NULL, 0, -1, "d", 1, meta, sizeof(meta) - 1 };
+    uint64_t cursor = sse_ring_head(r), stamp;
+    char id[SSE_FIELD_MAX + 1], buf[4096];
+    size_t need;
+    sse_ring_rec rec;
+
+    CHECK(sse_wire_check_meta(meta, sizeof(meta) - 1) == NULL);
+    CHECK(sse_wire_check_meta("", 0) != NULL);
+    CHECK(sse_wire_check_meta(":p", 2) != NULL);                  /* no line end */
+    CHECK(sse_wire_check_meta(":p\nid: 1\n", 10) != NULL);       /* a field, not a comment */
+    CHECK(sse_wire_check_meta(":p\r\n", 4) != NULL);
+    CHECK(sse_wire_check_meta(":t a\0b\n", 7) != NULL);
+    CHECK(sse_wire_check_meta(":p\n\n", 4) != NULL);               /* a blank line ends an event */
+
+    CHECK(sse_wire_check_hub_channel("#mercure/hub", 12) == NULL);
+    CHECK(sse_wire_check_hub_channel("#", 1) != NULL);
+    CHECK(sse_wire_check_hub_channel("mercure", 7) != NULL);
+    CHECK(sse_wire_check_hub_channel("#a b", 4) != NULL);
+    CHECK(sse_wire_check_hub_channel("##", 2) != NULL);
+    /* No channel a client names can be a hub's. */
+    CHECK(sse_wire_check_channel("#mercure/hub", 12) != NULL);
+
+    CHECK(sse_wire_frame_size(&ev) == sizeof(meta) - 1 + sizeof("id: a\ndata: d\n\n") - 1);
+    CHECK(sse_wire_meta_len(want, sizeof(want) - 1) == sizeof(meta) - 1);
+    CHECK(sse_wire_meta_len("id: 1\ndata: x\n\n", 15) == 0);
+    CHECK(sse_wire_meta_len(":heartbeat", 10) == 0);            /* no line end: not stripped */
+
+    CHECK(slot >= 0 && sse_ring_fits(r, &m));
+    CHECK(sse_ring_publish(r, &m, 2000, &stamp, id) == 0 && strcmp(id, "2000-0") == 0);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_OK);
+    check_bytes(rec.frame, rec.frame_len, want, sizeof(want) - 1, __LINE__);
+    check_bytes(rec.id, rec.id_len, "2000-0", 6, __LINE__);
     free(mem);
 }
 
@@ -379,8 +425,8 @@ static void test_ring_publish_at(void)
     void *mem;
     sse_ring *r = new_ring(64 * 1024, 4, &mem);
     int slot = sse_ring_chan_intern(r, "a", 1);
-    sse_ring_msg m = { 1, &slot, NULL, 0, NULL, 0, -1, "x", 1 };
-    sse_ring_msg own = { 1, &slot, "mine", 4, NULL, 0, -1, "y", 1 };
+    sse_ring_msg m = { 1, &slot, NULL, 0, NULL, 0, -1, "x", 1, NULL, 0 };
+    sse_ring_msg own = { 1, &slot, "mine", 4, NULL, 0, -1, "y", 1, NULL, 0 };
     uint64_t at = SSE_STAMP(5000, 7), head, cursor = sse_ring_head(r), stamp;
     char id[SSE_FIELD_MAX + 1], buf[256];
     size_t need;
@@ -405,7 +451,7 @@ static void test_ring_publish_at(void)
     /* Too big is -1 even with a good stamp. */
     {
         static char big[65536];
-        sse_ring_msg huge = { 1, &slot, NULL, 0, NULL, 0, -1, big, sizeof(big) };
+        sse_ring_msg huge = { 1, &slot, NULL, 0, NULL, 0, -1, big, sizeof(big), NULL, 0 };
         memset(big, 'b', sizeof(big));
         CHECK(sse_ring_publish_at(r, &huge, at + 100, id) == -1);
         CHECK(sse_ring_last_stamp(r) == at + 2);
@@ -1111,6 +1157,7 @@ int main(void)
     test_wire();
     test_expiry();
     test_ring_basic();
+    test_hub_meta();
     test_ring_wrap_and_evict();
     test_ring_crash_safety();
     test_ring_channels();
