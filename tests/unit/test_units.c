@@ -1,5 +1,5 @@
 /* test_units.c -- unit tests of the pure units: sse_wire, sse_ring, sse_body,
- * sse_parse, sse_num, sse_metrics.
+ * sse_parse, sse_num, sse_metrics, sse_topic.
  *
  * No httpd: the ring lives in calloc'd memory and the lock is this single
  * thread. Built under AddressSanitizer and UBSan by `make unit`. Prints one
@@ -17,6 +17,7 @@
 #include "sse_parse.h"
 #include "sse_num.h"
 #include "sse_metrics.h"
+#include "sse_topic.h"
 
 #include <jansson.h>
 
@@ -1148,6 +1149,131 @@ static void test_ring_metrics(void)
     free(mem);
 }
 
+/* ---- topic selectors (sse_topic) ---- */
+
+/* Matches of one selector against topics, as C strings. */
+static int tmatch(apr_pool_t *p, const char *sel, const char *topic)
+{
+    const char *why = "unset";
+    sse_topic_selector *s = sse_topic_compile(p, sel, strlen(sel), &why);
+
+    if (!s) {
+        printf("  compile '%s' refused: %s\n", sel, why);
+        return -1;
+    }
+    if (why != NULL)
+        return -2;
+    return sse_topic_match(s, topic, strlen(topic));
+}
+
+typedef struct {
+    const char *sel, *topic;
+    int want;
+} topic_case;
+
+static void topic_cases(apr_pool_t *p, const topic_case *t, size_t n, int line)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        int got = tmatch(p, t[i].sel, t[i].topic);
+        if (got != t[i].want)
+            printf("  line %d: '%s' against '%s': got %d, want %d\n", line, t[i].sel,
+                   t[i].topic, got, t[i].want);
+        check(got == t[i].want, "topic selector match", __FILE__, line);
+    }
+}
+#define TOPIC_CASES(arr) topic_cases(p, arr, sizeof(arr) / sizeof(arr[0]), __LINE__)
+
+/* "*", exact selectors, and what is exact: bytes, NUL, no normalization. */
+static void test_topic_exact(apr_pool_t *p)
+{
+    static const topic_case t[] = {
+        { "*", "https://example.com/books/1", 1 }, { "*", "", 1 }, { "*", "*", 1 },
+        { "https://example.com/books/1", "https://example.com/books/1", 1 },
+        { "https://example.com/books/1", "https://example.com/books/10", 0 },
+        { "https://example.com/books/1", "https://example.com/books/", 0 },
+        { "https://example.com/books/1", "HTTPS://example.com/books/1", 0 },
+        { "https://example.com/books/%41", "https://example.com/books/A", 0 },
+        { "books", "books ", 0 }, { "", "", 1 }, { "", "a", 0 }, { "a", "", 0 },
+        { "**", "*", 0 }, { "**", "**", 1 }, { "a*", "ab", 0 },
+        /* Not templates (no '{'): any bytes, compared exactly. */
+        { "a b}\"<>|", "a b}\"<>|", 1 }, { "caf\xc3\xa9", "caf\xc3\xa9", 1 },
+        { "caf\xc3\xa9", "cafe\xcc\x81", 0 }, { "\xff\xfe", "\xff\xfe", 1 },
+        /* A template also matches itself exactly (the hub compares first). */
+        { "https://example.com/books/{id}", "https://example.com/books/{id}", 1 },
+        { "/a/{x}/{+y}", "/a/{x}/{+y}", 1 },
+    };
+    const char *why = "unset";
+    sse_topic_selector *s;
+
+    TOPIC_CASES(t);
+    /* Embedded NUL bytes: compared as bytes, never a terminator. */
+    s = sse_topic_compile(p, "a\0b", 3, &why);
+    CHECK(s != NULL && why == NULL);
+    CHECK(s && sse_topic_match(s, "a\0b", 3) == 1);
+    CHECK(s && sse_topic_match(s, "a\0c", 3) == 0);
+    CHECK(s && sse_topic_match(s, "a", 1) == 0);
+    CHECK(s && sse_topic_match(s, "a\0b\0", 4) == 0);
+    s = sse_topic_compile(p, "*", 1, &why);
+    CHECK(s && sse_topic_match(s, "\0", 1) == 1);
+    s = sse_topic_compile(p, "x/{id}", 6, &why);
+    CHECK(s && sse_topic_match(s, "x/1\0", 4) == 0);
+    CHECK(s && sse_topic_match(s, "x/\0", 3) == 0);
+    CHECK(s && sse_topic_match(s, "x/1", 3) == 1);
+    /* A selector is its own copy: the caller's buffer may change after. */
+    {
+        char buf[8] = "k/{id}";
+        s = sse_topic_compile(p, buf, 6, &why);
+        memcpy(buf, "zzzzzz", 6);
+        CHECK(s && sse_topic_match(s, "k/7", 3) == 1);
+        CHECK(s && sse_topic_match(s, "zzzzzz", 6) == 0);
+    }
+    /* sse_topic_exact: the reference hub's fallback, exact whatever it holds. */
+    s = sse_topic_exact(p, "*", 1);
+    CHECK(sse_topic_match(s, "*", 1) == 1 && sse_topic_match(s, "a", 1) == 0);
+    s = sse_topic_exact(p, "b/{id", 5);
+    CHECK(sse_topic_match(s, "b/{id", 5) == 1 && sse_topic_match(s, "b/1", 3) == 0);
+    s = sse_topic_exact(p, "b/{id}", 6);
+    CHECK(sse_topic_match(s, "b/{id}", 6) == 1 && sse_topic_match(s, "b/1", 3) == 0);
+}
+
+/* Level 1: simple expansion, a value of U characters, ',' and %XX. */
+static void test_topic_simple(apr_pool_t *p)
+{
+    static const topic_case t[] = {
+        { "https://example.com/books/{id}", "https://example.com/books/1", 1 },
+        { "https://example.com/books/{id}", "https://example.com/books/abc-._~XYZ09", 1 },
+        { "https://example.com/books/{id}", "https://example.com/books/", 1 },
+        { "https://example.com/books/{id}", "https://example.com/books/a%2Fb", 1 },
+        { "https://example.com/books/{id}", "https://example.com/books/%c3%A9", 1 },
+        { "https://example.com/books/{id}", "https://example.com/books/1,2", 1 },
+        { "https://example.com/books/{id}", "https://example.com/books/1/2", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/1?x", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/1#x", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/a b", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/a=b", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/caf\xc3\xa9", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/%zz", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/%4", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/%", 0 },
+        { "https://example.com/books/{id}", "https://example.com/book/1", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books", 0 },
+        { "https://example.com/books/{id}", "http://example.com/books/1", 0 },
+        { "https://example.com/books/{id}", "", 0 },
+        { "{id}", "", 1 }, { "{id}", "x", 1 }, { "{id}", "/", 0 }, { "{id}", ":", 0 },
+        { "/users/{id}/books/{book}", "/users/7/books/42", 1 },
+        { "/users/{id}/books/{book}", "/users//books/", 1 },
+        { "/users/{id}/books/{book}", "/users/7/books", 0 },
+        { "/users/{id}/books/{book}", "/users/7/8/books/42", 0 },
+        { "a{x}b", "ab", 1 }, { "a{x}b", "axyzb", 1 }, { "a{x}b", "axyz", 0 },
+        { "{x}{y}", "anything-at.all", 1 }, { "{x}.{y}", "a.b.c", 1 }, { "{x}.{y}", "abc", 0 },
+        { "{x}.json", "report.json", 1 }, { "{x}.json", "report.jso", 0 },
+        { "{x}.json", ".json", 1 }, { "{x}.json", "json", 0 },
+    };
+    TOPIC_CASES(t);
+}
+
 int main(void)
 {
     apr_pool_t *p;
@@ -1171,6 +1297,8 @@ int main(void)
     test_metrics_block();
     test_metrics_forms();
     test_ring_metrics();
+    test_topic_exact(p);
+    test_topic_simple(p);
     apr_pool_destroy(p);
     apr_terminate();
     printf("unit: %d passed, %d failed\n", passed, failed);
