@@ -1,5 +1,5 @@
 /* test_units.c -- unit tests of the pure units: sse_wire, sse_ring, sse_body,
- * sse_parse, sse_num, sse_metrics, sse_topic.
+ * sse_parse, sse_num, sse_metrics, sse_topic, sse_jwt.
  *
  * No httpd: the ring lives in calloc'd memory and the lock is this single
  * thread. Built under AddressSanitizer and UBSan by `make unit`. Prints one
@@ -18,8 +18,18 @@
 #include "sse_num.h"
 #include "sse_metrics.h"
 #include "sse_topic.h"
+#include "sse_jwt.h"
 
+#include <pthread.h>
+#include <unistd.h>
+
+#include <apr_strings.h>
 #include <jansson.h>
+#include <jwt.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
 
 #include "check.h"
 
@@ -1272,6 +1282,700 @@ static void test_topic_simple(apr_pool_t *p)
         { "{x}.json", ".json", 1 }, { "{x}.json", "json", 0 },
     };
     TOPIC_CASES(t);
+/* ---- jwt (sse_jwt.c) ----
+ *
+ * Keys are generated here with libcrypto (EVP_RSA_gen, EVP_EC_gen) and
+ * their public halves written as PEM files into a mkdtemp directory, which
+ * is removed at the end; nothing is checked in. Valid tokens are made with
+ * libjwt itself (jwt_encode_str with the private key); tokens libjwt would
+ * not make (alg none, other headers, broken forms) are written by hand
+ * with jt_craft, signed by HMAC where a signature is wanted. */
+
+#define JT_NOW ((apr_int64_t)1800000000)
+
+typedef struct {
+    char *priv;         /* PEM of the private key (libjwt signs with it) */
+    char *pub;          /* PEM of the public key */
+    char path[256];     /* the public key's file */
+} jt_pair;
+
+static char jt_dir[64];
+
+static char *jt_pem(EVP_PKEY *k, int private)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *s;
+    long n;
+
+    if (private)
+        PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
+    else
+        PEM_write_bio_PUBKEY(b, k);
+    n = BIO_get_mem_data(b, &data);
+    s = malloc((size_t)n + 1);
+    memcpy(s, data, (size_t)n);
+    s[n] = '\0';
+    BIO_free(b);
+    return s;
+}
+
+static void jt_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static void jt_pair_make(jt_pair *pr, EVP_PKEY *k, const char *name)
+{
+    pr->priv = jt_pem(k, 1);
+    pr->pub = jt_pem(k, 0);
+    snprintf(pr->path, sizeof pr->path, "%s/%s.pem", jt_dir, name);
+    jt_write(pr->path, pr->pub);
+    EVP_PKEY_free(k);
+}
+
+static void jt_pair_free(jt_pair *pr)
+{
+    unlink(pr->path);
+    free(pr->priv);
+    free(pr->pub);
+}
+
+/* A token made by libjwt: alg with key (a secret or a private PEM), the
+ * claims given as JSON. Copied into p. */
+static const char *jt_libjwt(apr_pool_t *p, jwt_alg_t alg, const char *key, size_t key_len,
+                             const char *claims_json)
+{
+    jwt_t *j = NULL;
+    char *s;
+    const char *tok;
+
+    if (jwt_new(&j) || jwt_add_grants_json(j, claims_json)
+        || jwt_set_alg(j, alg, (const unsigned char *)key, (int)key_len)) {
+        jwt_free(j);
+        return "";
+    }
+    s = jwt_encode_str(j);
+    tok = s ? apr_pstrdup(p, s) : "";
+    free(s);
+    jwt_free(j);
+    return tok;
+}
+
+static char *jt_b64url(apr_pool_t *p, const unsigned char *d, size_t n)
+{
+    static const char a[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char *out = apr_palloc(p, n * 4 / 3 + 4), *o = out;
+    size_t i;
+
+    for (i = 0; i + 2 < n; i += 3) {
+        *o++ = a[d[i] >> 2];
+        *o++ = a[(d[i] & 3) << 4 | d[i + 1] >> 4];
+        *o++ = a[(d[i + 1] & 15) << 2 | d[i + 2] >> 6];
+        *o++ = a[d[i + 2] & 63];
+    }
+    if (n - i == 1) {
+        *o++ = a[d[i] >> 2];
+        *o++ = a[(d[i] & 3) << 4];
+    }
+    else if (n - i == 2) {
+        *o++ = a[d[i] >> 2];
+        *o++ = a[(d[i] & 3) << 4 | d[i + 1] >> 4];
+        *o++ = a[(d[i + 1] & 15) << 2];
+    }
+    *o = '\0';
+    return out;
+}
+
+/* header.payload.signature written by hand: the signature is the HMAC
+ * (md) of the first two with secret, or sig_b64 as given when md is NULL. */
+static const char *jt_craft(apr_pool_t *p, const char *head, const char *payload,
+                            const EVP_MD *md, const char *secret, size_t secret_len,
+                            const char *sig_b64)
+{
+    const char *input = apr_pstrcat(p, jt_b64url(p, (const unsigned char *)head, strlen(head)),
+                                    ".", jt_b64url(p, (const unsigned char *)payload,
+                                                   strlen(payload)), NULL);
+    if (md) {
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned int mac_len = 0;
+        HMAC(md, secret, (int)secret_len, (const unsigned char *)input, strlen(input), mac,
+             &mac_len);
+        sig_b64 = jt_b64url(p, mac, mac_len);
+    }
+    return apr_pstrcat(p, input, ".", sig_b64, NULL);
+}
+
+static const char *jt_verify(apr_pool_t *p, const sse_jwt_key *k, const char *tok,
+                             sse_jwt_claims *c)
+{
+    return sse_jwt_verify(p, k, tok, strlen(tok), JT_NOW, c);
+}
+
+/* verify gives the reason want (NULL: accepted). */
+static void jt_is(apr_pool_t *p, const sse_jwt_key *k, const char *tok, const char *want,
+                  int line)
+{
+    sse_jwt_claims c;
+    const char *got = jt_verify(p, k, tok, &c);
+    int ok = want ? got && strcmp(got, want) == 0 : got == NULL;
+
+    check(ok, want ? want : "accepted", __FILE__, line);
+    if (!ok)
+        printf("  got %s\n", got ? got : "(accepted)");
+}
+#define JT_IS(k, tok, want) jt_is(p, (k), (tok), (want), __LINE__)
+
+static int jt_strs_are(const apr_array_header_t *a, int n, const char *const *want)
+{
+    int i;
+
+    if (!a || a->nelts != n)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (strcmp(APR_ARRAY_IDX(a, i, const char *), want[i]) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+static const char *const jt_reasons[] = {
+    "token too large", "malformed token", "algorithm not allowed", "unsupported token type",
+    "unsupported critical header", "bad signature", "malformed claims", "token expired",
+    "token not yet valid",
+};
+
+/* Key making: every algorithm, and each kind of mistake named. */
+static void test_jwt_keys(apr_pool_t *p, jt_pair *rsa, jt_pair *ec256, jt_pair *ec384,
+                          jt_pair *rsa1024)
+{
+    sse_jwt_key *k = NULL;
+    const char *why;
+    char path[300];
+
+    CHECK(sse_jwt_key_make(p, "s3cret", NULL, &k) == NULL && k
+          && strcmp(sse_jwt_key_alg(k), "HS256") == 0);
+    CHECK(sse_jwt_key_make(p, "s3cret", "HS384", &k) == NULL
+          && strcmp(sse_jwt_key_alg(k), "HS384") == 0);
+    CHECK(sse_jwt_key_make(p, "s3cret", "HS512", &k) == NULL);
+    CHECK(sse_jwt_key_make(p, rsa->path, "RS256", &k) == NULL
+          && strcmp(sse_jwt_key_alg(k), "RS256") == 0);
+    CHECK(sse_jwt_key_make(p, rsa->path, "RS512", &k) == NULL);
+    CHECK(sse_jwt_key_make(p, ec256->path, "ES256", &k) == NULL);
+    CHECK(sse_jwt_key_make(p, ec384->path, "ES384", &k) == NULL);
+
+    why = sse_jwt_key_make(p, "s", "RS384", &k);
+    CHECK(why && strstr(why, "unknown JWT algorithm 'RS384'") && strstr(why, "ES384"));
+    CHECK(sse_jwt_key_make(p, "s", "hs256", &k) != NULL);
+    CHECK(sse_jwt_key_make(p, "s", "none", &k) != NULL);
+    CHECK(sse_jwt_key_make(p, "s", "", &k) != NULL);
+    why = sse_jwt_key_make(p, "", "HS256", &k);
+    CHECK(why && strcmp(why, "the JWT secret is empty") == 0);
+    why = sse_jwt_key_make(p, "", "RS256", &k);
+    CHECK(why && strstr(why, "path") != NULL);
+    snprintf(path, sizeof path, "%s/absent.pem", jt_dir);
+    why = sse_jwt_key_make(p, path, "RS256", &k);
+    CHECK(why && strstr(why, "cannot open") && strstr(why, path));
+    /* A private key, even one with its public key beside it. */
+    snprintf(path, sizeof path, "%s/private.pem", jt_dir);
+    jt_write(path, apr_pstrcat(p, rsa->pub, rsa->priv, NULL));
+    why = sse_jwt_key_make(p, path, "RS256", &k);
+    CHECK(why && strstr(why, "private key") && strstr(why, "-pubout"));
+    jt_write(path, "not a key\n");
+    why = sse_jwt_key_make(p, path, "ES256", &k);
+    CHECK(why && strstr(why, "no PEM public key") && strstr(why, path));
+    unlink(path);
+    why = sse_jwt_key_make(p, rsa->path, "ES256", &k);
+    CHECK(why && strstr(why, "not an EC key"));
+    why = sse_jwt_key_make(p, ec256->path, "RS256", &k);
+    CHECK(why && strstr(why, "not an RSA key"));
+    why = sse_jwt_key_make(p, ec384->path, "ES256", &k);
+    CHECK(why && strstr(why, "P-256"));
+    why = sse_jwt_key_make(p, ec256->path, "ES384", &k);
+    CHECK(why && strstr(why, "P-384"));
+    why = sse_jwt_key_make(p, rsa1024->path, "RS256", &k);
+    CHECK(why && strstr(why, "1024 bits") && strstr(why, "2048"));
+    /* A directory is not a key file. */
+    CHECK(sse_jwt_key_make(p, jt_dir, "RS256", &k) != NULL);
+}
+
+/* Every algorithm: a token signed with the key passes with its claims;
+ * one signed with another key of the same kind does not. */
+static void test_jwt_algs(apr_pool_t *p, jt_pair *rsa, jt_pair *rsa_other, jt_pair *ec256,
+                          jt_pair *ec256_other, jt_pair *ec384)
+{
+    static const char *const pub[] = { "https://example.com/books/{id}", "*" };
+    static const char *const sub[] = { "https://example.com/users/dunglas/{?topic}" };
+    const char *claims = apr_psprintf(p,
+        "{\"exp\": %" APR_INT64_T_FMT ", \"mercure\": {\"publish\": "
+        "[\"https://example.com/books/{id}\", \"*\"], \"subscribe\": "
+        "[\"https://example.com/users/dunglas/{?topic}\"], \"payload\": "
+        "{\"user\": \"https://example.com/users/dunglas\", \"n\": [1, 2.5, null]}}}",
+        JT_NOW + 60);
+    struct {
+        const char *name;
+        jwt_alg_t alg;
+        const char *cfg, *sign, *other;
+    } t[] = {
+        { "HS256", JWT_ALG_HS256, "!ChangeThisMercureHubJWTSecretKey!",
+          "!ChangeThisMercureHubJWTSecretKey!", "!ChangeThisMercureHubJWTSecretKey?" },
+        { "HS384", JWT_ALG_HS384, "secret-384", "secret-384", "secret-385" },
+        { "HS512", JWT_ALG_HS512, "secret-512", "secret-512", "Secret-512" },
+        { "RS256", JWT_ALG_RS256, rsa->path, rsa->priv, rsa_other->priv },
+        { "RS512", JWT_ALG_RS512, rsa->path, rsa->priv, rsa_other->priv },
+        { "ES256", JWT_ALG_ES256, ec256->path, ec256->priv, ec256_other->priv },
+        { "ES384", JWT_ALG_ES384, ec384->path, ec384->priv, NULL },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof t / sizeof t[0]; i++) {
+        sse_jwt_key *k = NULL;
+        sse_jwt_claims c;
+        const char *tok;
+
+        CHECK(sse_jwt_key_make(p, t[i].cfg, t[i].name, &k) == NULL);
+        if (!k)
+            continue;
+        tok = jt_libjwt(p, t[i].alg, t[i].sign, strlen(t[i].sign), claims);
+        memset(&c, 0xa5, sizeof c);
+        CHECK(jt_verify(p, k, tok, &c) == NULL);
+        if (c.publish == (void *)0xa5a5a5a5a5a5a5a5ull) {
+            printf("  %s: token refused: %s\n", t[i].name, jt_verify(p, k, tok, &c));
+            continue;
+        }
+        CHECK(jt_strs_are(c.publish, 2, pub));
+        CHECK(jt_strs_are(c.subscribe, 1, sub));
+        /* libjwt writes the claims with sorted keys; the order within
+         * the payload is kept as signed (test_jwt_claims). */
+        CHECK(c.payload && strcmp(c.payload, "{\"n\":[1,2.5,null],"
+                                             "\"user\":\"https://example.com/users/dunglas\"}")
+                           == 0);
+        CHECK(c.exp == JT_NOW + 60);
+        /* The length is what counts: the same token followed by a byte
+         * that is not passed still verifies, and one byte short does not. */
+        CHECK(sse_jwt_verify(p, k, apr_pstrcat(p, tok, "x", NULL), strlen(tok), JT_NOW, &c)
+              == NULL);
+        CHECK(sse_jwt_verify(p, k, tok, strlen(tok) - 1, JT_NOW, &c) != NULL);
+        if (t[i].other) {
+            tok = jt_libjwt(p, t[i].alg, t[i].other, strlen(t[i].other), claims);
+            CHECK(strlen(tok) > 0);
+            JT_IS(k, tok, "bad signature");
+        }
+    }
+}
+
+/* The header: alg none and any other alg than the configured one, key
+ * confusion both ways, typ, crit. */
+static void test_jwt_header(apr_pool_t *p, jt_pair *rsa)
+{
+    static const char secret[] = "!ChangeThisMercureHubJWTSecretKey!";
+    const char *claims = "{\"mercure\": {\"publish\": [\"*\"]}}";
+    sse_jwt_key *hs = NULL, *rs = NULL, *hs_pem = NULL;
+    jwt_t *raw = NULL;
+    const char *tok;
+    const EVP_MD *sha256 = EVP_sha256();
+
+    CHECK(sse_jwt_key_make(p, secret, "HS256", &hs) == NULL);
+    CHECK(sse_jwt_key_make(p, rsa->path, "RS256", &rs) == NULL);
+    /* An administrator who pastes the public PEM as an HS256 secret. */
+    CHECK(sse_jwt_key_make(p, rsa->pub, "HS256", &hs_pem) == NULL);
+    if (!hs || !rs || !hs_pem)
+        return;
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims, sha256, secret,
+                       strlen(secret), NULL), NULL);
+
+    /* alg none: unsigned, with an empty signature or any signature. */
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"none\",\"typ\":\"JWT\"}", claims, NULL, NULL, 0, ""),
+          "algorithm not allowed");
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"none\"}", claims, NULL, NULL, 0, ""),
+          "algorithm not allowed");
+    JT_IS(rs, jt_craft(p, "{\"alg\":\"none\"}", claims, NULL, NULL, 0, ""),
+          "algorithm not allowed");
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"none\"}", claims, sha256, secret, strlen(secret), NULL),
+          "algorithm not allowed");
+    tok = jt_libjwt(p, JWT_ALG_NONE, NULL, 0, claims);
+    CHECK(strlen(tok) > 0 && tok[strlen(tok) - 1] == '.');
+    JT_IS(hs, tok, "algorithm not allowed");
+    /* alg spelled otherwise, absent, not a string, another HMAC. */
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"hs256\"}", claims, sha256, secret, strlen(secret), NULL),
+          "algorithm not allowed");
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"HS256 \"}", claims, sha256, secret, strlen(secret), NULL),
+          "algorithm not allowed");
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"HS256\\u0000\"}", claims, sha256, secret,
+                       strlen(secret), NULL), "malformed token");
+    JT_IS(hs, jt_craft(p, "{\"typ\":\"JWT\"}", claims, sha256, secret, strlen(secret), NULL),
+          "algorithm not allowed");
+    JT_IS(hs, jt_craft(p, "{\"alg\":256}", claims, sha256, secret, strlen(secret), NULL),
+          "algorithm not allowed");
+    JT_IS(hs, jt_craft(p, "{\"alg\":[\"HS256\"]}", claims, sha256, secret, strlen(secret),
+                       NULL), "algorithm not allowed");
+    JT_IS(hs, jt_libjwt(p, JWT_ALG_HS512, secret, strlen(secret), claims),
+          "algorithm not allowed");
+    JT_IS(rs, jt_libjwt(p, JWT_ALG_RS512, rsa->priv, strlen(rsa->priv), claims),
+          "algorithm not allowed");
+
+    /* Key confusion: an HS256 token whose HMAC secret is the RS256 key's
+     * public PEM. libjwt alone, handed the PEM the way sse_jwt hands it,
+     * accepts it (so this token is the attack) ... */
+    tok = jt_libjwt(p, JWT_ALG_HS256, rsa->pub, strlen(rsa->pub), claims);
+    CHECK(jwt_decode(&raw, tok, (const unsigned char *)rsa->pub, (int)strlen(rsa->pub)) == 0);
+    jwt_free(raw);
+    /* ... sse_jwt does not. */
+    JT_IS(rs, tok, "algorithm not allowed");
+    /* The other way: an RS256 header, "signed" by HMAC over the PEM, where
+     * HS256 is configured with the PEM as its secret. */
+    JT_IS(hs_pem, jt_craft(p, "{\"alg\":\"RS256\",\"typ\":\"JWT\"}", claims, sha256, rsa->pub,
+                           strlen(rsa->pub), NULL), "algorithm not allowed");
+    JT_IS(hs_pem, tok, NULL);   /* the same token is fine where HS256 is meant */
+
+    /* typ: JWT in any case, nothing else; crit refused. */
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"HS256\",\"typ\":\"jwt\"}", claims, sha256, secret,
+                       strlen(secret), NULL), NULL);
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"HS256\",\"typ\":\"at+jwt\"}", claims, sha256, secret,
+                       strlen(secret), NULL), "unsupported token type");
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"HS256\",\"typ\":1}", claims, sha256, secret,
+                       strlen(secret), NULL), "unsupported token type");
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"HS256\",\"crit\":[\"exp\"],\"exp\":1}", claims, sha256,
+                       secret, strlen(secret), NULL), "unsupported critical header");
+    /* Other header members are ignored. */
+    JT_IS(hs, jt_craft(p, "{\"kid\":\"k1\",\"alg\":\"HS256\",\"x\":{\"y\":[]}}", claims, sha256,
+                       secret, strlen(secret), NULL), NULL);
+    /* A header that is not an object, duplicate names. */
+    JT_IS(hs, jt_craft(p, "[\"HS256\"]", claims, sha256, secret, strlen(secret), NULL),
+          "malformed token");
+    JT_IS(hs, jt_craft(p, "\"HS256\"", claims, sha256, secret, strlen(secret), NULL),
+          "malformed token");
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"none\",\"alg\":\"HS256\"}", claims, sha256, secret,
+                       strlen(secret), NULL), "malformed token");
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"HS256\"", claims, sha256, secret, strlen(secret), NULL),
+          "malformed token");
+}
+
+/* The compact form: segments, base64url, size. */
+static void test_jwt_form(apr_pool_t *p, jt_pair *rsa)
+{
+    static const char secret[] = "form-secret";
+    const char *claims = "{\"sub\":\"x\"}", *good, *h, *b, *s, *tok;
+    const EVP_MD *sha256 = EVP_sha256();
+    sse_jwt_key *hs = NULL, *rs = NULL;
+    sse_jwt_claims c;
+    static const char *const bad[] = {
+        "", ".", "..", "...", "abc", "a.b", "a..c", ".b.c", "a.b.c", "eyJ.eyJ.sig",
+    };
+    char *big;
+    size_t i, pad;
+
+    CHECK(sse_jwt_key_make(p, secret, NULL, &hs) == NULL);
+    CHECK(sse_jwt_key_make(p, rsa->path, "RS256", &rs) == NULL);
+    if (!hs || !rs)
+        return;
+    good = jt_craft(p, "{\"alg\":\"HS256\"}", claims, sha256, secret, strlen(secret), NULL);
+    JT_IS(hs, good, NULL);
+    h = apr_pstrndup(p, good, (size_t)(strchr(good, '.') - good));
+    b = apr_pstrndup(p, good + strlen(h) + 1, (size_t)(strrchr(good, '.') - good)
+                                              - strlen(h) - 1);
+    s = strrchr(good, '.') + 1;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        JT_IS(hs, bad[i], "malformed token");
+    /* Parts missing or extra around a good token. */
+    JT_IS(hs, apr_pstrcat(p, h, ".", b, NULL), "malformed token");
+    JT_IS(hs, apr_pstrcat(p, h, ".", b, ".", NULL), "malformed token");
+    JT_IS(hs, apr_pstrcat(p, good, ".", NULL), "malformed token");
+    JT_IS(hs, apr_pstrcat(p, good, ".", s, NULL), "malformed token");
+    JT_IS(hs, apr_pstrcat(p, ".", good, NULL), "malformed token");
+    JT_IS(hs, apr_pstrcat(p, h, "..", s, NULL), "malformed token");
+    JT_IS(hs, apr_pstrcat(p, " ", good, NULL), "malformed token");
+    JT_IS(hs, apr_pstrcat(p, good, " ", NULL), "malformed token");
+    JT_IS(hs, apr_pstrcat(p, good, "\n", NULL), "malformed token");
+    /* base64url only: padding, the standard alphabet's + and /, a byte
+     * outside, a length no base64 has, unused bits set. */
+    JT_IS(hs, apr_pstrcat(p, h, ".", b, ".", s, "=", NULL), "malformed token");
+    JT_IS(hs, apr_pstrcat(p, h, "=.", b, ".", s, NULL), "malformed token");
+    JT_IS(hs, apr_pstrcat(p, h, ".", b, ".", apr_pstrndup(p, s, strlen(s) - 1), "+", NULL),
+          "malformed token");
+    JT_IS(hs, apr_pstrcat(p, h, ".", b, "/.", s, NULL), "malformed token");
+    JT_IS(hs, apr_pstrcat(p, h, ".", b, "!.", s, NULL), "malformed token");
+    /* 44 characters are a well-formed 33-byte signature, 45 no base64. */
+    JT_IS(hs, apr_pstrcat(p, h, ".", b, ".", s, "A", NULL), "bad signature");
+    JT_IS(hs, apr_pstrcat(p, h, ".", b, ".", s, "AA", NULL), "malformed token");
+    {
+        /* s has 43 characters (32 bytes): its last one carries 2 unused
+         * bits; the same bytes with those bits set is another text. */
+        char *t = apr_pstrdup(p, s);
+        CHECK(strlen(t) == 43);
+        t[42] = (char)(t[42] == 'A' ? 'B' : t[42] == 'z' ? 'y' : t[42] + 1);
+        JT_IS(hs, apr_pstrcat(p, h, ".", b, ".", t, NULL), "malformed token");
+        t[42] = 'B';    /* bits 01: never canonical */
+        JT_IS(hs, apr_pstrcat(p, h, ".", b, ".", t, NULL), "malformed token");
+    }
+    /* A NUL inside the length. */
+    tok = apr_pstrdup(p, good);
+    ((char *)tok)[5] = '\0';
+    CHECK(sse_jwt_verify(p, hs, tok, strlen(good), JT_NOW, &c) != NULL);
+    /* Claims that are not a JSON object; not JSON at all. */
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"HS256\"}", "[1]", sha256, secret, strlen(secret), NULL),
+          "malformed token");
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"HS256\"}", "null", sha256, secret, strlen(secret), NULL),
+          "malformed token");
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"HS256\"}", "{\"a\":", sha256, secret, strlen(secret),
+                       NULL), "malformed token");
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"HS256\"}", "", sha256, secret, strlen(secret), NULL),
+          "malformed token");
+    /* Two exp: which one would count is the question no one should ask. */
+    JT_IS(hs, jt_craft(p, "{\"alg\":\"HS256\"}", "{\"exp\":1,\"exp\":9999999999}", sha256,
+                       secret, strlen(secret), NULL), "malformed token");
+    /* libjwt's base64 stops at the first byte outside its alphabet: a
+     * good RS256 token with anything after a further dot would pass it. */
+    tok = jt_libjwt(p, JWT_ALG_RS256, rsa->priv, strlen(rsa->priv), claims);
+    JT_IS(rs, tok, NULL);
+    JT_IS(rs, apr_pstrcat(p, tok, ".anything", NULL), "malformed token");
+    JT_IS(rs, apr_pstrcat(p, tok, "!", NULL), "malformed token");
+
+    /* Size: exactly SSE_JWT_MAX_LEN passes, one byte more is refused
+     * before anything else, and a megabyte too. */
+    for (pad = 6000; pad < 6200; pad++) {
+        char *pl = apr_palloc(p, pad + 20);
+        memcpy(pl, "{\"pad\":\"", 8);
+        memset(pl + 8, 'x', pad);
+        strcpy(pl + 8 + pad, "\"}");
+        tok = jt_craft(p, "{\"alg\":\"HS256\"}", pl, sha256, secret, strlen(secret), NULL);
+        if (strlen(tok) >= SSE_JWT_MAX_LEN - 3)
+            break;
+    }
+    CHECK(strlen(tok) <= SSE_JWT_MAX_LEN && strlen(tok) >= SSE_JWT_MAX_LEN - 3);
+    JT_IS(hs, tok, NULL);
+    big = apr_palloc(p, SSE_JWT_MAX_LEN + 2);
+    memcpy(big, tok, strlen(tok));
+    memset(big + strlen(tok), 'A', SSE_JWT_MAX_LEN + 1 - strlen(tok));
+    big[SSE_JWT_MAX_LEN + 1] = '\0';
+    JT_IS(hs, big, "token too large");
+    big = apr_palloc(p, 1 << 20);
+    memset(big, 'A', 1 << 20);
+    CHECK(sse_jwt_verify(p, hs, big, 1 << 20, JT_NOW, &c) != NULL
+          && strcmp(sse_jwt_verify(p, hs, big, 1 << 20, JT_NOW, &c), "token too large") == 0);
+}
+
+/* The claims: absent, present, wrong types; exp and nbf against now. */
+static void test_jwt_claims(apr_pool_t *p)
+{
+    static const char secret[] = "claims-secret";
+    const EVP_MD *sha256 = EVP_sha256();
+    static const char *const none[] = { NULL };
+    sse_jwt_key *hs = NULL;
+    sse_jwt_claims c;
+    const char *tok;
+    static const struct { const char *claims, *want; } bad[] = {
+        { "{\"mercure\":\"x\"}", "malformed claims" },
+        { "{\"mercure\":[]}", "malformed claims" },
+        { "{\"mercure\":{\"publish\":\"*\"}}", "malformed claims" },
+        { "{\"mercure\":{\"publish\":[\"*\",1]}}", "malformed claims" },
+        { "{\"mercure\":{\"publish\":[null]}}", "malformed claims" },
+        { "{\"mercure\":{\"publish\":{\"0\":\"*\"}}}", "malformed claims" },
+        { "{\"mercure\":{\"subscribe\":true}}", "malformed claims" },
+        { "{\"mercure\":{\"subscribe\":[[\"a\"]]}}", "malformed claims" },
+        { "{\"exp\":\"1900000000\"}", "malformed claims" },
+        { "{\"exp\":null}", "malformed claims" },
+        { "{\"nbf\":true}", "malformed claims" },
+        { "{\"mercure\":{\"publish\":[\"a\\u0000b\"]}}", "malformed token" },
+        /* Types before time: an expired token with bad claims is malformed. */
+        { "{\"exp\":1,\"mercure\":{\"publish\":7}}", "malformed claims" },
+    };
+    size_t i;
+
+    CHECK(sse_jwt_key_make(p, secret, "HS256", &hs) == NULL);
+    if (!hs)
+        return;
+#define TOK(cl) jt_craft(p, "{\"alg\":\"HS256\",\"typ\":\"JWT\"}", (cl), sha256, secret, \
+                         strlen(secret), NULL)
+    /* Absent, in every way. */
+    memset(&c, 0xa5, sizeof c);
+    CHECK(jt_verify(p, hs, TOK("{}"), &c) == NULL && !c.publish && !c.subscribe && !c.payload
+          && c.exp == 0);
+    memset(&c, 0xa5, sizeof c);
+    CHECK(jt_verify(p, hs, TOK("{\"mercure\":{}}"), &c) == NULL && !c.publish && !c.subscribe
+          && !c.payload && c.exp == 0);
+    memset(&c, 0xa5, sizeof c);
+    CHECK(jt_verify(p, hs, TOK("{\"mercure\":null}"), &c) == NULL && !c.publish
+          && !c.subscribe && !c.payload);
+    memset(&c, 0xa5, sizeof c);
+    CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"publish\":null,\"subscribe\":null,"
+                               "\"payload\":null}}"), &c) == NULL
+          && !c.publish && !c.subscribe && !c.payload);
+    /* Empty is not absent: a token that may publish nothing. */
+    CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"publish\":[],\"subscribe\":[\"\"]}}"), &c)
+          == NULL && c.publish && c.publish->nelts == 0 && c.subscribe
+          && c.subscribe->nelts == 1 && strcmp(APR_ARRAY_IDX(c.subscribe, 0, const char *), "")
+          == 0);
+    (void)none;
+    /* Payloads of every JSON kind, given back compact. */
+    CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"payload\":\"str \\\"q\\\" \\u00e9\"}}"), &c)
+          == NULL && c.payload && strcmp(c.payload, "\"str \\\"q\\\" \xc3\xa9\"") == 0);
+    CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"payload\":42}}"), &c) == NULL && c.payload
+          && strcmp(c.payload, "42") == 0);
+    CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"payload\":false}}"), &c) == NULL && c.payload
+          && strcmp(c.payload, "false") == 0);
+    CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"payload\": { \"b\" : [ ], \"a\" : {} } }}"), &c)
+          == NULL && c.payload && strcmp(c.payload, "{\"b\":[],\"a\":{}}") == 0);
+    /* Other claims are not looked at. */
+    CHECK(jt_verify(p, hs, TOK("{\"iat\":\"yesterday\",\"aud\":7,\"sub\":null}"), &c) == NULL);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *why = jt_verify(p, hs, TOK(bad[i].claims), &c);
+        int ok = why && strcmp(why, bad[i].want) == 0;
+        CHECK(ok);
+        if (!ok)
+            printf("  %s: %s\n", bad[i].claims, why ? why : "(accepted)");
+    }
+    /* Wrong types, but a bad signature: the signature is told first. */
+    tok = jt_craft(p, "{\"alg\":\"HS256\"}", "{\"mercure\":{\"publish\":7}}", sha256, "other",
+                   5, NULL);
+    JT_IS(hs, tok, "bad signature");
+
+    /* exp: valid while now < exp. */
+    tok = TOK(apr_psprintf(p, "{\"exp\":%" APR_INT64_T_FMT "}", JT_NOW + 1));
+    CHECK(sse_jwt_verify(p, hs, tok, strlen(tok), JT_NOW, &c) == NULL && c.exp == JT_NOW + 1);
+    CHECK(strcmp(sse_jwt_verify(p, hs, tok, strlen(tok), JT_NOW + 1, &c), "token expired")
+          == 0);
+    CHECK(strcmp(sse_jwt_verify(p, hs, tok, strlen(tok), JT_NOW + 1000000, &c),
+                 "token expired") == 0);
+    JT_IS(hs, TOK("{\"exp\":0}"), "token expired");
+    JT_IS(hs, TOK("{\"exp\":-5}"), "token expired");
+    /* Fractional: 100.5 is valid at 100, not at 101. */
+    tok = TOK("{\"exp\":100.5}");
+    CHECK(sse_jwt_verify(p, hs, tok, strlen(tok), 100, &c) == NULL && c.exp == 101);
+    CHECK(sse_jwt_verify(p, hs, tok, strlen(tok), 101, &c) != NULL);
+    tok = TOK("{\"exp\":1e300}");
+    CHECK(sse_jwt_verify(p, hs, tok, strlen(tok), JT_NOW, &c) == NULL && c.exp == INT64_MAX);
+    tok = TOK("{\"exp\":9223372036854775807}");
+    CHECK(sse_jwt_verify(p, hs, tok, strlen(tok), JT_NOW, &c) == NULL && c.exp == INT64_MAX);
+    JT_IS(hs, TOK("{\"exp\":-1e300}"), "token expired");
+    /* A number jansson cannot hold is no JSON it reads. */
+    JT_IS(hs, TOK("{\"exp\":99999999999999999999}"), "malformed token");
+    /* nbf: valid from nbf on. */
+    tok = TOK(apr_psprintf(p, "{\"nbf\":%" APR_INT64_T_FMT "}", JT_NOW));
+    CHECK(sse_jwt_verify(p, hs, tok, strlen(tok), JT_NOW, &c) == NULL && c.exp == 0);
+    CHECK(strcmp(sse_jwt_verify(p, hs, tok, strlen(tok), JT_NOW - 1, &c),
+                 "token not yet valid") == 0);
+    tok = TOK("{\"nbf\":99.5}");
+    CHECK(sse_jwt_verify(p, hs, tok, strlen(tok), 99, &c) != NULL);
+    CHECK(sse_jwt_verify(p, hs, tok, strlen(tok), 100, &c) == NULL);
+    /* Expired wins over not yet valid (an inverted window). */
+    tok = TOK("{\"nbf\":200,\"exp\":100}");
+    CHECK(strcmp(sse_jwt_verify(p, hs, tok, strlen(tok), 150, &c), "token expired") == 0);
+#undef TOK
+}
+
+/* Every reason is one of the documented few, whatever the input: none
+ * quotes the token. */
+static void test_jwt_reasons(apr_pool_t *p)
+{
+    sse_jwt_key *hs = NULL;
+    sse_jwt_claims c;
+    const char *inputs[] = { "SECRET-TOKEN", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30.SECRET",
+                             "eyJhbGciOiJub25lIn0.e30.", "e30.e30.e30" };
+    size_t i, j;
+
+    CHECK(sse_jwt_key_make(p, "k", NULL, &hs) == NULL);
+    if (!hs)
+        return;
+    for (i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        const char *why = jt_verify(p, hs, inputs[i], &c);
+        int known = 0;
+        for (j = 0; why && j < sizeof jt_reasons / sizeof jt_reasons[0]; j++)
+            known |= strcmp(why, jt_reasons[j]) == 0;
+        CHECK(why && known && !strstr(why, "SECRET"));
+    }
+}
+
+/* Verification from several threads at once with shared keys (run under
+ * TSan by make unit-tsan): each thread gets its own answers right. */
+typedef struct {
+    const sse_jwt_key *hs, *es;
+    const char *hs_tok, *es_tok, *bad_tok;
+    int ok;
+} jt_thread_arg;
+
+static void *jt_thread(void *v)
+{
+    jt_thread_arg *a = v;
+    apr_pool_t *p;
+    sse_jwt_claims c;
+    int i;
+
+    apr_pool_create_unmanaged(&p);
+    a->ok = 1;
+    for (i = 0; i < 60; i++) {
+        a->ok &= sse_jwt_verify(p, a->hs, a->hs_tok, strlen(a->hs_tok), JT_NOW, &c) == NULL
+                 && c.publish && c.publish->nelts == 1;
+        a->ok &= sse_jwt_verify(p, a->es, a->es_tok, strlen(a->es_tok), JT_NOW, &c) == NULL;
+        a->ok &= sse_jwt_verify(p, a->hs, a->bad_tok, strlen(a->bad_tok), JT_NOW, &c) != NULL;
+        a->ok &= sse_jwt_verify(p, a->es, a->hs_tok, strlen(a->hs_tok), JT_NOW, &c) != NULL;
+        apr_pool_clear(p);
+    }
+    apr_pool_destroy(p);
+    return NULL;
+}
+
+static void test_jwt_threads(apr_pool_t *p, jt_pair *ec256)
+{
+    sse_jwt_key *hs = NULL, *es = NULL;
+    const char *claims = "{\"mercure\":{\"publish\":[\"t\"]}}";
+    jt_thread_arg a[4];
+    pthread_t th[4];
+    int i;
+
+    CHECK(sse_jwt_key_make(p, "thread-secret", NULL, &hs) == NULL);
+    CHECK(sse_jwt_key_make(p, ec256->path, "ES256", &es) == NULL);
+    if (!hs || !es)
+        return;
+    for (i = 0; i < 4; i++) {
+        a[i].hs = hs;
+        a[i].es = es;
+        a[i].hs_tok = jt_libjwt(p, JWT_ALG_HS256, "thread-secret", 13, claims);
+        a[i].es_tok = jt_libjwt(p, JWT_ALG_ES256, ec256->priv, strlen(ec256->priv), claims);
+        a[i].bad_tok = jt_libjwt(p, JWT_ALG_HS256, "thread-secreT", 13, claims);
+        CHECK(pthread_create(&th[i], NULL, jt_thread, &a[i]) == 0);
+    }
+    for (i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(a[i].ok);
+    }
+}
+
+static void test_jwt(apr_pool_t *p)
+{
+    jt_pair rsa, rsa_other, rsa1024, ec256, ec256_other, ec384;
+
+    strcpy(jt_dir, "/tmp/sse-unit-jwt-XXXXXX");
+    if (!mkdtemp(jt_dir)) {
+        CHECK(!"mkdtemp");
+        return;
+    }
+    jt_pair_make(&rsa, EVP_RSA_gen(2048), "rsa");
+    jt_pair_make(&rsa_other, EVP_RSA_gen(2048), "rsa-other");
+    jt_pair_make(&rsa1024, EVP_RSA_gen(1024), "rsa1024");
+    jt_pair_make(&ec256, EVP_EC_gen("P-256"), "ec256");
+    jt_pair_make(&ec256_other, EVP_EC_gen("P-256"), "ec256-other");
+    jt_pair_make(&ec384, EVP_EC_gen("P-384"), "ec384");
+
+    test_jwt_keys(p, &rsa, &ec256, &ec384, &rsa1024);
+    test_jwt_algs(p, &rsa, &rsa_other, &ec256, &ec256_other, &ec384);
+    test_jwt_header(p, &rsa);
+    test_jwt_form(p, &rsa);
+    test_jwt_claims(p);
+    test_jwt_reasons(p);
+    test_jwt_threads(p, &ec256);
+    /* Nothing is left in this thread's OpenSSL error queue. */
+    CHECK(ERR_peek_error() == 0);
+
+    jt_pair_free(&rsa);
+    jt_pair_free(&rsa_other);
+    jt_pair_free(&rsa1024);
+    jt_pair_free(&ec256);
+    jt_pair_free(&ec256_other);
+    jt_pair_free(&ec384);
+    CHECK(rmdir(jt_dir) == 0);
 }
 
 int main(void)
@@ -1299,6 +2003,7 @@ int main(void)
     test_ring_metrics();
     test_topic_exact(p);
     test_topic_simple(p);
+    test_jwt(p);
     apr_pool_destroy(p);
     apr_terminate();
     printf("unit: %d passed, %d failed\n", passed, failed);
