@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <apr_strings.h>
+
 #include <jansson.h>
 #include <jwt.h>
 #include <openssl/err.h>
@@ -1282,6 +1283,8 @@ static void test_topic_simple(apr_pool_t *p)
         { "{x}.json", ".json", 1 }, { "{x}.json", "json", 0 },
     };
     TOPIC_CASES(t);
+}
+
 /* ---- jwt (sse_jwt.c) ----
  *
  * Keys are generated here with libcrypto (EVP_RSA_gen, EVP_EC_gen) and
