@@ -295,10 +295,10 @@ static int expression(topic_compiler *c, apr_size_t *i)
         }
         if (k >= c->len)
             return fail(c, *i, "unclosed '{' in the template");
+        if (!strchr(",}:*", s[k]) || !s[k])
+            return fail(c, k, "invalid character in a template variable name");
         if (k == name)
-            return fail(c, k, s[k] == '}' || s[k] == ','
-                                  ? "empty variable name in a template expression"
-                                  : "invalid character in a template variable name");
+            return fail(c, k, "empty variable name in a template expression");
         if (s[k] == ':') {
             int digits = 0, value = 0;
             k++;
@@ -309,6 +309,8 @@ static int expression(topic_compiler *c, apr_size_t *i)
                 digits++;
                 k++;
             }
+            if (k >= c->len)
+                return fail(c, *i, "unclosed '{' in the template");
             if (digits == 0 || value > 9999)
                 return fail(c, k, "a prefix length must be 1 to 9999");
             prefixed = 1;
