@@ -4,8 +4,8 @@
  * one into a regular expression (yosida95/uritemplate v3, Template.Regexp)
  * and tests the topic against it, after an exact comparison. A drop-in
  * replacement must deliver and authorize the same topics, so this file
- * implements that language, which is looser than "could be an expansion"
- * in three ways that Symfony applications may rely on (noted below).
+ * implements that language, which differs from "could be an expansion"
+ * in a few ways that Symfony applications may rely on (noted below).
  *
  * A template is literals and expressions. A literal matches its own bytes
  * ("%41" matches "%41", not "A"). An expression matches either nothing
@@ -35,6 +35,10 @@
  *  - the names of ; ? & are not checked ({?q} matches "?zz" and "?x=1");
  *  - a prefix modifier does not bound the length ({id:2} matches "12345");
  *  - an expression's variables may all be undefined, and a value empty.
+ * And stricter in one corner: in a simple, '.' or '/' expression whose
+ * first variable is not exploded, the first value has no '=', so an
+ * exploded associative array expanding first does not match ({x,keys*}
+ * with x undefined expands to "semi=%3B,dot=.", which neither matches).
  * The simple operator never matches '/', ':', '?', '#', spaces, raw
  * non-ASCII bytes: books/{id} is one path segment, as users expect.
  *

@@ -1371,6 +1371,19 @@ static void test_topic_operators(apr_pool_t *p)
         { "{var:3}", "value", 1 }, { "{var:3}", "v", 1 }, { "/u/{id:2}", "/u/12345", 1 },
         { "/u/{id:2}", "/u/1/2", 0 }, { "{/var:1,x}", "/value/1024", 1 },
         { "{/var:1,x}", "/value/1024/3", 0 },
+        /* The examples of sse_topic.h and of sse_topic.c's table. */
+        { "/search{?q,page}", "/search", 1 }, { "/search{?q,page}", "/search?q=x&page=2", 1 },
+        { "https://example.com/books{/id*}", "https://example.com/books", 1 },
+        { "https://example.com/books{/id*}", "https://example.com/books/1/2/3", 1 },
+        { "x{#f}", "x", 1 }, { "x{#f}", "x#a/b", 1 }, { "x{#f}", "xa", 0 }, { "x{#f}", "x#a b", 0 },
+        { "f{.e}", "f.json", 1 }, { "f{.e}", "f.tar.gz", 1 }, { "f{.e}", "f.a/b", 0 },
+        { "p{/a,b}", "p/x/y", 1 }, { "p{/a,b}", "p/x/y/z", 0 }, { "p{/a,b}", "p/x?", 0 },
+        { "m{;x,y}", "m;x=1;y=2", 1 }, { "m{;x,y}", "m;a;b;c", 0 },
+        { "s?a=1{&b}", "s?a=1&b=2", 1 }, { "s?a=1{&b}", "s?a=1&b&c", 0 },
+        { "p{/s*}", "p/a/b/c/d", 1 }, { "p{/s*}", "p/k=v", 1 },
+        /* The stricter corner: an exploded array expanding first. */
+        { "{x,keys*}", "semi=%3B,dot=.", 0 }, { "{x,keys*}", "1,semi=%3B,dot=.", 1 },
+        { "{/x,keys*}", "/semi=%3B", 0 }, { "{/x,keys*}", "/1/semi=%3B", 1 },
         /* Several expressions and literals between them. */
         { "https://example.com/users/{uid}/books/{bid}{?format}",
           "https://example.com/users/u1/books/b2?format=json", 1 },
