@@ -633,6 +633,14 @@ static int subscribe(request_rec *r, const sse_dir_conf *dc, const apr_array_hea
         if ((status = authenticate(r, dc, key, pairs, &claims, &done)) != OK || done)
             return status;
     }
+    else {
+        const char *tok;
+        apr_size_t len;
+        /* A token this hub cannot verify is not taken for none. */
+        if (find_token(r, dc, pairs, &tok, &len, &why) != TOKEN_NONE)
+            return unauthorized(r, "this hub has no key to verify tokens "
+                                   "(SSEMercureSubscriberJWT)");
+    }
     if (!claims && !SSE_DIR_MERCURE_ANONYMOUS(dc))
         return unauthorized(r, NULL);
     if (claims)

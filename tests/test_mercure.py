@@ -517,3 +517,66 @@ def test_update_published_on_a_reaches_subscriber_on_b(httpd, redis):
     with sub(b.port, [topic], sub_token([topic]), lastEventID=id_) as s:
         assert s.headers["last-event-id"] == id_
         assert s.next_event().raw == wire_event(secret, b"s")
+
+
+# ---------------------------------------------------------------- configuration
+
+@pytest.mark.parametrize("line,message", [
+    ("SSEMercurePublisherJWT secret HS999", "SSEMercurePublisherJWT: "),
+    ("SSEMercureSubscriberJWT /no/such/key.pem RS256", "SSEMercureSubscriberJWT: "),
+    ("SSEMercureCookieName a;b", "SSEMercureCookieName: 'a;b' is not a cookie name"),
+    ("SSEMercureAnonymous maybe", "SSEMercureAnonymous"),
+    ("SSEMercureSubscriptions 1", "SSEMercureSubscriptions"),
+])
+def test_bad_mercure_directives_fail_startup(httpd, line, message):
+    h = httpd(conf=f"<Location {HUB}>\n    SetHandler sse-mercure\n    {line}\n</Location>\n",
+              start=False)
+    rc, out = h.config_test()
+    assert rc != 0, out
+    assert message in out, out
+
+
+def test_hub_without_keys(httpd):
+    h = httpd(conf=f"<Location {HUB}>\n    SetHandler sse-mercure\n"
+                   "    SSEMercureAnonymous on\n</Location>\n")
+    r = publish(h.port, [("topic", "a")])
+    assert r.status == 500
+    assert r.json == {"error": "this hub cannot verify publishers: SSEMercurePublisherJWT "
+                               "is not set"}
+    # Anonymous subscribers are served; a token the hub cannot verify is refused.
+    with sub(h.port, ["*"]) as s:
+        assert s.status == 200
+    r = request(h.port, "GET", hub_path(["*"]), headers={"Authorization": "Bearer x.y.z"})
+    assert r.status == 401
+    assert r.headers.get("www-authenticate") == www_auth(
+        "this hub has no key to verify tokens (SSEMercureSubscriberJWT)")
+
+
+def test_methods_and_paths(hub):
+    r = request(hub.port, "DELETE", HUB)
+    assert r.status == 405 and r.headers.get("allow") == "GET, POST, OPTIONS"
+    r = request(hub.port, "OPTIONS", HUB)
+    assert r.status == 204 and r.headers.get("allow") == "GET, POST, OPTIONS"
+    r = request(hub.port, "GET", HUB + "/elsewhere?topic=a")
+    assert r.status == 404
+    r = request(hub.port, "GET", HUB)
+    assert r.status == 400
+    assert r.json == {"error": "topic: missing (name one or more topic selectors: a topic, "
+                               "a URI template or *)"}
+    r = request(hub.port, "HEAD", hub_path(["*"]))
+    assert r.status == 200 and r.headers.get("content-type") == \
+        "text/event-stream; charset=utf-8"
+
+
+def test_hub_channel_is_out_of_reach_of_sse_stream_and_sse_publish(hub):
+    """The hub's channel cannot be named by a plain stream or publisher, and
+    a plain channel named like a topic gets nothing of the hub."""
+    r = request(hub.port, "GET", "/events?channel=" + urllib.parse.quote("#mercure" + HUB))
+    assert r.status == 400
+    r = request(hub.port, "POST", "/pub?channel=" + urllib.parse.quote("#mercure" + HUB),
+                body=b"x")
+    assert r.status == 400
+    with SSEClient(hub.port, "/events?channel=t") as plain, sub(hub.port, ["t"]) as s:
+        id_ = publish_ok(hub.port, [("topic", "t"), ("data", "hub")])
+        assert s.next_event().raw == wire_event(id_, b"hub")
+        plain.assert_no_event(0.3)
