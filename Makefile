@@ -90,7 +90,7 @@ deps-run:
 
 # The unit tests, each built with ASan/UBSan and, as <name>.tsan, with TSan
 # (binaries of their own: the two do not mix; a TSan report exits 66).
-#   test_units          wire, body, parse, ring, buffer, num (single-threaded)
+#   test_units          wire, body, parse, ring, buffer, num, topic (single-threaded)
 #   test_ring_threads   the ring under concurrent publishers and lock-free readers
 #   test_store_threads  the store boundary: batches, all-or-none, counts, threads
 #   test_ring_crash     a writer SIGKILLed with the lock held at each step of a write

@@ -2134,6 +2134,13 @@ static void test_topic_operators(apr_pool_t *p)
         { "m{;x,y}", "m;x=1;y=2", 1 }, { "m{;x,y}", "m;a;b;c", 0 },
         { "s?a=1{&b}", "s?a=1&b=2", 1 }, { "s?a=1{&b}", "s?a=1&b&c", 0 },
         { "p{/s*}", "p/a/b/c/d", 1 }, { "p{/s*}", "p/k=v", 1 },
+        /* The protocol's example of a claim granting one user's topics. */
+        { "https://example.com/users/foo/{?topic}",
+          "https://example.com/users/foo/?topic=https%3A%2F%2Fexample.com%2Fbooks%2F1", 1 },
+        { "https://example.com/users/foo/{?topic}",
+          "https://example.com/users/foo/?topic=https://example.com/books/1", 0 },
+        { "https://example.com/users/foo/{?topic}",
+          "https://example.com/users/bar/?topic=https%3A%2F%2Fexample.com%2Fbooks%2F1", 0 },
         /* The stricter corner: an exploded array expanding first. */
         { "{x,keys*}", "semi=%3B,dot=.", 0 }, { "{x,keys*}", "1,semi=%3B,dot=.", 1 },
         { "{/x,keys*}", "/semi=%3B", 0 }, { "{/x,keys*}", "/1/semi=%3B", 1 },
