@@ -161,12 +161,13 @@ soak: all
 #   frame      framing parsed back gives the event; the frame size is exact
 #   num        directive sizes and counts (sse_num.c), against the old code
 #   ring       the ring under a sequence of operations, checked after each
+#   jwt        Mercure JWTs against three keys: an acceptance is a real signature
 # fuzz/run.sh runs each for FUZZ_SECONDS with fuzz/corpus/<target>/ as seeds;
 # new inputs go to fuzz/work/ and crashes to fuzz/artifacts/ (not kept).
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 10
 FUZZ_SEED    ?=
-FUZZ_TARGETS  = body_form body_json body_raw parse ids channels frame num ring
+FUZZ_TARGETS  = body_form body_json body_raw parse ids channels frame num ring jwt
 FUZZ_BINS     = $(FUZZ_TARGETS:%=fuzz/bin/%)
 FUZZ_CFLAGS   = $(UNIT_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
