@@ -1,5 +1,5 @@
 /* test_units.c -- unit tests of the pure units: sse_wire, sse_ring, sse_body,
- * sse_parse, sse_num, sse_metrics, sse_jwt.
+ * sse_parse, sse_num, sse_metrics, sse_topic, sse_jwt.
  *
  * No httpd: the ring lives in calloc'd memory and the lock is this single
  * thread. Built under AddressSanitizer and UBSan by `make unit`. Prints one
@@ -17,6 +17,7 @@
 #include "sse_parse.h"
 #include "sse_num.h"
 #include "sse_metrics.h"
+#include "sse_topic.h"
 #include "sse_jwt.h"
 
 #include <pthread.h>
@@ -47,7 +48,7 @@ static void frame_is(const char *id, const char *event, long retry, const char *
                      size_t data_len, const char *want, size_t want_len, int line)
 {
     sse_wire_event ev = { id, id ? strlen(id) : 0, event, event ? strlen(event) : 0,
-                          retry, data, data_len };
+                          retry, data, data_len, NULL, 0 };
     size_t size = sse_wire_frame_size(&ev);
     char *buf = malloc(size + 1);
     size_t n = sse_wire_frame(buf, &ev);
@@ -157,7 +158,7 @@ static int pub(sse_ring *r, const char *channel, const char *id, const char *dat
                uint64_t now, uint64_t *stamp, char *id_out)
 {
     int slot = sse_ring_chan_intern(r, channel, strlen(channel));
-    sse_ring_msg m = { 1, &slot, id, id ? strlen(id) : 0, NULL, 0, -1, data, strlen(data) };
+    sse_ring_msg m = { 1, &slot, id, id ? strlen(id) : 0, NULL, 0, -1, data, strlen(data), NULL, 0 };
 
     return slot < 0 ? -2 : sse_ring_publish(r, &m, now, stamp, id_out);
 }
@@ -210,7 +211,7 @@ static void test_ring_basic(void)
     slots[0] = a;
     slots[1] = b;
     {
-        sse_ring_msg m = { 2, slots, NULL, 0, "both", 4, -1, "x", 1 };
+        sse_ring_msg m = { 2, slots, NULL, 0, "both", 4, -1, "x", 1, NULL, 0 };
         uint64_t s4;
         CHECK(sse_ring_publish(r, &m, 3000, &s4, id) == 0);
         CHECK(sse_ring_chan_last(r, a) == sse_ring_chan_last(r, b));
@@ -244,6 +245,52 @@ static void test_ring_basic(void)
               && rec.kind == SSE_REC_DELETE && rec.links[0].chan == (uint32_t)a
               && rec.links[0].epoch == epoch);
     }
+    free(mem);
+}
+
+/* A hub's metadata (sse-mercure): comment lines at the head of the frame,
+ * checked, framed first, counted in the size, carried by the ring, and
+ * found again by sse_wire_meta_len so that a stream can strip them. */
+static void test_hub_meta(void)
+{
+    static const char meta[] = ":p\n:t https://example.com/books/1\n";
+    static const char want[] = ":p\n:t https://example.com/books/1\nid: 2000-0\ndata: x\n\n";
+    void *mem;
+    sse_ring *r = new_ring(64 * 1024, 16, &mem);
+    int slot = sse_ring_chan_intern(r, "#mercure/hub", 12);
+    sse_ring_msg m = { 1, &slot, NULL, 0, NULL, 0, -1, "x", 1, meta, sizeof(meta) - 1 };
+    sse_wire_event ev = { "a", 1, NULL, 0, -1, "d", 1, meta, sizeof(meta) - 1 };
+    uint64_t cursor = sse_ring_head(r), stamp;
+    char id[SSE_FIELD_MAX + 1], buf[4096];
+    size_t need;
+    sse_ring_rec rec;
+
+    CHECK(sse_wire_check_meta(meta, sizeof(meta) - 1) == NULL);
+    CHECK(sse_wire_check_meta("", 0) != NULL);
+    CHECK(sse_wire_check_meta(":p", 2) != NULL);                  /* no line end */
+    CHECK(sse_wire_check_meta(":p\nid: 1\n", 10) != NULL);       /* a field, not a comment */
+    CHECK(sse_wire_check_meta(":p\r\n", 4) != NULL);
+    CHECK(sse_wire_check_meta(":t a\0b\n", 7) != NULL);
+    CHECK(sse_wire_check_meta(":p\n\n", 4) != NULL);               /* a blank line ends an event */
+
+    CHECK(sse_wire_check_hub_channel("#mercure/hub", 12) == NULL);
+    CHECK(sse_wire_check_hub_channel("#", 1) != NULL);
+    CHECK(sse_wire_check_hub_channel("mercure", 7) != NULL);
+    CHECK(sse_wire_check_hub_channel("#a b", 4) != NULL);
+    CHECK(sse_wire_check_hub_channel("##", 2) != NULL);
+    /* No channel a client names can be a hub's. */
+    CHECK(sse_wire_check_channel("#mercure/hub", 12) != NULL);
+
+    CHECK(sse_wire_frame_size(&ev) == sizeof(meta) - 1 + sizeof("id: a\ndata: d\n\n") - 1);
+    CHECK(sse_wire_meta_len(want, sizeof(want) - 1) == sizeof(meta) - 1);
+    CHECK(sse_wire_meta_len("id: 1\ndata: x\n\n", 15) == 0);
+    CHECK(sse_wire_meta_len(":heartbeat", 10) == 0);            /* no line end: not stripped */
+
+    CHECK(slot >= 0 && sse_ring_fits(r, &m));
+    CHECK(sse_ring_publish(r, &m, 2000, &stamp, id) == 0 && strcmp(id, "2000-0") == 0);
+    CHECK(sse_ring_read(r, &cursor, buf, sizeof(buf), &need, &rec) == SSE_RING_OK);
+    check_bytes(rec.frame, rec.frame_len, want, sizeof(want) - 1, __LINE__);
+    check_bytes(rec.id, rec.id_len, "2000-0", 6, __LINE__);
     free(mem);
 }
 
@@ -389,8 +436,8 @@ static void test_ring_publish_at(void)
     void *mem;
     sse_ring *r = new_ring(64 * 1024, 4, &mem);
     int slot = sse_ring_chan_intern(r, "a", 1);
-    sse_ring_msg m = { 1, &slot, NULL, 0, NULL, 0, -1, "x", 1 };
-    sse_ring_msg own = { 1, &slot, "mine", 4, NULL, 0, -1, "y", 1 };
+    sse_ring_msg m = { 1, &slot, NULL, 0, NULL, 0, -1, "x", 1, NULL, 0 };
+    sse_ring_msg own = { 1, &slot, "mine", 4, NULL, 0, -1, "y", 1, NULL, 0 };
     uint64_t at = SSE_STAMP(5000, 7), head, cursor = sse_ring_head(r), stamp;
     char id[SSE_FIELD_MAX + 1], buf[256];
     size_t need;
@@ -415,7 +462,7 @@ static void test_ring_publish_at(void)
     /* Too big is -1 even with a good stamp. */
     {
         static char big[65536];
-        sse_ring_msg huge = { 1, &slot, NULL, 0, NULL, 0, -1, big, sizeof(big) };
+        sse_ring_msg huge = { 1, &slot, NULL, 0, NULL, 0, -1, big, sizeof(big), NULL, 0 };
         memset(big, 'b', sizeof(big));
         CHECK(sse_ring_publish_at(r, &huge, at + 100, id) == -1);
         CHECK(sse_ring_last_stamp(r) == at + 2);
@@ -1112,6 +1159,129 @@ static void test_ring_metrics(void)
     free(mem);
 }
 
+/* ---- topic selectors (sse_topic) ---- */
+
+/* Matches of one selector against topics, as C strings. */
+static int tmatch(apr_pool_t *p, const char *sel, const char *topic)
+{
+    const char *why = "unset";
+    sse_topic_selector *s = sse_topic_compile(p, sel, strlen(sel), &why);
+
+    if (!s) {
+        printf("  compile '%s' refused: %s\n", sel, why);
+        return -1;
+    }
+    if (why != NULL)
+        return -2;
+    return sse_topic_match(s, topic, strlen(topic));
+}
+
+typedef struct {
+    const char *sel, *topic;
+    int want;
+} topic_case;
+
+static void topic_cases(apr_pool_t *p, const topic_case *t, size_t n, int line)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        int got = tmatch(p, t[i].sel, t[i].topic);
+        if (got != t[i].want)
+            printf("  line %d: '%s' against '%s': got %d, want %d\n", line, t[i].sel,
+                   t[i].topic, got, t[i].want);
+        check(got == t[i].want, "topic selector match", __FILE__, line);
+    }
+}
+#define TOPIC_CASES(arr) topic_cases(p, arr, sizeof(arr) / sizeof(arr[0]), __LINE__)
+
+/* "*", exact selectors, and what is exact: bytes, NUL, no normalization. */
+static void test_topic_exact(apr_pool_t *p)
+{
+    static const topic_case t[] = {
+        { "*", "https://example.com/books/1", 1 }, { "*", "", 1 }, { "*", "*", 1 },
+        { "https://example.com/books/1", "https://example.com/books/1", 1 },
+        { "https://example.com/books/1", "https://example.com/books/10", 0 },
+        { "https://example.com/books/1", "https://example.com/books/", 0 },
+        { "https://example.com/books/1", "HTTPS://example.com/books/1", 0 },
+        { "https://example.com/books/%41", "https://example.com/books/A", 0 },
+        { "books", "books ", 0 }, { "", "", 1 }, { "", "a", 0 }, { "a", "", 0 },
+        { "**", "*", 0 }, { "**", "**", 1 }, { "a*", "ab", 0 },
+        /* Not templates (no '{'): any bytes, compared exactly. */
+        { "a b}\"<>|", "a b}\"<>|", 1 }, { "caf\xc3\xa9", "caf\xc3\xa9", 1 },
+        { "caf\xc3\xa9", "cafe\xcc\x81", 0 }, { "\xff\xfe", "\xff\xfe", 1 },
+        /* A template also matches itself exactly (the hub compares first). */
+        { "https://example.com/books/{id}", "https://example.com/books/{id}", 1 },
+        { "/a/{x}/{+y}", "/a/{x}/{+y}", 1 },
+    };
+    const char *why = "unset";
+    sse_topic_selector *s;
+
+    TOPIC_CASES(t);
+    /* Embedded NUL bytes: compared as bytes, never a terminator. */
+    s = sse_topic_compile(p, "a\0b", 3, &why);
+    CHECK(s != NULL && why == NULL);
+    CHECK(s && sse_topic_match(s, "a\0b", 3) == 1);
+    CHECK(s && sse_topic_match(s, "a\0c", 3) == 0);
+    CHECK(s && sse_topic_match(s, "a", 1) == 0);
+    CHECK(s && sse_topic_match(s, "a\0b\0", 4) == 0);
+    s = sse_topic_compile(p, "*", 1, &why);
+    CHECK(s && sse_topic_match(s, "\0", 1) == 1);
+    s = sse_topic_compile(p, "x/{id}", 6, &why);
+    CHECK(s && sse_topic_match(s, "x/1\0", 4) == 0);
+    CHECK(s && sse_topic_match(s, "x/\0", 3) == 0);
+    CHECK(s && sse_topic_match(s, "x/1", 3) == 1);
+    /* A selector is its own copy: the caller's buffer may change after. */
+    {
+        char buf[8] = "k/{id}";
+        s = sse_topic_compile(p, buf, 6, &why);
+        memcpy(buf, "zzzzzz", 6);
+        CHECK(s && sse_topic_match(s, "k/7", 3) == 1);
+        CHECK(s && sse_topic_match(s, "zzzzzz", 6) == 0);
+    }
+    /* sse_topic_exact: the reference hub's fallback, exact whatever it holds. */
+    s = sse_topic_exact(p, "*", 1);
+    CHECK(sse_topic_match(s, "*", 1) == 1 && sse_topic_match(s, "a", 1) == 0);
+    s = sse_topic_exact(p, "b/{id", 5);
+    CHECK(sse_topic_match(s, "b/{id", 5) == 1 && sse_topic_match(s, "b/1", 3) == 0);
+    s = sse_topic_exact(p, "b/{id}", 6);
+    CHECK(sse_topic_match(s, "b/{id}", 6) == 1 && sse_topic_match(s, "b/1", 3) == 0);
+}
+
+/* Level 1: simple expansion, a value of U characters, ',' and %XX. */
+static void test_topic_simple(apr_pool_t *p)
+{
+    static const topic_case t[] = {
+        { "https://example.com/books/{id}", "https://example.com/books/1", 1 },
+        { "https://example.com/books/{id}", "https://example.com/books/abc-._~XYZ09", 1 },
+        { "https://example.com/books/{id}", "https://example.com/books/", 1 },
+        { "https://example.com/books/{id}", "https://example.com/books/a%2Fb", 1 },
+        { "https://example.com/books/{id}", "https://example.com/books/%c3%A9", 1 },
+        { "https://example.com/books/{id}", "https://example.com/books/1,2", 1 },
+        { "https://example.com/books/{id}", "https://example.com/books/1/2", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/1?x", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/1#x", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/a b", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/a=b", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/caf\xc3\xa9", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/%zz", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/%4", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books/%", 0 },
+        { "https://example.com/books/{id}", "https://example.com/book/1", 0 },
+        { "https://example.com/books/{id}", "https://example.com/books", 0 },
+        { "https://example.com/books/{id}", "http://example.com/books/1", 0 },
+        { "https://example.com/books/{id}", "", 0 },
+        { "{id}", "", 1 }, { "{id}", "x", 1 }, { "{id}", "/", 0 }, { "{id}", ":", 0 },
+        { "/users/{id}/books/{book}", "/users/7/books/42", 1 },
+        { "/users/{id}/books/{book}", "/users//books/", 1 },
+        { "/users/{id}/books/{book}", "/users/7/books", 0 },
+        { "/users/{id}/books/{book}", "/users/7/8/books/42", 0 },
+        { "a{x}b", "ab", 1 }, { "a{x}b", "axyzb", 1 }, { "a{x}b", "axyz", 0 },
+        { "{x}{y}", "anything-at.all", 1 }, { "{x}.{y}", "a.b.c", 1 }, { "{x}.{y}", "abc", 0 },
+        { "{x}.json", "report.json", 1 }, { "{x}.json", "report.jso", 0 },
+        { "{x}.json", ".json", 1 }, { "{x}.json", "json", 0 },
+    };
+    TOPIC_CASES(t);
 /* ---- jwt (sse_jwt.c) ----
  *
  * Keys are generated here with libcrypto (EVP_RSA_gen, EVP_EC_gen) and
@@ -1817,6 +1987,7 @@ int main(void)
     test_wire();
     test_expiry();
     test_ring_basic();
+    test_hub_meta();
     test_ring_wrap_and_evict();
     test_ring_crash_safety();
     test_ring_channels();
@@ -1830,6 +2001,8 @@ int main(void)
     test_metrics_block();
     test_metrics_forms();
     test_ring_metrics();
+    test_topic_exact(p);
+    test_topic_simple(p);
     test_jwt(p);
     apr_pool_destroy(p);
     apr_terminate();
