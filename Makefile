@@ -100,6 +100,8 @@ UNITS = tests/unit/test_units tests/unit/test_ring_threads tests/unit/test_store
 UNIT_TSAN = $(UNITS:=.tsan)
 
 tests/unit/test_ring_crash tests/unit/test_ring_crash.tsan: UNIT_CFLAGS += -DSSE_RING_TEST_HOOKS
+# sse_topic.c's switch to its general matcher, so that both are tested.
+tests/unit/test_units tests/unit/test_units.tsan: UNIT_CFLAGS += -DSSE_TOPIC_TEST_HOOKS
 
 $(UNITS): tests/unit/%: tests/unit/%.c tests/unit/check.h $(STORE_SRC) $(HDR)
 	$(CC) $(UNIT_CFLAGS) -fsanitize=address,undefined -o $@ $< $(STORE_SRC) $(UNIT_LIBS)
@@ -162,16 +164,19 @@ soak: all
 #   frame      framing parsed back gives the event; the frame size is exact
 #   num        directive sizes and counts (sse_num.c), against the old code
 #   ring       the ring under a sequence of operations, checked after each
+#   topic      Mercure topic selectors: the grammar and matching against second
+#              implementations; an expansion of a template matches it
 #   jwt        Mercure JWTs against three keys: an acceptance is a real signature
 # fuzz/run.sh runs each for FUZZ_SECONDS with fuzz/corpus/<target>/ as seeds;
 # new inputs go to fuzz/work/ and crashes to fuzz/artifacts/ (not kept).
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 10
 FUZZ_SEED    ?=
-FUZZ_TARGETS  = body_form body_json body_raw parse ids channels frame num ring jwt
+FUZZ_TARGETS  = body_form body_json body_raw parse ids channels frame num ring topic jwt
 FUZZ_BINS     = $(FUZZ_TARGETS:%=fuzz/bin/%)
 FUZZ_CFLAGS   = $(UNIT_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
+fuzz/bin/topic: FUZZ_CFLAGS += -DSSE_TOPIC_TEST_HOOKS
 $(FUZZ_BINS): fuzz/bin/%: fuzz/%.c fuzz/fuzz.h $(UNIT_SRC) $(HDR)
 	@mkdir -p fuzz/bin
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(UNIT_SRC) $(UNIT_LIBS)

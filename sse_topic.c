@@ -4,8 +4,8 @@
  * one into a regular expression (yosida95/uritemplate v3, Template.Regexp)
  * and tests the topic against it, after an exact comparison. A drop-in
  * replacement must deliver and authorize the same topics, so this file
- * implements that language, which is looser than "could be an expansion"
- * in three ways that Symfony applications may rely on (noted below).
+ * implements that language, which differs from "could be an expansion"
+ * in a few ways that Symfony applications may rely on (noted below).
  *
  * A template is literals and expressions. A literal matches its own bytes
  * ("%41" matches "%41", not "A"). An expression matches either nothing
@@ -35,6 +35,10 @@
  *  - the names of ; ? & are not checked ({?q} matches "?zz" and "?x=1");
  *  - a prefix modifier does not bound the length ({id:2} matches "12345");
  *  - an expression's variables may all be undefined, and a value empty.
+ * And stricter in one corner: in a simple, '.' or '/' expression whose
+ * first variable is not exploded, the first value has no '=', so an
+ * exploded associative array expanding first does not match ({x,keys*}
+ * with x undefined expands to "semi=%3B,dot=.", which neither matches).
  * The simple operator never matches '/', ':', '?', '#', spaces, raw
  * non-ASCII bytes: books/{id} is one path segment, as users expect.
  *
@@ -79,8 +83,12 @@
  * step per live position: O(topic length x program size) at worst, the
  * program holding at most 3 positions per template byte (a literal byte is
  * 1; {x} is 4 for 3 bytes; each further ",y" is 5 for 2 bytes), hence the
- * bitset size below. A selector is immutable after compile: matching from
- * many threads at once is safe.
+ * bitset size below. Most programs have at most 64 positions (a URL with a
+ * few expressions): for them compile also stores each position's closure,
+ * the set is one word, and a step is one pass over the live consuming
+ * positions (run_small; about 10 ns a byte, against 50 the general way).
+ * A selector is immutable after compile: matching from many threads at
+ * once is safe.
  */
 #include "sse_topic.h"
 
@@ -113,6 +121,10 @@ struct sse_topic_selector {
     apr_size_t prefix, suffix;  /* SEL_TEMPLATE: literal bytes around the middle */
     const topic_op *ops;        /* SEL_TEMPLATE: the middle's program */
     int nops;
+    /* Programs of at most 64 positions: the closure of each position, and
+     * the consuming ones, so that a set is one word (see run_small). */
+    const uint64_t *eps;
+    uint64_t consuming;
 };
 
 /* Byte classes. C_COMMA and C_EQ single out ',' and '=' (reserved, but
@@ -295,10 +307,10 @@ static int expression(topic_compiler *c, apr_size_t *i)
         }
         if (k >= c->len)
             return fail(c, *i, "unclosed '{' in the template");
+        if (!strchr(",}:*", s[k]) || !s[k])
+            return fail(c, k, "invalid character in a template variable name");
         if (k == name)
-            return fail(c, k, s[k] == '}' || s[k] == ','
-                                  ? "empty variable name in a template expression"
-                                  : "invalid character in a template variable name");
+            return fail(c, k, "empty variable name in a template expression");
         if (s[k] == ':') {
             int digits = 0, value = 0;
             k++;
@@ -309,6 +321,8 @@ static int expression(topic_compiler *c, apr_size_t *i)
                 digits++;
                 k++;
             }
+            if (k >= c->len)
+                return fail(c, *i, "unclosed '{' in the template");
             if (digits == 0 || value > 9999)
                 return fail(c, k, "a prefix length must be 1 to 9999");
             prefixed = 1;
@@ -406,6 +420,33 @@ static int run_compiler(topic_compiler *c)
     return 1;
 }
 
+#define BIT_SET(set, i) ((set)[(i) >> 6] |= (uint64_t)1 << ((i) & 63))
+#define BIT_HAS(set, i) (((set)[(i) >> 6] >> ((i) & 63)) & 1)
+
+/* Adds to set what its positions reach without consuming: one ascending
+ * sweep, as every such move goes forward or to a consuming position. */
+static void closure(const topic_op *ops, uint64_t *set, int nwords)
+{
+    int w;
+
+    for (w = 0; w < nwords; w++) {
+        uint64_t bits = set[w];
+        while (bits) {
+            int b = __builtin_ctzll(bits), pc = w * 64 + b;
+            const topic_op *o = &ops[pc];
+            if (o->code == OP_SPLIT) {
+                BIT_SET(set, o->x);
+                BIT_SET(set, o->y);
+            }
+            else if (o->code == OP_STAR) {
+                BIT_SET(set, pc + 3);
+            }
+            /* Bits set above b in this word are swept too. */
+            bits = b == 63 ? 0 : set[w] & (~(uint64_t)0 << (b + 1));
+        }
+    }
+}
+
 static sse_topic_selector *new_selector(apr_pool_t *p, int kind, const char *s, apr_size_t len)
 {
     sse_topic_selector *sel = apr_pcalloc(p, sizeof(*sel));
@@ -469,34 +510,18 @@ sse_topic_selector *sse_topic_compile(apr_pool_t *p, const char *selector,
         SSE_ASSERT(!"a template compiles twice alike");
     sel->ops = c.ops;
     sel->nops = c.n;
-    return sel;
-}
-
-#define BIT_SET(set, i) ((set)[(i) >> 6] |= (uint64_t)1 << ((i) & 63))
-#define BIT_HAS(set, i) (((set)[(i) >> 6] >> ((i) & 63)) & 1)
-
-/* Adds to set what its positions reach without consuming: one ascending
- * sweep, as every such move goes forward or to a consuming position. */
-static void closure(const topic_op *ops, uint64_t *set, int nwords)
-{
-    int w;
-
-    for (w = 0; w < nwords; w++) {
-        uint64_t bits = set[w];
-        while (bits) {
-            int b = __builtin_ctzll(bits), pc = w * 64 + b;
-            const topic_op *o = &ops[pc];
-            if (o->code == OP_SPLIT) {
-                BIT_SET(set, o->x);
-                BIT_SET(set, o->y);
-            }
-            else if (o->code == OP_STAR) {
-                BIT_SET(set, pc + 3);
-            }
-            /* Bits set above b in this word are swept too. */
-            bits = b == 63 ? 0 : set[w] & (~(uint64_t)0 << (b + 1));
+    if (c.n <= 64) {
+        uint64_t *eps = apr_palloc(p, sizeof(uint64_t) * (apr_size_t)c.n);
+        int pc;
+        for (pc = 0; pc < c.n; pc++) {
+            eps[pc] = (uint64_t)1 << pc;
+            closure(c.ops, &eps[pc], 1);
+            if (c.ops[pc].code <= OP_HEX2)
+                sel->consuming |= (uint64_t)1 << pc;
         }
+        sel->eps = eps;
     }
+    return sel;
 }
 
 static int run_program(const sse_topic_selector *sel, const unsigned char *s, apr_size_t n)
@@ -554,6 +579,59 @@ static int run_program(const sse_topic_selector *sel, const unsigned char *s, ap
     return BIT_HAS(cur, sel->nops - 1) != 0;
 }
 
+/* run_program for a program of one word: the closures are precomputed,
+ * so a step is one pass over the live consuming positions. */
+static int run_small(const sse_topic_selector *sel, const unsigned char *s, apr_size_t n)
+{
+    const topic_op *ops = sel->ops;
+    const uint64_t *eps = sel->eps;
+    uint64_t cur = eps[0];
+    apr_size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char ch = s[i];
+        uint64_t next = 0, bits = cur & sel->consuming;
+
+        while (bits) {
+            int pc = __builtin_ctzll(bits);
+            const topic_op *o = &ops[pc];
+            bits &= bits - 1;
+            switch (o->code) {
+            case OP_BYTE:
+                if (ch == o->arg)
+                    next |= eps[pc + 1];
+                break;
+            case OP_STAR:
+                if (cls[ch] & o->arg)
+                    next |= eps[pc];
+                else if (ch == '%')
+                    next |= eps[pc + 1];
+                break;
+            case OP_HEX1:
+                if (cls[ch] & C_HEX)
+                    next |= eps[pc + 1];
+                break;
+            default:    /* OP_HEX2 */
+                if (cls[ch] & C_HEX)
+                    next |= eps[pc - 2];
+                break;
+            }
+        }
+        if (!next)
+            return 0;
+        cur = next;
+    }
+    return (int)((cur >> (sel->nops - 1)) & 1);
+}
+
+#ifdef SSE_TOPIC_TEST_HOOKS
+/* Tests set it to run every program the general way (run_program), so
+ * that both ways are checked on the same selectors. */
+int sse_topic_test_general;
+#else
+#define sse_topic_test_general 0
+#endif
+
 int sse_topic_match(const sse_topic_selector *sel, const char *topic, apr_size_t len)
 {
     if (sel->kind == SEL_ALL)
@@ -565,6 +643,9 @@ int sse_topic_match(const sse_topic_selector *sel, const char *topic, apr_size_t
     if (len < sel->prefix + sel->suffix || memcmp(topic, sel->text, sel->prefix) != 0
         || memcmp(topic + len - sel->suffix, sel->text + sel->len - sel->suffix, sel->suffix) != 0)
         return 0;
+    if (sel->eps && !sse_topic_test_general)
+        return run_small(sel, (const unsigned char *)topic + sel->prefix,
+                         len - sel->prefix - sel->suffix);
     return run_program(sel, (const unsigned char *)topic + sel->prefix,
                        len - sel->prefix - sel->suffix);
 }

@@ -250,6 +250,36 @@ RINGS += [
     bytes.fromhex("96000000 21ffffd2 3ac2a401 00"),
 ]
 
+# Topic selectors: (selector, topic, expansion bytes), from
+# tests/unit/test_units.c test_topic_* (RFC 6570's examples among them).
+TOPICS = [
+    (b"*", b"https://example.com/books/1", b""), (b"https://example.com/books/1", b"https://example.com/books/1", b""),
+    (b"https://example.com/books/1", b"https://example.com/books/10", b""), (b"a\0b", b"a\0b", b""),
+    (b"https://example.com/books/{id}", b"https://example.com/books/1", b"\x01\x00\x03abc"),
+    (b"https://example.com/books/{id}", b"https://example.com/books/1/2", b"\x01\x00\x07a/b c\xc3\xa9"),
+    (b"https://example.com/{+path}", b"https://example.com/a/b?c=d#e", b"\x01\x00\x06/a%2Fb"),
+    (b"/doc{#frag}", b"/doc#s1/a", b"\x02\x02\x02ab\x01c"), (b"/file{.ext}", b"/file.tar.gz", b"\x02\x01"),
+    (b"/books{/a,b}", b"/books/1/2/3", b"\x01\x00\x01x\x01\x00\x01y"),
+    (b"/books{/id*}", b"/books/1/2/3", b"\x03\x02\x01k\x01v\x01j\x00\x01w"),
+    (b"/m{;x,y}", b"/m;x=1;y=2", b"\x01\x00\x00\x01\x00\x02ab"),
+    (b"/s{?q,r}", b"/s?q=1&r=2&t=3", b"\x02\x02\x01a\x00\x01\x00\x00"),
+    (b"/s?a=1{&b*}", b"/s?a=1&b=2&c=3", b"\x03\x01\x01k\x00"),
+    (b"{x,keys*}", b"semi=%3B,dot=.", b"\x00\x00\x03\x02\x04semi\x01;\x03dot\x01."),
+    (b"{var:3}", b"value", b"\x01\x00\x05value"), (b"{/var:1,var}", b"/v/value", b""),
+    (b"{/list*,path:4}", b"/red/green/blue/%2Ffoo", b"\x02\x02\x03red\x05green\x04blue\x01\x00\x04/foo"),
+    (b"X{.keys*}", b"X.semi=%3B.dot=..comma=%2C", b"\x03\x02\x04semi\x01;\x03dot\x01."),
+    (b"{?keys*}", b"?semi=%3B&dot=.&comma=%2C", b""), (b"{&list}", b"&list=red,green,blue", b""),
+    (b"up{+path}{var}/here", b"up/foo/barvalue/here", b""),
+    (b"https://example.com/users/{uid}/books/{bid}{?format}", b"https://example.com/users/u1/books/b2?format=json", b""),
+    (b"/caf\xc3\xa9/{x}", b"/caf\xc3\xa9/1", b""), (b"/%41/{x}", b"/A/1", b""), (b"'{x}'", b"'a'", b""),
+    (b"{x}", b"%aF%Af", b""), (b"{x}", b"%ag", b""),
+    (b"{", b"{", b""), (b"{x:0}", b"", b""), (b"{x:10000}", b"", b""), (b"{x:3*}", b"", b""),
+    (b"{x..y}", b"", b""), (b"{=x}", b"", b""), (b"{}", b"", b""), (b"a b{x}", b"", b""),
+    (b"a}{x}", b"", b""), (b"\xed\xa0\x80{x}", b"", b""), (b"\xef\xb7\x90{x}", b"", b""),
+    (b"\xf3\xa1\x80\x80{x}", b"", b""), (b"{x%41.b_1:9999,y*}", b"1,k=v", b""),
+    (b"{x}{x}{x}{x}{x}{x}{x}{x}{/z}", b"a" * 60 + b"/", b""), (b"{/a*}" * 10, b"/a" * 30 + b" ", b""),
+]
+
 TARGETS = {
     "body_form": FORMS,
     "body_json": JSONS,
@@ -265,6 +295,7 @@ TARGETS = {
     "frame": FRAMES,
     "num": NUMS,
     "ring": RINGS,
+    "topic": [b"\n" + b"\n".join(t) for t in TOPICS],
     "jwt": JWTS,
 }
 

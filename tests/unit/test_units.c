@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <apr_strings.h>
+
 #include <jansson.h>
 #include <jwt.h>
 #include <openssl/err.h>
@@ -1181,17 +1182,27 @@ typedef struct {
     int want;
 } topic_case;
 
+/* sse_topic.c's switch (built with SSE_TOPIC_TEST_HOOKS): 1 runs every
+ * program the general way, else small ones take the one-word way. */
+extern int sse_topic_test_general;
+
+/* Each case both ways: the one-word matcher and the general one. */
 static void topic_cases(apr_pool_t *p, const topic_case *t, size_t n, int line)
 {
     size_t i;
+    int way;
 
-    for (i = 0; i < n; i++) {
-        int got = tmatch(p, t[i].sel, t[i].topic);
-        if (got != t[i].want)
-            printf("  line %d: '%s' against '%s': got %d, want %d\n", line, t[i].sel,
-                   t[i].topic, got, t[i].want);
-        check(got == t[i].want, "topic selector match", __FILE__, line);
+    for (way = 0; way < 2; way++) {
+        sse_topic_test_general = way;
+        for (i = 0; i < n; i++) {
+            int got = tmatch(p, t[i].sel, t[i].topic);
+            if (got != t[i].want)
+                printf("  line %d (%s): '%s' against '%s': got %d, want %d\n", line,
+                       way ? "general" : "one word", t[i].sel, t[i].topic, got, t[i].want);
+            check(got == t[i].want, "topic selector match", __FILE__, line);
+        }
     }
+    sse_topic_test_general = 0;
 }
 #define TOPIC_CASES(arr) topic_cases(p, arr, sizeof(arr) / sizeof(arr[0]), __LINE__)
 
@@ -1282,6 +1293,8 @@ static void test_topic_simple(apr_pool_t *p)
         { "{x}.json", ".json", 1 }, { "{x}.json", "json", 0 },
     };
     TOPIC_CASES(t);
+}
+
 /* ---- jwt (sse_jwt.c) ----
  *
  * Keys are generated here with libcrypto (EVP_RSA_gen, EVP_EC_gen) and
@@ -1978,6 +1991,331 @@ static void test_jwt(apr_pool_t *p)
     CHECK(rmdir(jt_dir) == 0);
 }
 
+/* RFC 6570's examples (section 3.2, levels 1 to 4, with its variables:
+ * var "value", hello "Hello World!", half "50%", x "1024", y "768", who
+ * "fred", path "/foo/bar", base "http://example.com/home/", dub "me/too",
+ * dom ("example","com"), list ("red","green","blue"), keys [(semi,";"),
+ * (dot,"."),(comma,",")], v "6", empty "", undef undefined): each
+ * expansion is a topic its template matches. */
+static void test_topic_rfc_examples(apr_pool_t *p)
+{
+    static const topic_case t[] = {
+        /* Level 1 and simple (3.2.2) */
+        { "{var}", "value", 1 }, { "{hello}", "Hello%20World%21", 1 }, { "{half}", "50%25", 1 },
+        { "O{empty}X", "OX", 1 }, { "O{undef}X", "OX", 1 }, { "{x,y}", "1024,768", 1 },
+        { "{x,hello,y}", "1024,Hello%20World%21,768", 1 }, { "?{x,empty}", "?1024,", 1 },
+        { "?{x,undef}", "?1024", 1 }, { "?{undef,y}", "?768", 1 }, { "{var:3}", "val", 1 },
+        { "{var:30}", "value", 1 }, { "{list}", "red,green,blue", 1 },
+        { "{list*}", "red,green,blue", 1 }, { "{keys}", "semi,%3B,dot,.,comma,%2C", 1 },
+        { "{keys*}", "semi=%3B,dot=.,comma=%2C", 1 },
+        /* Reserved (3.2.3) */
+        { "{+var}", "value", 1 }, { "{+hello}", "Hello%20World!", 1 }, { "{+half}", "50%25", 1 },
+        { "{base}index", "http%3A%2F%2Fexample.com%2Fhome%2Findex", 1 },
+        { "{+base}index", "http://example.com/home/index", 1 }, { "O{+empty}X", "OX", 1 },
+        { "{+path}/here", "/foo/bar/here", 1 }, { "here?ref={+path}", "here?ref=/foo/bar", 1 },
+        { "up{+path}{var}/here", "up/foo/barvalue/here", 1 },
+        { "{+x,hello,y}", "1024,Hello%20World!,768", 1 }, { "{+path,x}/here", "/foo/bar,1024/here", 1 },
+        { "{+path:6}/here", "/foo/b/here", 1 }, { "{+list}", "red,green,blue", 1 },
+        { "{+list*}", "red,green,blue", 1 }, { "{+keys}", "semi,;,dot,.,comma,,", 1 },
+        { "{+keys*}", "semi=;,dot=.,comma=,", 1 },
+        /* Fragment (3.2.4) */
+        { "{#var}", "#value", 1 }, { "{#hello}", "#Hello%20World!", 1 }, { "{#half}", "#50%25", 1 },
+        { "foo{#empty}", "foo#", 1 }, { "foo{#undef}", "foo", 1 },
+        { "{#x,hello,y}", "#1024,Hello%20World!,768", 1 }, { "{#path,x}/here", "#/foo/bar,1024/here", 1 },
+        { "{#path:6}/here", "#/foo/b/here", 1 }, { "{#list}", "#red,green,blue", 1 },
+        { "{#list*}", "#red,green,blue", 1 }, { "{#keys}", "#semi,;,dot,.,comma,,", 1 },
+        { "{#keys*}", "#semi=;,dot=.,comma=,", 1 },
+        /* Label (3.2.5) */
+        { "{.who}", ".fred", 1 }, { "{.who,who}", ".fred.fred", 1 }, { "{.half,who}", ".50%25.fred", 1 },
+        { "www{.dom*}", "www.example.com", 1 }, { "X{.var}", "X.value", 1 }, { "X{.empty}", "X.", 1 },
+        { "X{.undef}", "X", 1 }, { "X{.var:3}", "X.val", 1 }, { "X{.list}", "X.red,green,blue", 1 },
+        { "X{.list*}", "X.red.green.blue", 1 }, { "X{.keys}", "X.semi,%3B,dot,.,comma,%2C", 1 },
+        { "X{.keys*}", "X.semi=%3B.dot=..comma=%2C", 1 }, { "X{.empty_keys}", "X", 1 },
+        { "X{.empty_keys*}", "X", 1 },
+        /* Path segments (3.2.6) */
+        { "{/who}", "/fred", 1 }, { "{/who,who}", "/fred/fred", 1 }, { "{/half,who}", "/50%25/fred", 1 },
+        { "{/who,dub}", "/fred/me%2Ftoo", 1 }, { "{/var}", "/value", 1 }, { "{/var,empty}", "/value/", 1 },
+        { "{/var,undef}", "/value", 1 }, { "{/var,x}/here", "/value/1024/here", 1 },
+        { "{/var:1,var}", "/v/value", 1 }, { "{/list}", "/red,green,blue", 1 },
+        { "{/list*}", "/red/green/blue", 1 }, { "{/list*,path:4}", "/red/green/blue/%2Ffoo", 1 },
+        { "{/keys}", "/semi,%3B,dot,.,comma,%2C", 1 }, { "{/keys*}", "/semi=%3B/dot=./comma=%2C", 1 },
+        /* Path parameters (3.2.7) */
+        { "{;who}", ";who=fred", 1 }, { "{;half}", ";half=50%25", 1 }, { "{;empty}", ";empty", 1 },
+        { "{;v,empty,who}", ";v=6;empty;who=fred", 1 }, { "{;v,bar,who}", ";v=6;who=fred", 1 },
+        { "{;x,y}", ";x=1024;y=768", 1 }, { "{;x,y,empty}", ";x=1024;y=768;empty", 1 },
+        { "{;x,y,undef}", ";x=1024;y=768", 1 }, { "{;hello:5}", ";hello=Hello", 1 },
+        { "{;list}", ";list=red,green,blue", 1 }, { "{;list*}", ";list=red;list=green;list=blue", 1 },
+        { "{;keys}", ";keys=semi,%3B,dot,.,comma,%2C", 1 }, { "{;keys*}", ";semi=%3B;dot=.;comma=%2C", 1 },
+        /* Query (3.2.8) and continuation (3.2.9) */
+        { "{?who}", "?who=fred", 1 }, { "{?half}", "?half=50%25", 1 }, { "{?x,y}", "?x=1024&y=768", 1 },
+        { "{?x,y,empty}", "?x=1024&y=768&empty=", 1 }, { "{?x,y,undef}", "?x=1024&y=768", 1 },
+        { "{?var:3}", "?var=val", 1 }, { "{?list}", "?list=red,green,blue", 1 },
+        { "{?list*}", "?list=red&list=green&list=blue", 1 },
+        { "{?keys}", "?keys=semi,%3B,dot,.,comma,%2C", 1 }, { "{?keys*}", "?semi=%3B&dot=.&comma=%2C", 1 },
+        { "{&who}", "&who=fred", 1 }, { "{&half}", "&half=50%25", 1 }, { "?fixed=yes{&x}", "?fixed=yes&x=1024", 1 },
+        { "{&x,y,empty}", "&x=1024&y=768&empty=", 1 }, { "{&var:3}", "&var=val", 1 },
+        { "{&list}", "&list=red,green,blue", 1 }, { "{&list*}", "&list=red&list=green&list=blue", 1 },
+        { "{&keys}", "&keys=semi,%3B,dot,.,comma,%2C", 1 }, { "{&keys*}", "&semi=%3B&dot=.&comma=%2C", 1 },
+    };
+    TOPIC_CASES(t);
+}
+
+/* Per operator: what a value may hold, the first character, the count of
+ * values, explode, and the looser points of the reference hub (names not
+ * checked, prefixes not bounding). */
+static void test_topic_operators(apr_pool_t *p)
+{
+    static const topic_case t[] = {
+        /* + : reserved characters pass, nothing outside U R %XX does. */
+        { "https://example.com/{+path}", "https://example.com/a/b/c?x=1&y=2#f", 1 },
+        { "https://example.com/{+path}", "https://example.com/a:b@c!$&'()*+,;=[]", 1 },
+        { "https://example.com/{+path}", "https://example.com/", 1 },
+        { "https://example.com/{+path}", "https://example.com/a b", 0 },
+        { "https://example.com/{+path}", "https://example.com/a%zz", 0 },
+        { "https://example.com/{+path}", "https://example.com/a%2", 0 },
+        { "https://example.com/{+path}", "https://example.com/a{b", 0 },
+        { "https://example.com/{+path}", "https://example.com/a}b", 0 },
+        { "https://example.com/{+path}", "https://example.com/a|b", 0 },
+        { "https://example.com/{+path}", "https://example.com/a\"b", 0 },
+        { "https://example.com/{+path}", "https://example.com/<b>", 0 },
+        { "https://example.com/{+path}", "https://example.com/a\\b", 0 },
+        { "https://example.com/{+path}", "https://example.com/a^b", 0 },
+        { "https://example.com/{+path}", "https://example.com/a`b", 0 },
+        { "https://example.com/{+path}", "https://example.com/caf\xc3\xa9", 0 },
+        { "https://example.com/{+path}", "https://example.com/a\tb", 0 },
+        { "https://example.com/{+path}", "https://example.net/a", 0 },
+        { "{+a}/{+b}", "x/y/z", 1 },
+        /* # : the '#' first, then as + */
+        { "/doc{#frag}", "/doc", 1 }, { "/doc{#frag}", "/doc#", 1 }, { "/doc{#frag}", "/doc#s1/a?b#c", 1 },
+        { "/doc{#frag}", "/docs1", 0 }, { "/doc{#frag}", "/doc#a b", 0 }, { "/doc{#frag}", "/doc/", 0 },
+        /* . : the '.' first; values of U and ',' */
+        { "/file{.ext}", "/file.json", 1 }, { "/file{.ext}", "/file.tar.gz", 1 },
+        { "/file{.ext}", "/file", 1 }, { "/file{.ext}", "/filejson", 0 }, { "/file{.ext}", "/file.a/b", 0 },
+        { "/file{.ext}", "/file.a=b", 0 }, { "/file{.ext*}", "/file.a=b.c", 1 },
+        /* / : one segment per variable, any number when exploded */
+        { "/books{/id}", "/books/1", 1 }, { "/books{/id}", "/books", 1 }, { "/books{/id}", "/books/", 1 },
+        { "/books{/id}", "/books/1/2", 0 }, { "/books{/id}", "/books1", 0 }, { "/books{/id}", "/books/a=b", 0 },
+        { "/books{/a,b}", "/books/1/2", 1 }, { "/books{/a,b}", "/books/1/2/3", 0 },
+        { "/books{/a,b,c}", "/books/1/2/3", 1 }, { "/books{/a,b,c}", "/books/1//", 1 },
+        { "/books{/a,b,c}", "/books/1/2/3/4", 0 },
+        { "/books{/id*}", "/books/1/2/3/4/5", 1 }, { "/books{/id*}", "/books/k=v/x", 1 },
+        { "/books{/id*}", "/books/1/2 3", 0 }, { "/books{/id*}", "/books1", 0 },
+        { "/books{/a,b*}", "/books/1/2/3", 1 }, { "/books{/a*,b}", "/books/1/2/3", 1 },
+        { "/books{/a,b*}", "/books/k=v", 0 }, { "/books{/a,b*}", "/books/1/k=v", 1 },
+        { "/books{/a*,b}", "/books/k=v", 1 },
+        /* ; : names not checked, '=' allowed, count bounded */
+        { "/m{;x,y}", "/m;x=1;y=2", 1 }, { "/m{;x,y}", "/m;a;b", 1 }, { "/m{;x,y}", "/m;a;b;c", 0 },
+        { "/m{;x}", "/m;anything=goes", 1 }, { "/m{;x}", "/m", 1 }, { "/m{;x}", "/mx=1", 0 },
+        { "/m{;x*}", "/m;a=1;b=2;c=3", 1 }, { "/m{;x}", "/m;a/b", 0 },
+        /* ? : names not checked; one '&'-separated pair per variable */
+        { "/s{?q}", "/s?q=1", 1 }, { "/s{?q}", "/s?zz", 1 }, { "/s{?q}", "/s?", 1 }, { "/s{?q}", "/s", 1 },
+        { "/s{?q}", "/s?q=1&r=2", 0 }, { "/s{?q,r}", "/s?q=1&r=2", 1 }, { "/s{?q,r}", "/s?r=2&q=1", 1 },
+        { "/s{?q,r}", "/s?q=1&r=2&t=3", 0 }, { "/s{?q*}", "/s?q=1&r=2&t=3", 1 },
+        { "/s{?q}", "/sq=1", 0 }, { "/s{?q}", "/s?q=a b", 0 }, { "/s{?q}", "/s?q=a/b", 0 },
+        { "/s{?q}", "/s?q=a%2Fb", 1 }, { "/s{?q}", "/s?q=1#x", 0 },
+        /* & : as ? with '&' first */
+        { "/s?a=1{&b}", "/s?a=1&b=2", 1 }, { "/s?a=1{&b}", "/s?a=1", 1 }, { "/s?a=1{&b}", "/s?a=1&b=2&c=3", 0 },
+        { "/s?a=1{&b,c}", "/s?a=1&b=2&c=3", 1 }, { "/s?a=1{&b*}", "/s?a=1&b=2&c=3&d", 1 },
+        { "/s?a=1{&b}", "/s?a=1?b=2", 0 },
+        /* Simple with explode: '=' allowed; without, not. */
+        { "{x*}", "a=b,c=d", 1 }, { "{x}", "a=b", 0 }, { "{x,y*}", "a,b=c", 1 }, { "{x,y*}", "a=b", 0 },
+        { "{x*,y}", "a=b", 1 },
+        /* Prefixes do not bound the length (as the reference hub). */
+        { "{var:3}", "value", 1 }, { "{var:3}", "v", 1 }, { "/u/{id:2}", "/u/12345", 1 },
+        { "/u/{id:2}", "/u/1/2", 0 }, { "{/var:1,x}", "/value/1024", 1 },
+        { "{/var:1,x}", "/value/1024/3", 0 },
+        /* The examples of sse_topic.h and of sse_topic.c's table. */
+        { "/search{?q,page}", "/search", 1 }, { "/search{?q,page}", "/search?q=x&page=2", 1 },
+        { "https://example.com/books{/id*}", "https://example.com/books", 1 },
+        { "https://example.com/books{/id*}", "https://example.com/books/1/2/3", 1 },
+        { "x{#f}", "x", 1 }, { "x{#f}", "x#a/b", 1 }, { "x{#f}", "xa", 0 }, { "x{#f}", "x#a b", 0 },
+        { "f{.e}", "f.json", 1 }, { "f{.e}", "f.tar.gz", 1 }, { "f{.e}", "f.a/b", 0 },
+        { "p{/a,b}", "p/x/y", 1 }, { "p{/a,b}", "p/x/y/z", 0 }, { "p{/a,b}", "p/x?", 0 },
+        { "m{;x,y}", "m;x=1;y=2", 1 }, { "m{;x,y}", "m;a;b;c", 0 },
+        { "s?a=1{&b}", "s?a=1&b=2", 1 }, { "s?a=1{&b}", "s?a=1&b&c", 0 },
+        { "p{/s*}", "p/a/b/c/d", 1 }, { "p{/s*}", "p/k=v", 1 },
+        /* The stricter corner: an exploded array expanding first. */
+        { "{x,keys*}", "semi=%3B,dot=.", 0 }, { "{x,keys*}", "1,semi=%3B,dot=.", 1 },
+        { "{/x,keys*}", "/semi=%3B", 0 }, { "{/x,keys*}", "/1/semi=%3B", 1 },
+        /* Several expressions and literals between them. */
+        { "https://example.com/users/{uid}/books/{bid}{?format}",
+          "https://example.com/users/u1/books/b2?format=json", 1 },
+        { "https://example.com/users/{uid}/books/{bid}{?format}",
+          "https://example.com/users/u1/books/b2", 1 },
+        { "https://example.com/users/{uid}/books/{bid}{?format}",
+          "https://example.com/users/u1/books/b2/x", 0 },
+        { "https://example.com/users/{uid}/books/{bid}{?format}",
+          "https://example.com/users/u1/x/books/b2", 0 },
+        { "{/a}{/b}{/c}", "/1/2/3", 1 }, { "{/a}{/b}{/c}", "/1/2", 1 }, { "{/a}{/b}{/c}", "/1/2/3/4", 0 },
+        { "{.a}{/b}", "./b", 1 }, { "{.a}{/b}", "/b/.", 0 }, { "{.a}{/b}", "/b.", 1 }, { "{x}/{x}", "a/b", 1 },
+        /* Names with dots, pct-encoded names: accepted, not otherwise used. */
+        { "/a/{x.y}", "/a/1", 1 }, { "/a/{x%41y}", "/a/1", 1 }, { "/a/{_1.b.c}", "/a/1", 1 },
+        /* Literals: bytes, including pct-encoded ones and non-ASCII. */
+        { "/caf\xc3\xa9/{x}", "/caf\xc3\xa9/1", 1 }, { "/caf\xc3\xa9/{x}", "/cafe/1", 0 },
+        { "/%41/{x}", "/%41/1", 1 }, { "/%41/{x}", "/A/1", 0 }, { "/%41/{x}", "/%61/1", 0 },
+        { "'{x}'", "'a'", 1 }, { "\xf0\x9f\x98\x80{x}", "\xf0\x9f\x98\x80" "1", 1 },
+        /* The hex digits of %XX in a value: either case, exactly two. */
+        { "{x}", "%aF%Af", 1 }, { "{x}", "%a", 0 }, { "{x}", "%ag", 0 }, { "{x}", "%%41", 0 },
+    };
+    TOPIC_CASES(t);
+}
+
+/* Malformed templates: refused, with a reason. */
+static void test_topic_malformed(apr_pool_t *p)
+{
+    static const struct {
+        const char *sel;
+        size_t len;
+        const char *why;    /* a part of the reason */
+    } bad[] = {
+#define B(s, w) { s, sizeof(s) - 1, w }
+        B("{", "unclosed"), B("a{", "unclosed"), B("{x", "unclosed"), B("{x,", "unclosed"),
+        B("{x:", "unclosed"), B("{x:3", "unclosed"), B("{x*", "unclosed"), B("{+", "unclosed"),
+        B("{}", "empty variable name"), B("{+}", "empty variable name"),
+        B("{x,}", "empty variable name"), B("a{}b", "empty variable name"),
+        B("{=x}", "reserved operator"), B("{,x}", "reserved operator"), B("{!x}", "reserved operator"),
+        B("{@x}", "reserved operator"), B("{|x}", "reserved operator"),
+        B("{x:0}", "prefix"), B("{x:01}", "prefix"), B("{x:10000}", "prefix"),
+        B("{x:123456}", "prefix"), B("{x:}", "prefix"), B("{x:a}", "prefix"),
+        B("{x:3*}", "both a prefix"), B("{x*:3}", "expected ','"), B("{x**}", "expected ','"),
+        B("{x y}", "invalid character"), B("{x-y}", "invalid character"), B("{x~}", "invalid character"),
+        B("{x{y}}", "invalid character"), B("{$x}", "invalid character"),
+        B("{x.}", "'.'"), B("{.x.}", "'.'"), B("{x..y}", "'.'"), B("{..x}", "'.'"),
+        B("{%zz}", "'%'"), B("{%4}", "'%'"), B("{x%4}", "'%'"),
+        B("a b{x}", "percent-encode"), B("{x} ", "percent-encode"), B("a\"{x}", "percent-encode"),
+        B("{x}<", "percent-encode"), B("{x}>", "percent-encode"), B("{x}\\", "percent-encode"),
+        B("{x}^", "percent-encode"), B("{x}`", "percent-encode"), B("{x}|", "percent-encode"),
+        B("\x01{x}", "percent-encode"), B("\x7f{x}", "percent-encode"), B("a\0{x}", "percent-encode"),
+        B("a}{x}", "'}' without '{'"), B("{x}}", "'}' without '{'"), B("{{x}}", "invalid character"),
+        B("%zz{x}", "'%'"), B("%4{x}", "'%'"), B("{x}%", "'%'"), B("{x}%4", "'%'"),
+        B("caf\xc3{x}", "UTF-8"), B("\xff{x}", "UTF-8"), B("\xc0\xaf{x}", "UTF-8"),
+        B("\xe0\x80\xaf{x}", "UTF-8"), B("\xed\xa0\x80{x}", "UTF-8"), B("\xef\xb7\x90{x}", "UTF-8"),
+        B("\xc2\x80{x}", "UTF-8"), B("\xf4\x90\x80\x80{x}", "UTF-8"), B("\xef\xbf\xbe{x}", "UTF-8"),
+        B("\xf3\xa0\x80\x81{x}", "UTF-8"), B("{x}\xc3", "UTF-8"),
+#undef B
+    };
+    static const char *good[] = {
+        "{x}", "{x,y}", "{+x}", "{#x}", "{.x}", "{/x}", "{;x}", "{?x}", "{&x}", "{x:1}", "{x:9999}",
+        "{x*}", "{x.y}", "{x%41}", "{_}", "{x:10,y*,z}", "'{x}'", "a!$&()*+,;=:@[]/?#~-._{x}",
+        "\xc2\xa0{x}", "\xe2\x82\xac{x}", "\xef\xbf\xaf{x}", "\xf0\x9f\x98\x80{x}", "\xf3\xa1\x80\x80{x}",
+        "\xf4\x8f\xbf\xbd{x}",
+    };
+    sse_topic_selector *s;
+    const char *why;
+    size_t i;
+    char *big;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        s = sse_topic_compile(p, bad[i].sel, bad[i].len, &why);
+        if (s || !why || !strstr(why, bad[i].why))
+            printf("  malformed '%.*s': %s, why '%s', want '%s'\n", (int)bad[i].len, bad[i].sel,
+                   s ? "accepted" : "refused", why ? why : "(null)", bad[i].why);
+        CHECK(s == NULL && why != NULL && strstr(why, bad[i].why) != NULL);
+    }
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        why = "unset";
+        s = sse_topic_compile(p, good[i], strlen(good[i]), &why);
+        if (!s)
+            printf("  refused '%s': %s\n", good[i], why);
+        CHECK(s != NULL && why == NULL);
+    }
+    /* The place of the mistake is given (bytes counted from 1). */
+    sse_topic_compile(p, "/a/{x:0}", 8, &why);
+    CHECK(why && strstr(why, "(at byte 7)") != NULL);
+    sse_topic_compile(p, "/a/{x", 5, &why);
+    CHECK(why && strstr(why, "(at byte 4)") != NULL);
+    /* Length: a template of SSE_TOPIC_TEMPLATE_MAX bytes compiles, one
+     * more byte does not; an exact selector has no such limit. */
+    big = apr_palloc(p, SSE_TOPIC_TEMPLATE_MAX + 2);
+    memset(big, 'a', SSE_TOPIC_TEMPLATE_MAX + 1);
+    memcpy(big, "{x}", 3);
+    s = sse_topic_compile(p, big, SSE_TOPIC_TEMPLATE_MAX, &why);
+    CHECK(s != NULL && sse_topic_match(s, big + 3, SSE_TOPIC_TEMPLATE_MAX - 3) == 1);
+    s = sse_topic_compile(p, big, SSE_TOPIC_TEMPLATE_MAX + 1, &why);
+    CHECK(s == NULL && why && strstr(why, "longer than 4096 bytes") != NULL);
+    s = sse_topic_compile(p, big + 3, SSE_TOPIC_TEMPLATE_MAX - 2, &why);
+    CHECK(s != NULL && sse_topic_match(s, big + 3, SSE_TOPIC_TEMPLATE_MAX - 2) == 1);
+}
+
+/* Long and hostile inputs: the answers are right, and they come (the
+ * matcher is linear in the topic for a given selector; no timing is
+ * asserted, but a backtracking matcher would not finish these). */
+static void test_topic_hostile(apr_pool_t *p)
+{
+    enum { TOPIC = 4096 };
+    char *tmpl = apr_palloc(p, SSE_TOPIC_TEMPLATE_MAX + 1), *topic = apr_palloc(p, 2 * TOPIC + 2);
+    sse_topic_selector *s;
+    const char *why;
+    size_t n, i, nvars;
+
+    /* Many simple expressions in a row, then a literal: a 4 KiB topic of
+     * value bytes, ending with and without the literal. */
+    for (n = 0; n + 4 <= 2000; n += 3)
+        memcpy(tmpl + n, "{x}", 3);
+    memcpy(tmpl + n, "{/z}", 4);
+    n += 4;
+    s = sse_topic_compile(p, tmpl, n, &why);
+    CHECK(s != NULL);
+    memset(topic, 'a', TOPIC);
+    CHECK(s && sse_topic_match(s, topic, TOPIC) == 1);
+    topic[TOPIC - 2] = '/';
+    CHECK(s && sse_topic_match(s, topic, TOPIC) == 1);
+    topic[TOPIC - 1] = '/';
+    CHECK(s && sse_topic_match(s, topic, TOPIC) == 0);
+    topic[TOPIC - 1] = '!';
+    CHECK(s && sse_topic_match(s, topic, TOPIC) == 0);
+
+    /* One path expression of as many variables as fit in the longest
+     * template: that many segments match, one more does not. */
+    memcpy(tmpl, "{/a", 3);
+    for (n = 3, nvars = 1; n + 3 <= SSE_TOPIC_TEMPLATE_MAX; n += 2, nvars++)
+        memcpy(tmpl + n, ",b", 2);
+    tmpl[n++] = '}';
+    s = sse_topic_compile(p, tmpl, n, &why);
+    CHECK(s != NULL);
+    for (i = 0; i < nvars; i++)
+        memcpy(topic + 2 * i, "/s", 2);
+    CHECK(s && sse_topic_match(s, topic, 2 * nvars) == 1);
+    CHECK(s && sse_topic_match(s, topic, 2 * nvars - 1) == 1);
+    memcpy(topic + 2 * nvars, "/s", 2);
+    CHECK(s && sse_topic_match(s, topic, 2 * nvars + 2) == 0);
+
+    /* Exploded expressions one after another (each can take any part of
+     * the topic): a long topic matches; a bad byte near its end does not. */
+    for (n = 0; n + 5 <= SSE_TOPIC_TEMPLATE_MAX; n += 5)
+        memcpy(tmpl + n, "{/a*}", 5);
+    s = sse_topic_compile(p, tmpl, n, &why);
+    CHECK(s != NULL);
+    for (i = 0; i < TOPIC; i += 2)
+        memcpy(topic + i, "/a", 2);
+    CHECK(s && sse_topic_match(s, topic, TOPIC) == 1);
+    topic[TOPIC - 3] = ' ';
+    CHECK(s && sse_topic_match(s, topic, TOPIC) == 0);
+
+    /* Values of %XX: a topic of triplets with a lone '%' at the end. */
+    s = sse_topic_compile(p, "{+a}{b}{#c}{+d}", 15, &why);
+    CHECK(s != NULL);
+    for (i = 0; i + 3 <= TOPIC; i += 3)
+        memcpy(topic + i, "%2F", 3);
+    CHECK(s && sse_topic_match(s, topic, i) == 1);
+    topic[i] = '%';
+    CHECK(s && sse_topic_match(s, topic, i + 1) == 0);
+
+    /* A topic of 8 KiB against the largest literal template: the literal
+     * prefix and suffix refuse it at once or accept it whole. */
+    memset(tmpl, 'p', SSE_TOPIC_TEMPLATE_MAX);
+    memcpy(tmpl + 2000, "{+x}", 4);
+    s = sse_topic_compile(p, tmpl, SSE_TOPIC_TEMPLATE_MAX, &why);
+    CHECK(s != NULL);
+    memset(topic, 'p', 2 * TOPIC);
+    CHECK(s && sse_topic_match(s, topic, 2 * TOPIC) == 1);
+    topic[2 * TOPIC - 1] = 'q';
+    CHECK(s && sse_topic_match(s, topic, 2 * TOPIC) == 0);
+    CHECK(s && sse_topic_match(s, topic, SSE_TOPIC_TEMPLATE_MAX - 5) == 0);
+    CHECK(s && sse_topic_match(s, topic, SSE_TOPIC_TEMPLATE_MAX - 4) == 1);
+}
+
 int main(void)
 {
     apr_pool_t *p;
@@ -2004,6 +2342,10 @@ int main(void)
     test_topic_exact(p);
     test_topic_simple(p);
     test_jwt(p);
+    test_topic_rfc_examples(p);
+    test_topic_operators(p);
+    test_topic_malformed(p);
+    test_topic_hostile(p);
     apr_pool_destroy(p);
     apr_terminate();
     printf("unit: %d passed, %d failed\n", passed, failed);
