@@ -166,12 +166,13 @@ soak: all
 #   ring       the ring under a sequence of operations, checked after each
 #   topic      Mercure topic selectors: the grammar and matching against second
 #              implementations; an expansion of a template matches it
+#   jwt        Mercure JWTs against three keys: an acceptance is a real signature
 # fuzz/run.sh runs each for FUZZ_SECONDS with fuzz/corpus/<target>/ as seeds;
 # new inputs go to fuzz/work/ and crashes to fuzz/artifacts/ (not kept).
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 10
 FUZZ_SEED    ?=
-FUZZ_TARGETS  = body_form body_json body_raw parse ids channels frame num ring topic
+FUZZ_TARGETS  = body_form body_json body_raw parse ids channels frame num ring topic jwt
 FUZZ_BINS     = $(FUZZ_TARGETS:%=fuzz/bin/%)
 FUZZ_CFLAGS   = $(UNIT_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 

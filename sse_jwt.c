@@ -194,7 +194,7 @@ const char *sse_jwt_key_make(apr_pool_t *p, const char *arg, const char *alg,
                             "RS512, ES256 or ES384", alg);
     if (!arg || !*arg)
         return a->kind == KIND_HMAC ? "the JWT secret is empty"
-                               : "the path of the JWT public key file is empty";
+                                    : "the path of the JWT public key file is empty";
     key = apr_pcalloc(p, sizeof *key);
     key->alg = a;
     if (a->kind == KIND_HMAC) {

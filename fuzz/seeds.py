@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpora fuzz/corpus/<target>/ from the inputs the tests
 use (tests/unit/test_units.c, tests/test_publish.py, the text/event-stream
-bodies of tests/test_publish_response.py and tests/test_php.py), encoded the
+bodies of tests/test_publish_response.py and tests/test_php.py, Mercure JWTs
+signed here for fuzz/jwt.c's keys), encoded the
 way each target reads its input (see the opening comment of fuzz/<target>.c).
 
     /usr/bin/python3 fuzz/seeds.py      # rewrites every fuzz/corpus/<target>/
@@ -9,7 +10,9 @@ way each target reads its input (see the opening comment of fuzz/<target>.c).
 Each seed is a file named by the SHA-1 of its bytes, as libFuzzer names
 what it finds. Kept small: a few dozen files per target, a few KiB each.
 """
+import base64
 import hashlib
+import hmac
 import json
 import shutil
 import struct
@@ -119,6 +122,60 @@ CHANNELS = [
     (b"\n", [b"ok", b"not ok"]), (b" ", [b"a", b"b", b"c"]), (b"\n", [b"<x>"]),
     (b",", [b"tm-%d" % i for i in range(64)]), (b",", [b"tm-%d" % i for i in range(65)]),
     (b"\n", [b"x" * 70 + b" y"]), (b"\n", [b"ok", b"\x01"]),
+]
+
+
+# Mercure JWTs for fuzz/jwt.c: valid for each of its keys (the HS256
+# secret, the RS256 key, the HS256 key holding the RS256 key's PEM), then
+# the refused kinds of tests/unit/test_units.c (alg none, other algs,
+# expired, not yet valid, malformed claims, broken forms).
+JWT_SECRET = b"fuzz-secret-of-thirty-two-bytes!"
+JWT_RSA_PEM = (b"-----BEGIN PUBLIC KEY-----\n"
+               b"MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA4DlF9a9G+SD4hcXjDo+3\n"
+               b"VtJz+f4SQxhryJIoo7NfB0UNpD1JuQnb+AA3WcdAE+jWW8f5eF3B9YSuMGDUvI24\n"
+               b"ffBI3NuAIDquHUtpEqtiEncwRaxsgLUGLIZcMM1JV0mCezskWYmaSpzpDQrd9kLn\n"
+               b"xcoGJ3JbISLFpp3v5XDv1rdoloKet7qGqRKVpAzX1iaaHT0HdtQrPCWYpCQtXgu9\n"
+               b"Tpz0tdQOS47KOA2srDYAUTPnnQWXI0t+zCcE9sOeF7rQlvcO5p7OlGT7YQUzxljx\n"
+               b"BKE/cIXlxW3w7C1uRgQ4u12XqMnGYB9bbqdlgOQdYW0fbXUzj/CzfCLLx2L+waRD\n"
+               b"6wIDAQAB\n"
+               b"-----END PUBLIC KEY-----\n")
+# Signed once with the private key of JWT_RSA_PEM (openssl dgst -sha256
+# -sign), which was not kept.
+JWT_RS256 = (b"eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE5MDAwMDAwMDAsIm1lcmN1cmUiOnsicHVi"
+             b"bGlzaCI6WyIqIl0sInN1YnNjcmliZSI6WyJodHRwczovL2V4YW1wbGUuY29tL2Jvb2tzL3tpZH0iXSwi"
+             b"cGF5bG9hZCI6eyJ1IjoxfX19.IHm9PrYiVsTXlh1cLe-tOQm5kdu4Zx5tGI62CmGzKL-3BiJKPRa66cm2"
+             b"RGDk_ufCq2x7BP4ZPkUa5h3usfb55urt717O5ZWaMYthnClD5U_6zuYuCslUXRHVEoMIFbfQD8kdAc3AZ"
+             b"RF1JTcGtblxA22EYwpjqlxTw2yLJFtlAVZ8XrTzkSqoF-TIYNDMjFxovygzB6wyenE-7I3CjssXEYNGSM"
+             b"i2a83qG_y1BupiOJMrsbnD2Pew6g2RBEeTyhasK_JmHLE_ONrYmPvTRmYuoRRip7EhvxXIuIMvi5wJ78b"
+             b"2TiMGvHJW-N4em0W0NDrwJSp9tNpfXd_fC_9pmEAgsA")
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=")
+
+
+def jwt_seed(head, claims, secret=JWT_SECRET, sig=None):
+    signing = b64url(head) + b"." + b64url(claims)
+    if sig is None:
+        sig = b64url(hmac.new(secret, signing, hashlib.sha256).digest())
+    return signing + b"." + sig
+
+
+HS = b'{"alg":"HS256","typ":"JWT"}'
+MERCURE = (b'{"exp":1900000000,"mercure":{"publish":["https://example.com/books/{id}","*"],'
+           b'"subscribe":["https://example.com/users/dunglas/{?topic}"],'
+           b'"payload":{"user":"https://example.com/users/dunglas","n":[1,2.5,null]}}}')
+JWTS = [
+    jwt_seed(HS, MERCURE), jwt_seed(HS, b"{}"), jwt_seed(b'{"alg":"HS256"}', b'{"nbf":1700000000.5}'),
+    jwt_seed(HS, b'{"mercure":{"publish":[],"subscribe":null,"payload":"s"}}'),
+    JWT_RS256, jwt_seed(HS, MERCURE, secret=JWT_RSA_PEM),
+    jwt_seed(b'{"alg":"RS256","typ":"JWT"}', MERCURE, secret=JWT_RSA_PEM),
+    jwt_seed(b'{"alg":"none"}', MERCURE, sig=b""), jwt_seed(b'{"alg":"HS512"}', MERCURE),
+    jwt_seed(HS, b'{"exp":1700000000}'), jwt_seed(HS, b'{"nbf":1900000000}'),
+    jwt_seed(HS, b'{"mercure":{"publish":"*"}}'), jwt_seed(HS, b'{"exp":"soon"}'),
+    jwt_seed(b'{"alg":"HS256","typ":"at+jwt"}', b"{}"), jwt_seed(b'{"alg":"HS256","crit":["x"]}', b"{}"),
+    jwt_seed(HS, b'{"exp":1,"exp":1900000000}'), jwt_seed(HS, MERCURE, secret=b"wrong"),
+    JWT_RS256 + b".x", JWT_RS256[:-1], b"a.b", b"a.b.c.d", b"...", b"",
 ]
 
 
@@ -239,6 +296,7 @@ TARGETS = {
     "num": NUMS,
     "ring": RINGS,
     "topic": [b"\n" + b"\n".join(t) for t in TOPICS],
+    "jwt": JWTS,
 }
 
 

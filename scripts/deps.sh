@@ -56,8 +56,11 @@ if [ "$MODE" = test ]; then
     # below if it runs anyway).
     # redis-server: tests/test_redis.py starts its own (Debian's service is
     # kept from starting like the others, and stopped below if it runs).
+    # php-symfony-mercure: the Mercure publisher of tests/test_mercure_php.py;
+    # python3-jwt: a second reader of the tokens its tests mint.
     PKGS+=(python3-pytest nodejs npm php-cli chromium nghttp2-client openssl redis-server
-           php-cgi php-fpm libapache2-mod-php clang libclang-rt-14-dev prometheus)
+           php-cgi php-fpm libapache2-mod-php clang libclang-rt-14-dev prometheus
+           php-symfony-mercure python3-jwt)
 fi
 
 installed() {
