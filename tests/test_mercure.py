@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import os
+import socket
 import time
 import urllib.parse
 
@@ -380,6 +381,38 @@ def test_private_updates_are_not_replayed_to_anonymous(hub):
     with sub(hub.port, [topic], sub_token([topic]), lastEventID="earliest") as s:
         assert [e.raw for e in s.next_events(2)] == [wire_event(secret, b"s"),
                                                      wire_event(public, b"p")]
+
+
+def test_slow_subscriber_catches_up_filtered(httpd):
+    """A stream written through the filters whose client stops reading falls
+    more than 256 updates behind: its queue is dropped and it catches up from
+    the ring (SSE00306). The catch-up applies the same filter: the private
+    updates between the public ones never reach it, nor any metadata."""
+    h = httpd(conf=HUB_CONF.format(extra="SSEDirectWrite off\n    SSEHeartbeat 0"),
+              server_conf="SSEBufferSize 64M")
+    topic = "https://example.com/slow/" + uniq("s")
+    big = "x" * 4089
+    s = sub(h.port, [topic])
+    # A small window (no autotuning) so that the socket buffers fill up, as
+    # in test_slow_client: 10 MB of public updates are more than they hold.
+    s.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    try:
+        want = []
+        for i in range(2600):
+            if i % 13 == 0:
+                publish_ok(h.port, [("topic", topic), ("data", f"{i} secret"),
+                                    ("private", "on")])
+            else:
+                d = f"{i:06d} {big}"
+                want.append(wire_event(publish_ok(h.port, [("topic", topic), ("data", d)]),
+                                       d.encode()))
+        got = s.next_events(len(want), timeout=120)
+        assert [e.raw for e in got] == want
+        assert b"secret" not in bytes(s.body) and b"\n:t " not in bytes(s.body)
+        s.assert_no_event(0.3)
+    finally:
+        s.close()
+    assert "SSE00306" in h.error_log()
 
 
 # ---------------------------------------------------------------- exp
