@@ -756,8 +756,10 @@ static int subscriptions_api(request_rec *r, const sse_dir_conf *dc,
         return sse_http_error(r, HTTP_NOT_FOUND, "not a subscriptions URL");
     }
 
-    /* The hub's channel as a stream sees it, to read what it retains; the
-     * stream is gone before this answers. */
+    /* The hub's channel as a stream sees it (slot and epoch), to read what
+     * it retains: registered for the time of the read, with a filter that
+     * takes nothing, so it counts in sse_streams_opened_total as a stream
+     * of no events would. */
     if ((status = sse_registry_w_subscribe_filtered(r, hub_channel(r), 0, &none, &sub,
                                                     &upto, &why)) != OK)
         return store_error(r, status, why);

@@ -307,6 +307,18 @@ def test_publish_bad_fields_are_400(hub, fields, status, why):
     assert r.json == {"error": why}
 
 
+def test_update_larger_than_the_ring_is_413(httpd):
+    h = httpd(conf=HUB_CONF.format(extra=""), server_conf="SSEBufferSize 64K")
+    r = publish(h.port, [("topic", "a"), ("data", "x" * 20000)])
+    assert r.status == 413, r
+    assert r.json == {"error": "event too large for the event ring (raise SSEBufferSize)"}
+    # Its topics count: the same data fits with one topic, not with 64 long ones.
+    assert publish(h.port, [("topic", "a"), ("data", "x" * 10000)]).status == 200
+    r = publish(h.port, [("topic", f"https://example.com/{i:03d}/" + "t" * 100)
+                         for i in range(64)] + [("data", "x" * 10000)])
+    assert r.status == 413, r
+
+
 def test_publish_must_be_form_encoded(hub):
     r = publish(hub.port, [("topic", "a")], headers={"Content-Type": "application/json"})
     assert r.status == 415, r
