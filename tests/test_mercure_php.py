@@ -152,9 +152,10 @@ def ids_of(results):
 
 def test_minted_tokens_read_by_pyjwt(tmp_path):
     """tests/ssetest/mercure.py's tokens, read back by PyJWT (Debian's
-    python3-jwt) with the public key: every algorithm of the hub, and many
-    ES256 signatures, so that r or s with leading zero bytes (1 in 128)
-    are among them."""
+    python3-jwt) with the public key: every algorithm of the hub, and 64
+    ES256 signatures (r or s with a leading zero byte, 1 in 128 each, is
+    likely among them; der_to_raw's padding is also checked on a fixed
+    signature below)."""
     import jwt as pyjwt
 
     claims = mercure_claims(publish=["*"], subscribe=[BOOKS], payload={"u": "é"}, ttl=60)
@@ -162,7 +163,7 @@ def test_minted_tokens_read_by_pyjwt(tmp_path):
     keys += [gen_key(tmp_path, a) for a in ("RS256", "RS512", "ES256", "ES384")]
     for k in keys:
         verify_key = k.secret if k.secret is not None else k.pub.read_bytes()
-        for n in range(200 if k.alg == "ES256" else 1):
+        for n in range(64 if k.alg == "ES256" else 1):
             c = dict(claims, n=n)
             assert pyjwt.decode(mint(k, c), verify_key, algorithms=[k.alg]) == c, (k.alg, n)
     assert der_to_raw(bytes.fromhex("3006020100020101"), 4) == bytes.fromhex("0000000000000001")
