@@ -20,11 +20,8 @@ ending at its token's exp, subscription updates and the subscriptions API,
 CORS on the hub, and with SSERedis an update published on server A's hub
 reaching a subscriber of server B's.
 
-Tokens are minted here (HS256 with hmac; the other algorithms are the
-verifier's unit tests' business)."""
-import base64
-import hashlib
-import hmac
+Tokens are minted by tests/ssetest/mercure.py (HS256 here; the other
+algorithms are the verifier's unit tests' and test_mercure_php.py's)."""
 import json
 import os
 import socket
@@ -35,6 +32,7 @@ import pytest
 
 from ssetest.channels import uniq
 from ssetest.clients import SSEClient, request
+from ssetest.mercure import b64url, hmac_key, mint
 from ssetest.redis import REDIS_SERVER, RedisServer
 from ssetest.wire import wire_event
 
@@ -54,15 +52,13 @@ HUB_CONF = f"""
 
 
 def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    return b64url(data)
 
 
 def token(claims, key=SUB_KEY, header=None):
-    """An HS256 JWT (compact form) of claims, signed with key."""
-    head = b64(json.dumps(header or {"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64(json.dumps(claims).encode())
-    sig = hmac.new(key.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return f"{head}.{body}.{b64(sig)}"
+    """An HS256 JWT (compact form) of claims, signed with key (the shared
+    minting of tests/ssetest/mercure.py)."""
+    return mint(hmac_key(key), claims, header)
 
 
 def pub_token(publish=("*",), **more):
