@@ -621,3 +621,37 @@ def test_hub_channel_is_out_of_reach_of_sse_stream_and_sse_publish(hub):
         id_ = publish_ok(hub.port, [("topic", "t"), ("data", "hub")])
         assert s.next_event().raw == wire_event(id_, b"hub")
         plain.assert_no_event(0.3)
+
+
+def test_subscriptions_api_across_servers(httpd, redis):
+    """A subscriber of server B is listed by server A's subscriptions API:
+    the API reads the hub's subscription updates, which Redis carries."""
+    prefix = uniq("m") + ":"
+    server = f"SSERedis {redis.url}\nSSERedisPrefix {prefix}\n"
+    conf = HUB_CONF.format(extra=SUBS_CONF) + "AllowEncodedSlashes NoDecode\n"
+    a = httpd(conf=conf, server_conf=server, name="mercure-subs-a")
+    b = httpd(conf=conf, server_conf=server, name="mercure-subs-b")
+    for h in (a, b):
+        deadline = time.monotonic() + 10
+        while "SSE01206" not in h.error_log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    api_tok = sub_token(["/.well-known/mercure/subscriptions{/topic}{/subscriber}",
+                         "/.well-known/mercure/subscriptions"])
+    selector = "https://example.com/across/" + uniq("s")
+
+    def listed():
+        r = request(a.port, "GET", "/.well-known/mercure/subscriptions",
+                    headers={"Authorization": "Bearer " + api_tok})
+        assert r.status == 200, r
+        return [x for x in json.loads(r.body)["subscriptions"] if x["topic"] == selector]
+
+    with sub(b.port, [selector], sub_token(payload={"on": "b"})):
+        deadline = time.monotonic() + 10
+        while not listed() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        got = listed()
+        assert len(got) == 1 and got[0]["active"] is True and got[0]["payload"] == {"on": "b"}
+    deadline = time.monotonic() + 10
+    while listed() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert listed() == []
