@@ -21,6 +21,11 @@ int sse_stream_handler(request_rec *r);
  *    known, else "earliest" (everything retained follows), instead of an
  *    sse-gap event;
  *  - it ends at `ends` (the token's exp; 0: never).
+ * A hub's stream keeps its own thread to the end: its filter lives in its
+ * request's pool, its end (exp) is watched by that thread, and its
+ * departure (a subscription update) is published by the handler after this
+ * returns. Whatever hands plain streams to another thread must leave a
+ * hub's alone, or filter, strip and end them the same way.
  * Returns what a handler returns. */
 typedef struct {
     const apr_array_header_t *channels;     /* of sse_bytes: the hub's channel */
