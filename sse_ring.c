@@ -237,6 +237,8 @@ int sse_ring_fits(const sse_ring *r, const sse_ring_msg *m)
     ev.retry = m->retry;
     ev.data = m->data;
     ev.data_len = m->data_len;
+    ev.meta = m->meta;
+    ev.meta_len = m->meta ? m->meta_len : 0;
     return ev.id_len <= SSE_FIELD_MAX && sse_wire_frame_size(&ev) <= sse_ring_max_frame(r);
 }
 
@@ -706,6 +708,8 @@ static int append(sse_ring *r, const sse_ring_msg *m, uint64_t stamp,
     ev.retry = m->retry;
     ev.data = m->data;
     ev.data_len = m->data_len;
+    ev.meta = m->meta;
+    ev.meta_len = m->meta ? m->meta_len : 0;
     ev.id = m->id ? m->id : idbuf;
     ev.id_len = m->id ? m->id_len : sse_wire_format_id(stamp, idbuf);
     frame_len = sse_wire_frame_size(&ev);

@@ -195,6 +195,7 @@ typedef struct {
     const char   *event;       size_t event_len;
     long          retry;       /* < 0: none */
     const char   *data;        size_t data_len;
+    const char   *meta;        size_t meta_len;    /* a hub's metadata (sse_wire.h), or NULL */
 } sse_ring_msg;
 
 /* True when m can be published in this ring, whatever id it is given:

@@ -9,7 +9,7 @@
  *    (Redis ids and mod_sse stamps are both "<ms>-<seq>"). Its fields: c
  *    (the channels, separated by spaces, which no channel name holds), i
  *    (the publisher's own id, if any), e (event type, if any), r (retry, if
- *    any) and d (data). A DELETE is an entry of its own: c (the channel)
+ *    any), m (a Mercure hub's metadata, sse_wire.h, if any) and d (data). A DELETE is an entry of its own: c (the channel)
  *    and x "delete" (see redis_channel).
  *  - This server's ring stays what the dispatcher and replay read: it is a
  *    copy of the stream's recent entries, with the same stamps.
@@ -306,7 +306,7 @@ typedef struct {
 
 static int batch_build(redis_store *rs, const sse_body_event *ev, int n, batch_args *b)
 {
-    size_t text = 0, max_args = 8 + (size_t)n * 11, used = 0;
+    size_t text = 0, max_args = 8 + (size_t)n * 13, used = 0;
     int i, j;
 
     for (i = 0; i < n; i++) {
@@ -334,7 +334,7 @@ static int batch_build(redis_store *rs, const sse_body_event *ev, int n, batch_a
         const sse_bytes *c = (const sse_bytes *)ev[i].channels->elts;
         char *count = b->text + used, *chans;
         int fields = 4 + (ev[i].id.s ? 2 : 0) + (ev[i].event.s ? 2 : 0)
-                     + (ev[i].retry >= 0 ? 2 : 0);
+                     + (ev[i].retry >= 0 ? 2 : 0) + (ev[i].meta.s ? 2 : 0);
 
         used += (size_t)snprintf(count, 24, "%d", fields) + 1;
         ARG(count, strlen(count));
@@ -361,6 +361,10 @@ static int batch_build(redis_store *rs, const sse_body_event *ev, int n, batch_a
             used += (size_t)snprintf(r, 24, "%ld", ev[i].retry) + 1;
             ARG("r", 1);
             ARG(r, strlen(r));
+        }
+        if (ev[i].meta.s) {
+            ARG("m", 1);
+            ARG(ev[i].meta.s, ev[i].meta.len);
         }
         ARG("d", 1);
         ARG(ev[i].data.s ? ev[i].data.s : "", ev[i].data.len);
@@ -778,6 +782,10 @@ static int redis_history(sse_store *st, apr_pool_t *p, const apr_array_header_t 
             }
             if ((f = field(kv, "r")))
                 ev.retry = strtol(f->str, NULL, 10);
+            if ((f = field(kv, "m")) && !sse_wire_check_meta(f->str, f->len)) {
+                ev.meta = f->str;
+                ev.meta_len = f->len;
+            }
             if ((f = field(kv, "i"))) {
                 ev.id = apr_pstrmemdup(p, f->str, f->len);
                 ev.id_len = f->len;
@@ -923,7 +931,10 @@ static void copy_entry(redis_store *rs, const redisReply *ent)
         const char *q = memchr(p, ' ', (size_t)(end - p));
         size_t len = q ? (size_t)(q - p) : (size_t)(end - p);
 
-        if (e.nchan == SSE_STORE_MAX_CHANNELS || sse_wire_check_channel(p, len)) {
+        /* A hub's channel only with metadata (checked below). */
+        if (e.nchan == SSE_STORE_MAX_CHANNELS
+            || (sse_wire_check_channel(p, len)
+                && (!field(kv, "m") || sse_wire_check_hub_channel(p, len)))) {
             why = "its channel list is not valid";
             goto skip;
         }
@@ -944,6 +955,17 @@ static void copy_entry(redis_store *rs, const redisReply *ent)
     }
     if ((f = field(kv, "r")))
         e.retry = strtol(f->str, NULL, 10);
+    if ((f = field(kv, "m"))) {
+        e.meta = f->str;
+        e.meta_len = f->len;
+    }
+    /* A hub's event (m) has its one hub channel, and a hub's channel only
+     * such events, as sse_store_publish makes them. */
+    if (e.meta && (e.nchan != 1 || sse_wire_check_hub_channel(chans[0].s, chans[0].len)
+                   || sse_wire_check_meta(e.meta, e.meta_len))) {
+        why = "its metadata (m) is not valid, or does not go to one hub channel";
+        goto skip;
+    }
     if ((rc = sse_store_ring_append(&rs->base, &e, stamp, &why)) == OK)
         return;
 skip:

@@ -63,6 +63,12 @@ SCENARIOS = [
          servers=["mod_sse", "nchan"], rounds=1),
     dict(id=6, name="PHP polling vs mod_sse", subs=200, channels=1, rate=200, pub_conns=4,
          servers=["php", "mod_sse"], rounds=1),
+    # Issue 13: the Mercure hub (sse-mercure) against mod_sse's own sse-stream
+    # (no Mercure hub is packaged for Debian or npm here: `apt-cache policy
+    # mercure` knows none). Subscribers hold a URI-template selector and a
+    # subscriber token; updates are POSTed as Mercure forms with a JWT.
+    dict(id=7, name="Mercure hub vs sse-stream", subs=1000, channels=1, rate=200, pub_conns=4,
+         servers=["mod_sse", "mercure"], rounds=1),
 ]
 
 ROUNDS = 3            # scenarios 1-4 run this many times, alternating the order;
@@ -468,7 +474,51 @@ php_admin_value max_execution_time 0
     pub_path = "/publish.php?channel=%s"
 
 
-SERVERS = {"mod_sse": ModSse, "nchan": Nchan, "php": PhpApache}
+def hs256(claims, key):
+    """An HS256 JWT of claims (the hub's tokens, issue 13)."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    head = b64(b'{"alg":"HS256","typ":"JWT"}')
+    body = b64(json.dumps(claims).encode())
+    sig = hmac.new(key.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+class ModSseMercure(ModSse):
+    """mod_sse as a Mercure hub: the same server, plus /.well-known/mercure."""
+    kind = "mercure"
+    KEY = "bench-hub-key-0123456789abcdef0123456789"
+
+    def write_config(self):
+        super().write_config()
+        with open(self.dir / "httpd.conf", "a") as f:
+            f.write(f"""
+<Location /.well-known/mercure>
+    SetHandler sse-mercure
+    Require all granted
+    SSEMercurePublisherJWT {self.KEY}
+    SSEMercureSubscriberJWT {self.KEY}
+    SSEHeartbeat 600
+    SSEMaxMessageSize 64K
+    SSEPublishKeepAliveWait 10ms
+</Location>
+""")
+
+    # A template selector matching the channel's topic, and a token: what
+    # every delivery pays for is the JWT-authorized, selector-matched path.
+    # (%%s: the channel, unused by the hub; loadgen fills it in.)
+    sub_path = ("/.well-known/mercure?topic=https%%3A%%2F%%2Fbench.example%%2F%%7Bname%%7D"
+                "&c=%s&authorization=" + hs256({"mercure": {"subscribe": ["*"]}}, KEY))
+    pub_path = "/.well-known/mercure"
+    extra_args = ["--mercure-token", hs256({"mercure": {"publish": ["*"]}}, KEY),
+                  "--mercure-topic", "https://bench.example/"]
+
+
+SERVERS = {"mod_sse": ModSse, "nchan": Nchan, "php": PhpApache, "mercure": ModSseMercure}
 
 # ---------------------------------------------------------------------------
 # one run
@@ -493,6 +543,7 @@ def loadgen_args(sc, srv, kind, quick):
             "--channels", str(sc["channels"]), "--pub-conns", str(sc["pub_conns"]),
             "--size", "64", "--scenario", str(sc["id"]), "--server", kind,
             "--drain", str(DRAIN), "--drain-idle", str(DRAIN_IDLE), "--connect-timeout", "90"]
+    args += getattr(srv, "extra_args", [])
     if sc["rate"] is None:
         # idle: hold the subscribers for the measured time, then measure memory
         args += ["--duration", "0", "--idle", str(duration), "--warmup", "0"]

@@ -74,13 +74,17 @@ static struct {
     int http10;
     const char *scenario, *server;
     int quiet;
+    /* --mercure-token: publish as a Mercure publisher (issue 13): a form
+     * with topic (mercure_topic and the channel name) and data, and this
+     * token as Bearer; the event's text is the same, so is the reading. */
+    const char *mercure_token, *mercure_topic;
 } opt = {
     .host = "127.0.0.1", .port = 8080,
     .sub_path = "/events?channel=%s", .pub_path = "/publish/%s",
     .chan_prefix = "c", .subs = 100, .channels = 1, .pub_conns = 1,
     .rate = 100, .size = 64, .warmup = 2, .duration = 10, .idle = 1,
     .drain = 30, .drain_idle = 3, .connect_timeout = 60, .nsrc = 8, .inflight = 200,
-    .scenario = "", .server = "",
+    .scenario = "", .server = "", .mercure_topic = "https://bench.example/",
 };
 
 /* ------------------------------------------------------------------ */
@@ -725,14 +729,33 @@ static void pub_send(conn *c, int chan, char phase)
     while (bl < opt.size)
         body[bl++] = 'x';
     snprintf(path, sizeof(path), opt.pub_path, chan_names[chan]);
-    need = bl + 1400;
+    need = bl + 1400 + (opt.mercure_token ? (int)strlen(opt.mercure_token) + 3 * 256 : 0);
     if (need > c->outcap)
         c->out = xrealloc(c->out, (c->outcap = need));
-    hl = snprintf(c->out, c->outcap,
-                  "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: text/plain\r\n"
-                  "Content-Length: %d\r\n\r\n", path, opt.host, opt.port, bl);
-    memcpy(c->out + hl, body, bl);
-    c->outlen = hl + bl;
+    if (opt.mercure_token) {
+        /* topic=<topic><channel>&data=<text>: the text is digits, spaces and
+         * x, so a space is its only byte to encode ('+'); the topic's ':'
+         * and '/' go as they are (allowed in a form value). */
+        char form[65536 + 512];
+        int fl = snprintf(form, sizeof(form), "topic=%s%s&data=", opt.mercure_topic,
+                          chan_names[chan]), i;
+        for (i = 0; i < bl; i++)
+            form[fl++] = body[i] == ' ' ? '+' : body[i];
+        hl = snprintf(c->out, c->outcap,
+                      "POST %s HTTP/1.1\r\nHost: %s:%d\r\n"
+                      "Content-Type: application/x-www-form-urlencoded\r\n"
+                      "Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n",
+                      path, opt.host, opt.port, opt.mercure_token, fl);
+        memcpy(c->out + hl, form, fl);
+        c->outlen = hl + fl;
+    }
+    else {
+        hl = snprintf(c->out, c->outcap,
+                      "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: text/plain\r\n"
+                      "Content-Length: %d\r\n\r\n", path, opt.host, opt.port, bl);
+        memcpy(c->out + hl, body, bl);
+        c->outlen = hl + bl;
+    }
     c->outoff = 0;
     c->cur_seq = seq;
     c->cur_chan = chan;
@@ -1118,6 +1141,8 @@ static void usage(void)
         "  --rate R | --max-rate      events/s over all channels, or as fast as possible\n"
         "  --pub-conns K              keep-alive publisher connections (1)\n"
         "  --size B                   event data bytes (64)\n"
+        "  --mercure-token T          publish to a Mercure hub (form: topic, data) with this token\n"
+        "  --mercure-topic U          the topics' prefix, + channel name (https://bench.example/)\n"
         "  --warmup S --duration S    warm-up and measured publishing seconds (2, 10); duration 0: none\n"
         "  --idle S                   seconds between subscribers connected and memory 'after' (1)\n"
         "  --drain S                  max seconds to wait for deliveries after publishing (30)\n"
@@ -1150,7 +1175,8 @@ int main(int argc, char **argv)
         {"idle", 1, 0, 'i'}, {"drain", 1, 0, 'D'}, {"server-pid", 1, 0, 'x'},
         {"nsrc", 1, 0, 'a'}, {"inflight", 1, 0, 'f'}, {"http10", 0, 0, '0'},
         {"scenario", 1, 0, 'N'}, {"server", 1, 0, 'V'}, {"chan-prefix", 1, 0, 'C'},
-        {"connect-timeout", 1, 0, 'T'}, {"drain-idle", 1, 0, 'I'}, {"hold", 1, 0, 'H'}, {"quiet", 0, 0, 'q'}, {0, 0, 0, 0}};
+        {"connect-timeout", 1, 0, 'T'}, {"drain-idle", 1, 0, 'I'}, {"hold", 1, 0, 'H'}, {"quiet", 0, 0, 'q'},
+        {"mercure-token", 1, 0, 'J'}, {"mercure-topic", 1, 0, 'U'}, {0, 0, 0, 0}};
     int ch, i;
     struct rlimit rl;
     memv mem_before = {0}, mem_after = {0}, mem_end = {0};
@@ -1188,6 +1214,8 @@ int main(int argc, char **argv)
         case 'I': opt.drain_idle = atof(optarg); break;
         case 'H': opt.hold = atof(optarg); break;
         case 'q': opt.quiet = 1; break;
+        case 'J': opt.mercure_token = optarg; break;
+        case 'U': opt.mercure_topic = optarg; break;
         default: usage();
         }
     }
