@@ -26,6 +26,8 @@ PYTEST  ?= /usr/bin/python3 -m pytest
 # (PYTEST_ARGS is added to the paths, so a file there would come on top).
 PYTEST_PATHS ?= tests
 CFLAGS_EXTRA ?=
+# What the module links: JSON, the Redis client, JWT verification (libjwt, OpenSSL).
+MODULE_LIBS = -ljansson -lhiredis -ljwt -lcrypto
 
 # The module's units; each sse_*.c holds one idea (see README "Layout").
 SRC = mod_sse.c sse_config.c sse_http.c sse_stream.c sse_publish.c sse_filter.c sse_cors.c \
@@ -61,7 +63,7 @@ all: .libs/mod_sse.so
 
 .libs/mod_sse.so: $(SRC) $(HDR)
 	$(APXS) -c -o mod_sse.la -Wc,-Wall -Wc,-Wextra -Wc,-Wno-unused-parameter \
-	    -Wc,-std=gnu11 $(CFLAGS_EXTRA) $(SRC) -ljansson -lhiredis -ljwt -lcrypto
+	    -Wc,-std=gnu11 $(CFLAGS_EXTRA) $(SRC) $(MODULE_LIBS)
 
 install: .libs/mod_sse.so
 	$(APXS) -i -n sse mod_sse.la
@@ -134,7 +136,7 @@ variant:
 	rm -rf $(VARIANT_DIR) && mkdir -p $(VARIANT_DIR)
 	cp $(SRC) $(HDR) $(VARIANT_DIR)/
 	cd $(VARIANT_DIR) && $(APXS) -c -o mod_sse.la -Wc,-std=gnu11 $(CFLAGS_EXTRA) $(SRC) \
-	    -ljansson -lhiredis >/dev/null
+	    $(MODULE_LIBS) >/dev/null
 
 itest: all
 	$(PYTEST) -q $(PYTEST_PATHS) $(PYTEST_ARGS)
@@ -146,7 +148,7 @@ itest-asan:
 	rm -rf build-asan && mkdir -p build-asan && chmod 777 build-asan
 	cp $(SRC) $(HDR) build-asan/
 	cd build-asan && $(APXS) -c -o mod_sse.la -Wc,-std=gnu11 -Wc,-fsanitize=address,undefined \
-	    -Wc,-fno-omit-frame-pointer -Wl,-fsanitize=address,undefined $(SRC) -ljansson -lhiredis -ljwt -lcrypto \
+	    -Wc,-fno-omit-frame-pointer -Wl,-fsanitize=address,undefined $(SRC) $(MODULE_LIBS) \
 	    >/dev/null
 	SSE_TEST_MODULE=$(CURDIR)/build-asan/.libs/mod_sse.so SSE_TEST_APACHE_PRELOAD="$(ASAN_LIBS)" \
 	ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/build-asan/asan \
