@@ -634,7 +634,6 @@ def run_one(sc, kind, quick, rnd=1):
     res["scenario_name"] = sc["name"]
     if srv2:
         res["topology"] = "redis2"
-        res["redis"] = sh(f"{REDIS} --version | cut -d' ' -f3")
     if kind == "php":
         res["php_poll"] = PHP_POLL
     for x in started:
@@ -673,6 +672,7 @@ def machine():
         "nginx": sh(f"{NGINX} -v 2>&1 | sed 's/nginx version: //'"),
         "nchan": sh("dpkg-query -W -f='${Version}' libnginx-mod-nchan"),
         "php": sh("dpkg-query -W -f='${Version}' libapache2-mod-php8.2"),
+        "redis": sh("dpkg-query -W -f='${Version}' redis-server"),
         "commit": sh(f"git -C {ROOT} rev-parse --short HEAD") +
                   (" + uncommitted changes" if sh(f"git -C {ROOT} status --porcelain -- '*.c' '*.h'") else ""),
     }
@@ -751,7 +751,8 @@ def write_report(runs_all, mach):
                  f"kernel {mach['kernel']}; {mach['date']}.  ")
     lines.append(f"Servers: {mach['apache']} (event MPM) with mod_sse {mach['commit']}; "
                  f"nginx {mach['nginx']} with libnginx-mod-nchan {mach['nchan']} "
-                 f"(2 workers); PHP {mach['php']} (prefork + mod_php). mod_sse.so sha256 "
+                 f"(2 workers); PHP {mach['php']} (prefork + mod_php); Redis "
+                 f"{mach.get('redis', '?')} (scenario 7). mod_sse.so sha256 "
                  f"{mach.get('module_sha256', '?')}….  ")
     lines.append(f"The machine is shared: load average {mach.get('loadavg', '?')} when the run "
                  "started; the last column shows how much CPU other processes took during each "
@@ -870,8 +871,7 @@ def write_report(runs_all, mach):
             parts = r.get("server_cpu_parts_s") or []
             if len(parts) == 3:
                 notes.append(f"CPU s in window: server A {parts[0]:.2f}, server B {parts[1]:.2f}, "
-                             f"Redis {parts[2]:.2f} (Redis {r.get('redis', '?')}; each the median "
-                             "of the rounds)")
+                             f"Redis {parts[2]:.2f} (each the median of the rounds)")
             notes.append(f"subscribers per server {r['subs_per_server'][0]:,} + "
                          f"{r['subs_per_server'][1]:,}; publishes answered 2xx per server "
                          f"(warm-up included) {r['published_per_server'][0]:,} + "
