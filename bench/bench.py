@@ -6,6 +6,9 @@
     /usr/bin/python3 bench/bench.py --quick         # short windows, for trying things
     /usr/bin/python3 bench/bench.py --report        # rebuild results.md and the plot
                                                     # from bench/results/runs.jsonl
+    /usr/bin/python3 bench/bench.py --only 1,7 --name redis
+                                                    # writes redis.md, redis.jsonl,
+                                                    # redis-machine.json, redis-latency.png
 
 For every scenario it starts a fresh server from a generated configuration on
 a free 127.0.0.1 port (mod_sse under the event MPM, Nchan under nginx, and for
@@ -91,6 +94,20 @@ DURATION = 10.0
 DRAIN = 30.0          # at most, after the last publish; stops earlier when all is
 DRAIN_IDLE = 3.0      # delivered, or when nothing arrived for this long
 PHP_POLL = "sleep(1)"        # the classic loop's pause
+
+# What a run writes in bench/results/ (--name): results.md, runs.jsonl,
+# machine.json, latency.png by default, so that `make bench` replaces the
+# last full run; a partial run given a name of its own (e.g. scenario 7
+# with scenario 1 for its single-server p99) leaves those alone.
+OUT = dict(md="results.md", runs="runs.jsonl", machine="machine.json", png="latency.png",
+           dat="latency.dat")
+
+
+def set_name(name):
+    if name != "results":
+        OUT.update(md=f"{name}.md", runs=f"{name}.jsonl", machine=f"{name}-machine.json",
+                   png=f"{name}-latency.png", dat=f"{name}-latency.dat")
+
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -902,9 +919,9 @@ def write_report(runs_all, mach):
                          f"{r['published_per_s']:,.0f}" for r in rs]
                 lines.append(f"| {sc['id']}. {sc['name']} | {kind} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines.append("![latency](latency.png)\n")
-    lines.append("Raw data: `runs.jsonl` (one loadgen JSON line per run); logs in `logs/`.")
-    (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
+    lines.append(f"![latency]({OUT['png']})\n")
+    lines.append(f"Raw data: `{OUT['runs']}` (one loadgen JSON line per run); logs in `logs/`.")
+    (RESULTS / OUT["md"]).write_text("\n".join(lines) + "\n")
 
 
 def issue15_targets(by):
@@ -970,14 +987,14 @@ def write_plot(runs):
             rows.append((f"{sc['id']}. {sc['name'].split(' vs')[0]}: {kind}", *(max(l[k], 1) / 1000.0 for k in ("p50", "p90", "p99", "max"))))
     if not rows:
         return
-    dat = RESULTS / "latency.dat"
+    dat = RESULTS / OUT["dat"]
     with open(dat, "w") as f:
         f.write("# label p50_ms p90_ms p99_ms max_ms\n")
         for r in rows:
             f.write('"%s" %.3f %.3f %.3f %.3f\n' % r)
     gp = f"""
 set terminal pngcairo size 1200,600 font "sans,10" noenhanced
-set output "{RESULTS / 'latency.png'}"
+set output "{RESULTS / OUT['png']}"
 set title "Publish-to-receive latency per scenario (one make bench run; scenarios 1-4 and 7: median of 3 rounds; 2 cores shared)"
 set style data histogram
 set style histogram cluster gap 1
@@ -1003,12 +1020,17 @@ def main():
     ap.add_argument("--servers", help="comma-separated: mod_sse,nchan,php")
     ap.add_argument("--quick", action="store_true", help="1 s warm-up, 3 s measured")
     ap.add_argument("--report", action="store_true", help="only rebuild the report")
+    ap.add_argument("--name", default="results",
+                    help="results file names: NAME.md, NAME.jsonl, NAME-machine.json, "
+                         "NAME-latency.png (default: results.md, runs.jsonl, machine.json, "
+                         "latency.png)")
     ap.add_argument("--rounds", type=int, help=f"rounds of scenarios 1-4 (default {ROUNDS})")
     a = ap.parse_args()
     RESULTS.mkdir(exist_ok=True)
     LOGS.mkdir(exist_ok=True)
-    runs_file = RESULTS / "runs.jsonl"
-    mach_file = RESULTS / "machine.json"
+    set_name(a.name)
+    runs_file = RESULTS / OUT["runs"]
+    mach_file = RESULTS / OUT["machine"]
     if a.report:
         runs = [json.loads(l) for l in runs_file.read_text().splitlines() if l.strip()]
         mach = json.loads(mach_file.read_text())
@@ -1051,7 +1073,7 @@ def main():
     for r in runs:
         groups.setdefault((str(r.get("scenario")), r.get("server")), []).append(r)
     write_plot([aggregate(v) for v in groups.values()])
-    log(f"wrote {RESULTS / 'results.md'} and {RESULTS / 'latency.png'}")
+    log(f"wrote {RESULTS / OUT['md']} and {RESULTS / OUT['png']}")
 
 
 if __name__ == "__main__":
