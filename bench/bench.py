@@ -762,14 +762,19 @@ def write_report(runs_all, mach):
         groups.setdefault((str(r.get("scenario")), r.get("server")), []).append(r)
     runs = [aggregate(v) for v in groups.values()]
     nrounds = max((len(v) for v in groups.values()), default=1)
+    # which scenarios of this run had rounds, which ran once (as their ids go)
+    many = sorted({k[0] for k, v in groups.items() if len(v) > 1}, key=lambda i: (len(i), i))
+    once = sorted({k[0] for k, v in groups.items() if len(v) == 1} - set(many),
+                  key=lambda i: (len(i), i))
     lines = []
     lines.append("# mod_sse vs Nchan: latest results\n")
     lines.append(f"Machine: {mach['nproc']} × {mach['model']}, {mach['mem']}, "
                  f"kernel {mach['kernel']}; {mach['date']}.  ")
     lines.append(f"Servers: {mach['apache']} (event MPM) with mod_sse {mach['commit']}; "
                  f"nginx {mach['nginx']} with libnginx-mod-nchan {mach['nchan']} "
-                 f"(2 workers); PHP {mach['php']} (prefork + mod_php); Redis "
-                 f"{mach.get('redis', '?')} (scenario 7). mod_sse.so sha256 "
+                 f"(2 workers); PHP {mach['php']} (prefork + mod_php)"
+                 + (f"; Redis {mach['redis']} (scenario 7)" if mach.get("redis") else "")
+                 + f". mod_sse.so sha256 "
                  f"{mach.get('module_sha256', '?')}….  ")
     lines.append(f"The machine is shared: load average {mach.get('loadavg', '?')} when the run "
                  "started; the last column shows how much CPU other processes took during each "
@@ -777,10 +782,11 @@ def write_report(runs_all, mach):
     lines.append("Load generator, servers and this report share the same 2 cores. All numbers "
                  "from one `make bench` run; ratios are mod_sse / Nchan within this run. "
                  f"Each scenario: {WARMUP:g} s warm-up, {DURATION:g} s measured, 64-byte events. "
-                 + (f"Scenarios 1–4 and 7 ran {nrounds} times, alternating which server goes first; "
-                    "each cell is the median over the rounds (loss, out-of-order and duplicates: "
-                    "the sum), and the per-round values follow the table. Scenarios 5 and 6 ran "
-                    "once.\n" if nrounds > 1 else "\n"))
+                 + (f"Scenarios {', '.join(many)} ran {nrounds} times, alternating which server "
+                    "goes first; each cell is the median over the rounds (loss, out-of-order and "
+                    "duplicates: the sum), and the per-round values follow the table."
+                    + (f" Scenarios {', '.join(once)} ran once." if once else "") + "\n"
+                    if nrounds > 1 else "\n"))
     hdr = ("| scenario | server | subscribers | published (/s) | delivered (/s) | loss | "
            "ooo / dup | p50 | p90 | p99 | max | CPU µs / delivered | KiB / sub PSS (RSS) | CPU s in window: server / loadgen / others |")
     lines.append(hdr)
