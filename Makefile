@@ -201,7 +201,7 @@ fuzz: $(FUZZ_BINS)
 clean:
 	rm -rf .libs *.la *.lo *.slo *.o $(UNITS) $(UNIT_TSAN) build-asan build fuzz/bin fuzz/work fuzz/artifacts
 
-# Benchmark against Nchan (bench/README.md): installs nginx, Nchan, mod_php,
+# Benchmark against Nchan (bench/README.md): installs nginx, Nchan, mod_php, Redis,
 # gnuplot when missing, builds, runs every scenario, writes bench/results/.
 bench/loadgen: bench/loadgen.c
 	$(CC) -O2 -Wall -Wextra -Wno-unused-parameter -o $@ bench/loadgen.c
