@@ -21,6 +21,7 @@ RANGES = {
     "sse_publish.c": 400, "sse_filter.c": 500, "sse_cors.c": 600,
     "sse_registry.c": 700, "sse_store.c": 800, "sse_store_ring.c": 900,
     "sse_config.c": 1000, "mod_sse.c": 1100, "sse_store_redis.c": 1200,
+    "sse_detach.c": 1700,
 }
 CALL = re.compile(r"ap_log_[a-z]*error\s*\(")
 TAG = re.compile(r'SSE_LOGNO\((\d{5})\)\s*((?:"(?:[^"\\]|\\.)*"\s*|[A-Z_][A-Z0-9_]*\s*)*)')

@@ -1,0 +1,269 @@
+"""Detached streams (SSEDetach on): a plain HTTP/1.x stream is handed to its
+child's detach thread once its headers and replay are out, and the worker
+(or the prefork process) is free at once. What must hold: the stream goes on
+after the handler returned and the access log line was written; one worker
+holds any number of streams; heartbeats, DELETE, dead clients, the per-child
+cap, graceful restart and a killed child behave as for thread streams; TLS
+and HTTP/2 keep the thread path."""
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from ssetest.channels import chan_query, uniq
+from ssetest.clients import NodeClient, SSEClient, request, subscribe
+from ssetest.many import ManyStreams
+from ssetest.metrics import STATUS_LOCATION, status_json, wait_figure
+from ssetest.procs import child_pids, pid_alive
+from ssetest.publish import pub_raw
+from ssetest.wire import HEARTBEAT, wire_event
+
+DETACH_LOCATIONS = STATUS_LOCATION + """
+<Location /det>
+    SetHandler sse-stream
+    SSEDetach on
+    SSEHeartbeat 1
+</Location>
+<Location /det-nohb>
+    SetHandler sse-stream
+    SSEDetach on
+    SSEHeartbeat 0
+</Location>
+<Location /det-replay>
+    SetHandler sse-stream
+    SSEDetach on
+    SSEHeartbeat 1
+    SSEInitialReplay 2
+    SSERetry 1500
+</Location>
+<Location /thr>
+    SetHandler sse-stream
+    SSEDetach off
+    SSEHeartbeat 1
+</Location>
+"""
+
+# One prefork process and no spare: every stream it holds beyond the first
+# would otherwise wait for a process that never comes.
+ONE_PROCESS = """
+StartServers 1
+MinSpareServers 1
+MaxSpareServers 1
+ServerLimit 1
+MaxRequestWorkers 1
+MaxConnectionsPerChild 0
+"""
+
+
+def detached_server(httpd, mpm="event", mpm_conf=None, conf="", server_conf=""):
+    return httpd(mpm=mpm, mpm_conf=mpm_conf, conf=DETACH_LOCATIONS + conf,
+                 server_conf=server_conf, log_level="notice sse:debug")
+
+
+def access_lines(h, needle):
+    if not h.access_log_path.exists():
+        return []
+    return [l for l in h.access_log_path.read_text().splitlines() if needle in l]
+
+
+def wait_for(pred, timeout=10, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def end_records(h):
+    """The detach thread's record of each stream's end (SSE01701)."""
+    return re.findall(r"SSE01701: detached stream of (\S+) ended \(([^)]*)\): (\d+) events, "
+                      r"(\d+) bytes, [0-9.]+ s, channels (\S*)", h.error_log())
+
+
+# ---------------------------------------------------------------- the hand-over
+
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
+def test_stream_goes_on_after_the_handler_returned(httpd, mpm):
+    """The access log line is written when the handler returns: with the
+    line there, the stream still receives events and heartbeats."""
+    h = detached_server(httpd, mpm)
+    ch = uniq("det")
+    with subscribe(h.port, ch, path="/det") as s:
+        assert s.headers.get("transfer-encoding") == "chunked"
+        line = wait_for(lambda: access_lines(h, f"GET /det?channel={ch}"), what="access log")
+        assert len(line) == 1 and " 200 " in line[0], line
+        assert "SSE00311" in h.error_log()
+        wait_figure(h.port, "sse_streams_detached", 1)
+        ids = []
+        for i in range(3):
+            r = pub_raw(h.port, ch, b"after %d" % i)
+            assert r.status == 200 and r.json["subscribers"] == 1, r
+            ids.append(r.json["id"])
+        got = s.next_events(3, timeout=10)
+        assert [e.raw for e in got] == [wire_event(ids[i], b"after %d" % i) for i in range(3)]
+        # Heartbeats every second from the detach thread.
+        s.wait_bytes(HEARTBEAT, timeout=5)
+        assert not s.eof
+        figures = status_json(h.port)
+        assert figures["sse_subscribers"] == 1 and figures["sse_streams_detached"] == 1
+    wait_figure(h.port, "sse_streams_detached", 0)
+    wait_figure(h.port, "sse_subscribers", 0)
+
+
+def test_one_prefork_process_holds_many_streams(httpd):
+    """With a thread per stream, one prefork process holds one stream and
+    nothing else is served; detached, it holds them all and still answers."""
+    h = detached_server(httpd, "prefork", mpm_conf=ONE_PROCESS)
+    ch = uniq("one")
+    subs = [subscribe(h.port, ch, path="/det") for _ in range(20)]
+    try:
+        assert len(child_pids(h.pid)) == 1
+        r = pub_raw(h.port, ch, b"to all")
+        assert r.status == 200 and r.json["subscribers"] == 20, r
+        for s in subs:
+            assert s.next_event(10).raw == wire_event(r.json["id"], b"to all")
+        assert status_json(h.port)["sse_streams_detached"] == 20
+    finally:
+        for s in subs:
+            s.close()
+    wait_figure(h.port, "sse_subscribers", 0)
+
+
+def test_replay_and_retry_go_out_before_the_hand_over(httpd):
+    h = detached_server(httpd)
+    ch = uniq("rep")
+    old = [pub_raw(h.port, ch, b"old %d" % i).json["id"] for i in range(3)]
+    with subscribe(h.port, ch, path="/det-replay") as s:
+        got = s.next_events(2, timeout=5)
+        assert [e.raw for e in got] == [wire_event(old[1], b"old 1"),
+                                        wire_event(old[2], b"old 2")]
+        assert bytes(s.body).startswith(b"retry: 1500\n\n")
+        r = pub_raw(h.port, ch, b"live")
+        assert s.next_event(5).raw == wire_event(r.json["id"], b"live")
+        wait_figure(h.port, "sse_streams_detached", 1)
+
+
+def test_resume_with_last_event_id(httpd):
+    h = detached_server(httpd)
+    ch = uniq("res")
+    ids = [pub_raw(h.port, ch, b"e%d" % i).json["id"] for i in range(4)]
+    with subscribe(h.port, ch, path="/det", headers={"Last-Event-ID": ids[1]}) as s:
+        got = s.next_events(2, timeout=5)
+        assert [e.raw for e in got] == [wire_event(ids[2], b"e2"), wire_event(ids[3], b"e3")]
+        r = pub_raw(h.port, ch, b"e4")
+        assert s.next_event(5).raw == wire_event(r.json["id"], b"e4")
+
+
+def test_http10_stream_is_close_delimited(httpd):
+    h = detached_server(httpd)
+    ch = uniq("h10")
+    with SSEClient(h.port, "/det" + chan_query(ch), http_version="1.0") as s:
+        assert s.status == 200
+        assert "transfer-encoding" not in s.headers
+        wait_figure(h.port, "sse_streams_detached", 1)
+        r = pub_raw(h.port, ch, b"old client")
+        assert s.next_event(5).raw == wire_event(r.json["id"], b"old client")
+        # DELETE ends it: close-delimited, the end is the server's FIN.
+        assert request(h.port, "DELETE", "/pub" + chan_query(ch)).status == 200
+        s.wait_eof(5)
+        assert s.clean_end and bytes(s.body).count(b"old client") == 1
+
+
+# ---------------------------------------------------------------- ending
+
+def test_delete_ends_detached_streams_with_the_terminal_chunk(httpd):
+    h = detached_server(httpd)
+    ch = uniq("del")
+    subs = [subscribe(h.port, ch, path="/det") for _ in range(3)]
+    try:
+        wait_figure(h.port, "sse_streams_detached", 3)
+        r = pub_raw(h.port, ch, b"last words")
+        assert request(h.port, "DELETE", "/pub" + chan_query(ch)).status == 200
+        for s in subs:
+            s.wait_eof(5)
+            assert s.clean_end and not s.reset
+            assert s.body_without_heartbeats() == wire_event(r.json["id"], b"last words")
+        wait_figure(h.port, "sse_subscribers", 0)
+        recs = wait_for(lambda: [x for x in end_records(h) if x[1] == "channel deleted"]
+                        if len([x for x in end_records(h) if x[1] == "channel deleted"]) == 3
+                        else None, what="three end records")
+        for client, why, events, nbytes, chans in recs:
+            assert (events, chans) == ("1", ch)
+            assert int(nbytes) >= len(wire_event(r.json["id"], b"last words"))
+    finally:
+        for s in subs:
+            s.close()
+
+
+@pytest.mark.parametrize("how", ["fin", "rst"])
+def test_vanished_clients_are_released_within_the_heartbeat(httpd, how):
+    """No write is needed: the detach thread sees the FIN or the RST on the
+    socket (epoll) and the open-streams figures go back to exactly what is
+    left."""
+    h = detached_server(httpd)
+    ch = uniq("gone")
+    subs = [subscribe(h.port, ch, path="/det-nohb") for _ in range(10)]
+    keep = subs[:4]
+    try:
+        wait_figure(h.port, "sse_streams_detached", 10)
+        for s in subs[4:]:
+            if how == "rst":
+                s.abort()
+            else:
+                s.sock.shutdown(socket.SHUT_WR)
+        # Heartbeats are off on /det-nohb: within one second (/det's beat)
+        # without anything written to them.
+        wait_figure(h.port, "sse_subscribers", 4, timeout=1.5)
+        assert status_json(h.port)["sse_streams_detached"] == 4
+        r = pub_raw(h.port, ch, b"to the rest")
+        assert r.json["subscribers"] == 4
+        for s in keep:
+            assert s.next_event(5).raw == wire_event(r.json["id"], b"to the rest")
+        recs = [x for x in end_records(h) if x[1] == "client gone"]
+        assert len(recs) == 6, recs
+    finally:
+        for s in subs:
+            s.close()
+
+
+def test_per_child_cap_refuses_like_overload(httpd):
+    h = detached_server(httpd, "prefork", mpm_conf=ONE_PROCESS,
+                        server_conf="SSEMaxStreamsPerChild 3",
+                        conf="<Location /det>\nSSEOverloadRetry 4000\n</Location>\n")
+    ch = uniq("cap")
+    subs = [subscribe(h.port, ch, path="/det") for _ in range(3)]
+    try:
+        wait_figure(h.port, "sse_streams_detached", 3)
+        with SSEClient(h.port, "/det" + chan_query(ch)) as s:
+            assert s.status == 200
+            s.wait_eof(5)
+            assert s.clean_end
+            m = re.fullmatch(rb": this process holds its maximum of 3 streams "
+                             rb"\(SSEMaxStreamsPerChild\)\nretry: (\d+)\n\n", bytes(s.body))
+            assert m, bytes(s.body)
+            assert 3000 <= int(m.group(1)) <= 5000
+        assert status_json(h.port)["sse_overload_refusals_total"] == 1
+        subs.pop().close()
+        wait_figure(h.port, "sse_subscribers", 2)
+        with subscribe(h.port, ch, path="/det") as s:
+            r = pub_raw(h.port, ch, b"room again")
+            assert s.next_event(5).raw == wire_event(r.json["id"], b"room again")
+    finally:
+        for s in subs:
+            s.close()
+
+
+def test_max_streams_per_child_bounds(httpd):
+    for bad in ("0", "-1", "10000001", "many"):
+        h = httpd(server_conf=f"SSEMaxStreamsPerChild {bad}", start=False)
+        rc, out = h.config_test()
+        assert rc != 0
+        assert (f"SSEMaxStreamsPerChild: '{bad}' is not a whole number from 1 to 10000000"
+                in out), out
