@@ -15,9 +15,11 @@ import time
 
 import pytest
 
+from browser import CurlStream, make_cert
 from ssetest.channels import chan_query, uniq
 from ssetest.clients import NodeClient, SSEClient, request, subscribe
-from ssetest.many import ManyStreams
+from ssetest.httpd import BASE_MODULES
+from ssetest.many import ManyStreams, raise_nofile
 from ssetest.metrics import STATUS_LOCATION, status_json, wait_figure
 from ssetest.procs import child_pids, pid_alive
 from ssetest.publish import pub_raw
@@ -267,3 +269,211 @@ def test_max_streams_per_child_bounds(httpd):
         assert rc != 0
         assert (f"SSEMaxStreamsPerChild: '{bad}' is not a whole number from 1 to 10000000"
                 in out), out
+
+
+# ---------------------------------------------------------------- many streams
+
+EVENT_2x25 = """
+StartServers 2
+ServerLimit 2
+ThreadLimit 25
+ThreadsPerChild 25
+MinSpareThreads 25
+MaxSpareThreads 50
+MaxRequestWorkers 50
+MaxConnectionsPerChild 0
+"""
+
+PREFORK_4 = """
+StartServers 4
+MinSpareServers 4
+MaxSpareServers 4
+ServerLimit 4
+MaxRequestWorkers 4
+MaxConnectionsPerChild 0
+"""
+
+
+def many_streams_case(h, n, children):
+    assert raise_nofile(n + 500), "cannot open enough descriptors for the client side"
+    ch = uniq("many")
+    many = ManyStreams(h.port, "/det", ch, n)
+    try:
+        wait_figure(h.port, "sse_streams_detached", n, timeout=30)
+        assert status_json(h.port)["sse_subscribers"] == n
+        # Every stream is in one of the configured children: no more
+        # processes than the MPM was given, all of them busy with none.
+        assert len(child_pids(h.pid)) == children
+        sent = []
+        for i in range(5):
+            r = pub_raw(h.port, ch, b"to every one %d" % i)
+            assert r.status == 200 and r.json["subscribers"] == n, r
+            sent.append(wire_event(r.json["id"], b"to every one %d" % i))
+        many.wait_ids(5, timeout=120)
+        many.pump(0.3)
+        wrong = [st for st in many.streams if st.events() != sent]
+        assert not wrong, (f"{len(wrong)} of {n} streams differ; one: "
+                           f"{wrong[0].events()!r}")
+        assert not any(st.eof for st in many.streams)
+    finally:
+        many.close()
+    wait_figure(h.port, "sse_subscribers", 0, timeout=30)
+    assert status_json(h.port)["sse_streams_detached"] == 0
+
+
+def test_4000_streams_on_two_event_children_of_25_threads(httpd):
+    h = detached_server(httpd, "event", mpm_conf=EVENT_2x25)
+    many_streams_case(h, 4000, 2)
+
+
+def test_1000_streams_on_four_prefork_processes(httpd):
+    h = detached_server(httpd, "prefork", mpm_conf=PREFORK_4)
+    many_streams_case(h, 1000, 4)
+
+
+# ---------------------------------------------------------------- children going
+
+ES_LOCATION = """
+<Location /det-es>
+    SetHandler sse-stream
+    SSEDetach on
+    SSEHeartbeat 2
+    SSERetry 1000
+</Location>
+"""
+
+
+def publish_retry(port, chan, data, timeout=20):
+    """Publishes, retrying while the server restarts; returns the id."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            r = pub_raw(port, chan, data.encode())
+            if r.status == 200:
+                return r.json["id"]
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "no publish accepted"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
+def test_graceful_restart_ends_each_with_the_terminal_chunk(httpd, mpm):
+    h = detached_server(httpd, mpm, conf=ES_LOCATION)
+    ch = uniq("gr")
+    subs = [subscribe(h.port, ch, path="/det-es") for _ in range(4)]
+    node = NodeClient(h.url("/det-es" + chan_query(ch)), 6, timeout=40)
+    try:
+        node.wait_open(1)
+        wait_figure(h.port, "sse_streams_detached", 5)
+        sent = [(publish_retry(h.port, ch, f"a{i}"), f"a{i}") for i in range(3)]
+        node.wait_for(lambda m: m.get("kind") == "event" and m.get("data") == "a2", 10)
+        want = b"retry: 1000\n\n" + b"".join(wire_event(i, d.encode()) for i, d in sent)
+        for s in subs:
+            s.read_until(lambda c: c.body_without_heartbeats() == want, 10)
+        h.graceful(wait=False)
+        for s in subs:
+            assert s.wait_eof(10)
+            assert s.clean_end and not s.reset, "no terminal chunk"
+            assert s.body_without_heartbeats() == want
+        node.wait_for(lambda m: m.get("kind") == "error", 10)
+        sent += [(publish_retry(h.port, ch, f"b{i}"), f"b{i}") for i in range(3)]
+        final, events = node.result(45)
+    finally:
+        node.close()
+        for s in subs:
+            s.close()
+    assert final == "done", node.lines
+    assert [(e["lastEventId"], e["data"]) for e in events] == sent
+    assert [m for m in node.lines if m.get("kind") == "open"][-1]["n"] == 2
+    assert len([x for x in end_records(h) if x[1] == "child stopping"]) == 5
+
+
+def test_killed_child_others_go_on_and_its_clients_resume(httpd):
+    h = detached_server(httpd, "prefork", mpm_conf=PREFORK_4)
+    ch = uniq("kill")
+    subs, pids = [], {}
+    try:
+        # Prefork hands consecutive connections mostly to one process:
+        # open streams until two processes hold some.
+        while len(set(pids.values())) < 2:
+            assert len(subs) < 60, f"all streams in one process: {set(pids.values())}"
+            s = subscribe(h.port, ch, path="/det")
+            subs.append(s)
+            pids[s] = h.wait_pid_of_client(s.client_port)
+            assert pids[s] is not None
+        r = pub_raw(h.port, ch, b"before")
+        first = wire_event(r.json["id"], b"before")
+        for s in subs:
+            assert s.next_event(5).raw == first
+        victim = pids[subs[0]]
+        killed = [s for s in subs if pids[s] == victim]
+        others = [s for s in subs if pids[s] != victim]
+        os.kill(victim, signal.SIGKILL)
+        for s in killed:
+            assert s.wait_eof(5)
+            assert not s.clean_end, "a killed child cannot end its streams cleanly"
+        wait_figure(h.port, "sse_subscribers", len(others), timeout=15)
+        ids = [pub_raw(h.port, ch, b"after %d" % i).json["id"] for i in range(2)]
+        after = [wire_event(ids[i], b"after %d" % i) for i in range(2)]
+        for s in others:
+            assert [e.raw for e in s.next_events(2, timeout=5)] == after
+            assert not s.eof
+        # The killed child's clients come back with their Last-Event-ID and
+        # miss nothing.
+        for _ in killed:
+            with subscribe(h.port, ch, path="/det",
+                           headers={"Last-Event-ID": r.json["id"]}) as back:
+                assert [e.raw for e in back.next_events(2, timeout=5)] == after
+    finally:
+        for s in subs:
+            s.close()
+
+
+# ---------------------------------------------------------------- what is not detached
+
+TLS_H2_CONF = """
+SSEDetach on
+Protocols h2c http/1.1
+Listen 127.0.0.1:{tls}
+<VirtualHost 127.0.0.1:{tls}>
+    ServerName 127.0.0.1
+    Protocols http/1.1
+    SSLEngine on
+    SSLCertificateFile "{dir}/cert.pem"
+    SSLCertificateKeyFile "{dir}/key.pem"
+</VirtualHost>
+"""
+
+
+@pytest.fixture
+def tls_h2_srv(server):
+    h = server(name="detach-tls", start=False, extra_ports=("tls",),
+               modules=BASE_MODULES + ["http2", "ssl", "socache_shmcb"],
+               server_conf=TLS_H2_CONF + STATUS_LOCATION)
+    make_cert(h.dir)
+    h.start()
+    return h
+
+
+@pytest.mark.parametrize("scheme,port_key,args", [
+    ("https", "tls", ["-k", "--http1.1"]),
+    ("http", "port", ["--http2-prior-knowledge"]),
+], ids=["tls", "h2c"])
+def test_tls_and_http2_streams_keep_their_thread(tls_h2_srv, scheme, port_key, args):
+    h = tls_h2_srv
+    port = h.port if port_key == "port" else h.ports[port_key]
+    ch = uniq("keep")
+    mark = h.log_mark()
+    with CurlStream(f"{scheme}://127.0.0.1:{port}/events{chan_query(ch)}", args,
+                    headers={"Accept": "text/event-stream"}) as s:
+        wait_figure(h.port, "sse_subscribers", 1)
+        ids = []
+        for i in range(3):
+            ids.append(publish_retry(h.port, ch, f"kept {i}"))
+            s.wait_for(wire_event(ids[-1], f"kept {i}".encode()), timeout=5)
+        assert status_json(h.port)["sse_streams_detached"] == 0
+        want = b"".join(wire_event(ids[i], f"kept {i}".encode()) for i in range(3))
+        assert bytes(s.body).replace(HEARTBEAT, b"") == want
+    log = h.log_since(mark)
+    assert "SSE00308" in log and "SSE00311" not in log, log
