@@ -21,15 +21,17 @@
  *     so that the client sees a FIN, input read and discarded (unread input
  *     would turn the close into an RST), close().
  *
- * Slow clients: a direct write the client could not take whole hands the
- * rest over (the registry's spill); this thread keeps it, with whatever
- * the stream's queue collects meanwhile, in the record's out buffer and
- * writes it as the socket drains (EPOLLOUT), then gives the socket back to
- * the dispatcher. Not drained within the server's Timeout: the stream is
- * cut (its framing is broken). Queue overflowed (SSE_REGISTRY_QUEUE events
- * behind): the stream ends cleanly once its buffer is out, and the client
- * catches up from the ring by reconnecting with its Last-Event-ID; a thread
- * stream would read the ring itself, but that needs the request.
+ * Slow clients, the same policy as a thread stream's: a direct write the
+ * client could not take whole hands the rest over (the registry's spill);
+ * this thread keeps it, with whatever the stream's queue collects
+ * meanwhile, in the record's out buffer and writes it as the socket drains
+ * (EPOLLOUT), then gives the socket back to the dispatcher. A queue that
+ * overflowed (SSE_REGISTRY_QUEUE events behind) is caught up from the ring,
+ * CATCH_UP_BYTES at a time, each batch once the previous one is out. Not
+ * drained within the server's Timeout: the stream is cut (its framing is
+ * broken). What the ring overwrote before it could be caught up: the
+ * stream ends cleanly, and its client's reconnection (Last-Event-ID) hears
+ * of the gap from the handler's replay, sse-gap or history, as usual.
  *
  * Each stream's end is logged at info level (SSE01701): client, reason,
  * events, body bytes, duration, channels: the access log line is written
@@ -39,6 +41,7 @@
 #include "sse_config.h"
 #include "sse_dispatch.h"
 #include "sse_log.h"
+#include "sse_replay.h"
 #include "sse_store.h"
 #include "sse_wire.h"
 
@@ -67,6 +70,7 @@ APLOG_USE_MODULE(sse);
 #define JOIN_WAIT   2                       /* seconds, see detach_cleanup */
 #define CHUNK_HEAD_MAX (16 + 2 + 1)
 #define TERMINAL_CHUNK "0\r\n\r\n"
+#define CATCH_UP_BYTES (256 * 1024)         /* read from the ring per batch */
 
 typedef enum {
     END_NONE, END_SLOW, END_DELETED, END_STOPPING,  /* clean: terminal chunk */
@@ -92,6 +96,9 @@ struct det {
     int          attention;         /* atomic: the registry woke it */
     end_reason   closing;           /* end once out is written */
     int          epollout;          /* EPOLLOUT is armed */
+    int          catching;          /* reading the ring up to catch_upto */
+    apr_uint64_t catch_upto;
+    int          slow;              /* counted in sse_slow_subscribers */
     char        *client, *channels; /* malloc'd copies */
     det         *prev, *next;
 };
@@ -109,6 +116,7 @@ static struct {
     int              quit;          /* atomic: the cleanup asks the thread to end */
     server_rec      *s;
     sse_registry_batch batch;       /* the thread's, reused */
+    apr_pool_t      *pool;          /* the thread's, cleared after each catch-up */
 } dt = { .mu = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .evfd = -1 };
 
 static void poke(void)
@@ -133,10 +141,18 @@ int sse_detach_available(void)
                                                                        __ATOMIC_ACQUIRE);
 }
 
-static void slow(int delta)
+/* A stream is slow while it has bytes of its own to write or a catch-up
+ * to finish: one count in sse_slow_subscribers, one catch-up each time it
+ * becomes so (as a thread stream counts them). */
+static void update_slow(det *d)
 {
-    sse_store_gauge(sse_store_get(), SSE_G_SLOW, delta);
-    if (delta > 0)
+    int now = d->out_len || d->catching;
+
+    if (now == d->slow)
+        return;
+    d->slow = now;
+    sse_store_gauge(sse_store_get(), SSE_G_SLOW, now ? 1 : -1);
+    if (now)
         sse_store_count(sse_store_get(), SSE_C_CATCHUPS, 1);
 }
 
@@ -155,8 +171,6 @@ static int out_append(det *d, const char *s, apr_size_t len)
         d->out = p;
         d->out_cap = cap;
     }
-    if (!d->out_len)
-        slow(1);
     memcpy(d->out + d->out_len, s, len);
     d->out_len += len;
     return 1;
@@ -164,8 +178,6 @@ static int out_append(det *d, const char *s, apr_size_t len)
 
 static void out_reset(det *d)
 {
-    if (d->out_len)
-        slow(-1);
     d->out_len = d->out_off = 0;
     d->out_events = d->out_payload = 0;
     d->out_since = 0;
@@ -264,6 +276,8 @@ static void end_stream(det *d, end_reason why)
         }
     }
     out_reset(d);
+    d->catching = 0;
+    update_slow(d);
     if (clean && d->chunked)
         (void)!send(d->fd, TERMINAL_CHUNK, sizeof(TERMINAL_CHUNK) - 1,
                     MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -331,35 +345,105 @@ static int take_frames(det *d, sse_registry_batch *b)
     return ok;
 }
 
-/* Writes the out buffer and, once it is all out, ends the stream if it is
- * closing or gives the socket back to the dispatcher. Returns 0 if d is
- * gone (ended), 1 if it stays, 2 if it must be looked at again. */
+/* Retained events of the stream's channels after d->last, up to
+ * d->catch_upto, into out, one chunk each, CATCH_UP_BYTES at most: 1 caught
+ * up, 0 more to read once this is out, -1 some were overwritten first. */
+static int catch_up(det *d)
+{
+    const sse_store_channels *chans = sse_registry_channels(d->sub);
+    sse_replay_reader rd;
+    apr_array_header_t *refs;
+    const sse_replay_ref *ref;
+    sse_ring_rec rec;
+    apr_size_t start = d->out_len;
+    char head[CHUNK_HEAD_MAX];
+    int i, rv = 1;
+
+    if (sse_replay_gap(chans, d->last))
+        return -1;
+    sse_replay_reader_init(&rd, dt.pool);
+    refs = sse_replay_collect(chans, dt.pool, d->last, d->catch_upto, 0);
+    ref = (const sse_replay_ref *)refs->elts;
+    for (i = 0; i < refs->nelts; i++) {
+        if (d->out_len - start >= CATCH_UP_BYTES) {
+            rv = 0;
+            break;
+        }
+        if (sse_replay_read(&rd, ref[i].off, &rec) != SSE_RING_OK) {
+            rv = -1;
+            break;
+        }
+        if (d->chunked
+            && (!out_append(d, head, (apr_size_t)apr_snprintf(head, sizeof(head), "%"
+                                                              APR_UINT64_T_HEX_FMT "\r\n",
+                                                              (apr_uint64_t)rec.frame_len))
+                || !out_append(d, rec.frame, rec.frame_len) || !out_append(d, "\r\n", 2))) {
+            rv = -1;
+            break;
+        }
+        if (!d->chunked && !out_append(d, rec.frame, rec.frame_len)) {
+            rv = -1;
+            break;
+        }
+        d->out_events++;
+        d->out_payload += rec.frame_len;
+        d->last = rec.stamp;
+    }
+    apr_pool_clear(dt.pool);
+    if (rv == 1 && d->last < d->catch_upto)
+        d->last = d->catch_upto;
+    return rv;
+}
+
+/* Writes the out buffer and, once it is all out, goes on catching up,
+ * ends the stream if it is closing, or gives the socket back to the
+ * dispatcher. Returns 0 if d is gone (ended), 1 if it stays, 2 if it must
+ * be looked at again. */
 static int pump(det *d)
 {
-    int rv = d->out_len ? out_write(d) : 1;
+    for (;;) {
+        int rv = d->out_len ? out_write(d) : 1;
 
-    if (rv < 0) {
-        end_stream(d, END_GONE);
-        return 0;
-    }
-    if (rv == 0) {
-        if (!d->out_since)
-            d->out_since = apr_time_now();
-        set_epollout(d, 1);
-        return 1;
-    }
-    if (d->out_len) {
-        sse_store_count(sse_store_get(), SSE_C_EVENTS_DELIVERED, d->out_events);
-        sse_store_count(sse_store_get(), SSE_C_BYTES_SENT, d->out_payload);
-        d->events += d->out_events;
-        d->bytes += d->out_payload;
-        out_reset(d);
+        if (rv < 0) {
+            end_stream(d, END_GONE);
+            return 0;
+        }
+        if (rv == 0) {
+            if (!d->out_since)
+                d->out_since = apr_time_now();
+            set_epollout(d, 1);
+            update_slow(d);
+            return 1;
+        }
+        if (d->out_len) {
+            sse_store_count(sse_store_get(), SSE_C_EVENTS_DELIVERED, d->out_events);
+            sse_store_count(sse_store_get(), SSE_C_BYTES_SENT, d->out_payload);
+            d->events += d->out_events;
+            d->bytes += d->out_payload;
+            out_reset(d);
+        }
+        if (!d->catching || d->closing)
+            break;
+        switch (catch_up(d)) {
+        case 1:
+            d->catching = 0;
+            break;
+        case -1:
+            d->catching = 0;
+            d->closing = END_SLOW;      /* after what it read is out */
+            break;
+        }
+        if (!d->out_len)
+            break;
     }
     set_epollout(d, 0);
+    update_slow(d);
     if (d->closing) {
         end_stream(d, d->closing);
         return 0;
     }
+    if (d->catching)
+        return 1;
     if (!sse_registry_w_direct_begin(d->sub, d->fd, d->chunked, d->last))
         return 2;       /* more came meanwhile, or the stream is ending */
     return 1;
@@ -371,6 +455,17 @@ static void attend(det *d)
     sse_registry_batch *b = &dt.batch;
     int tries, rv = 2;
 
+    /* Writing what it has, or catching up: what the queue holds stays
+     * there until that is done (the queue, not this thread's buffer, bounds
+     * what a slow client costs: it overflows, and the rest is read from
+     * the ring); so does a DELETE or the child's stop. A vanished client is
+     * seen at once (epoll). The stream is not in direct mode meanwhile: no
+     * spill can come. */
+    if (d->catching || d->out_len) {
+        if (!d->epollout && pump(d) == 2)
+            sse_detach_wake(d);
+        return;
+    }
     for (tries = 0; rv == 2 && tries < RESUME_TRIES; tries++) {
         int ok = 1;
 
@@ -391,15 +486,21 @@ static void attend(det *d)
             free(b->spill);
             b->spill = NULL;
         }
-        if (ok && !b->overflow)
+        if (ok)
             ok = take_frames(d, b);
         sse_registry_w_release(b);
         if (!ok) {
             end_stream(d, END_GONE);            /* out of memory: framing lost */
             return;
         }
-        if (b->overflow && d->closing < END_SLOW)
-            d->closing = END_SLOW;
+        if (b->overflow && !d->catching) {
+            /* Its queue was dropped: read what it missed from the ring. */
+            d->catching = 1;
+            d->catch_upto = sse_registry_w_resync(d->sub);
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, dt.s, SSE_LOGNO(01706)
+                         "slow client %s: more than %d events pending, catching up from "
+                         "the ring", d->client, SSE_REGISTRY_QUEUE);
+        }
         if (b->ended)
             d->closing = END_DELETED;
         if (b->stopping)
@@ -458,8 +559,8 @@ static void input(det *d, uint32_t events)
             return;
         }
     }
-    if (events & EPOLLOUT)
-        pump(d);
+    if ((events & EPOLLOUT) && pump(d) == 2)
+        attend(d);
 }
 
 static void take_incoming(void)
@@ -510,6 +611,12 @@ static void *detach_thread(void *unused)
 {
     struct epoll_event evs[MAX_EVENTS];
     apr_time_t last_tick = apr_time_now();
+
+    if (apr_pool_create_unmanaged_ex(&dt.pool, NULL, NULL) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, APR_ENOMEM, dt.s, SSE_LOGNO(01705)
+                     "detach thread: out of memory; detached streams of this child end");
+        sse_registry_stop();
+    }
 
     for (;;) {
         int n, i, woken = 0;
@@ -564,12 +671,13 @@ static void *detach_thread(void *unused)
             free(dt.batch.spill);
             dt.batch.spill = NULL;
         }
-        if (!dt.batch.overflow)
-            take_frames(d, &dt.batch);
+        take_frames(d, &dt.batch);
         sse_registry_w_release(&dt.batch);
         end_stream(d, dt.batch.dead ? END_GONE : END_STOPPING);
     }
     free_ended();
+    if (dt.pool)
+        apr_pool_destroy(dt.pool);
     return NULL;
 }
 

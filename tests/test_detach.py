@@ -22,7 +22,7 @@ from ssetest.httpd import BASE_MODULES
 from ssetest.many import ManyStreams, raise_nofile
 from ssetest.metrics import STATUS_LOCATION, status_json, wait_figure
 from ssetest.procs import child_pids, pid_alive
-from ssetest.publish import pub_raw
+from ssetest.publish import pub_json, pub_raw
 from ssetest.wire import HEARTBEAT, wire_event
 
 DETACH_LOCATIONS = STATUS_LOCATION + """
@@ -477,3 +477,47 @@ def test_tls_and_http2_streams_keep_their_thread(tls_h2_srv, scheme, port_key, a
         assert bytes(s.body).replace(HEARTBEAT, b"") == want
     log = h.log_since(mark)
     assert "SSE00308" in log and "SSE00311" not in log, log
+
+
+# ---------------------------------------------------------------- slow clients
+
+SLOW_EVENTS = 2400     # x 4 KiB = 10 MB: more than the socket buffers and
+SLOW_BATCH = 12        # the 256-event queue hold (as tests/test_slow_client.py)
+
+
+def test_stalled_detached_client_gets_everything_later(httpd):
+    """The detach thread keeps what the client cannot take, then catches
+    up from the ring once the queue overflowed: every event, in order, once,
+    and the stream goes on live afterwards."""
+    h = httpd(conf=DETACH_LOCATIONS, server_conf="SSEBufferSize 64M")
+    ch = uniq("slow")
+    stalled = SSEClient(h.port, "/det-nohb" + chan_query(ch), timeout=60)
+    stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    fast = SSEClient(h.port, "/det-nohb" + chan_query(ch), timeout=60)
+    try:
+        wait_figure(h.port, "sse_streams_detached", 2)
+        expected = []
+        for b in range(SLOW_EVENTS // SLOW_BATCH):
+            batch = [{"channel": ch, "event": "bulk",
+                      "data": f"{b * SLOW_BATCH + k:06d} " + "x" * 4089}
+                     for k in range(SLOW_BATCH)]
+            r = pub_json(h.port, batch)
+            assert r.status == 200, r
+            expected += [wire_event(item["id"], ev["data"].encode(), "bulk")
+                         for item, ev in zip(r.json, batch)]
+            got = fast.next_events(SLOW_BATCH, timeout=30)
+            assert [e.raw for e in got] == expected[-SLOW_BATCH:]
+        assert status_json(h.port)["sse_slow_subscribers"] == 1
+        got = stalled.next_events(SLOW_EVENTS, timeout=120)
+        assert [e.raw for e in got] == expected
+        r = pub_json(h.port, {"channel": ch, "data": "after"})
+        assert stalled.next_event(10).raw == wire_event(r.json["id"], b"after")
+        assert fast.next_event(10).raw == wire_event(r.json["id"], b"after")
+        figures = wait_figure(h.port, "sse_slow_subscribers", 0)
+        assert figures["sse_stream_catchups_total"] >= 1
+        assert figures["sse_streams_detached"] == 2
+        assert not stalled.eof and not fast.eof
+        assert "SSE01706" in h.error_log()      # the catch-up from the ring was taken
+    finally:
+        stalled.close()
+        fast.close()
