@@ -96,7 +96,7 @@ def end_records(h):
 
 # ---------------------------------------------------------------- the hand-over
 
-@pytest.mark.parametrize("mpm", ["event", "prefork"])
+@pytest.mark.parametrize("mpm", ["event", "worker", "prefork"])
 def test_stream_goes_on_after_the_handler_returned(httpd, mpm):
     """The access log line is written when the handler returns: with the
     line there, the stream still receives events and heartbeats."""
@@ -432,6 +432,57 @@ def test_killed_child_others_go_on_and_its_clients_resume(httpd):
                 assert [e.raw for e in back.next_events(2, timeout=5)] == after
     finally:
         for s in subs:
+            s.close()
+
+
+REAPING_PREFORK = """
+StartServers 4
+MinSpareServers 1
+MaxSpareServers 2
+ServerLimit 4
+MaxRequestWorkers 4
+MaxConnectionsPerChild 0
+"""
+
+
+def test_idle_child_reaped_ends_its_streams_cleanly(httpd):
+    """The MPM sees a child holding only detached streams as idle and may
+    retire it (the README says how to size against that): its streams end
+    with the terminal chunk, the survivors' go on."""
+    h = detached_server(httpd, "prefork", mpm_conf=REAPING_PREFORK)
+    ch = uniq("reap")
+    subs, pins, pids = [], [], {}
+    try:
+        # One detached stream in each process: with the other three held by
+        # thread-path streams, a new connection can only go to the fourth.
+        # A pin's process is free again within /thr's 1 s heartbeat of its
+        # client closing.
+        pins = [subscribe(h.port, uniq("pin"), path="/thr") for _ in range(3)]
+        for k in range(4):
+            s = subscribe(h.port, ch, path="/det", timeout=20)
+            subs.append(s)
+            pids[s] = h.wait_pid_of_client(s.client_port)
+            if k < 3:
+                pins.append(subscribe(h.port, uniq("pin"), path="/thr", timeout=20))
+                pins.pop(0).close()
+        assert len(set(pids.values())) == 4, pids
+        for p in pins:
+            p.close()
+        # MaxSpareServers 2: maintenance retires the idle processes beyond.
+        wait_for(lambda: len(child_pids(h.pid)) == 2, timeout=20, what="reaping")
+        survivors = set(child_pids(h.pid))
+        r = pub_raw(h.port, ch, b"after reaping")
+        kept = [s for s in subs if pids[s] in survivors]
+        ended = [s for s in subs if pids[s] not in survivors]
+        assert len(ended) >= 2, (pids, survivors)
+        for s in ended:
+            assert s.wait_eof(10)
+            assert s.clean_end and not s.reset, "no terminal chunk"
+        for s in kept:
+            assert s.next_event(5).raw == wire_event(r.json["id"], b"after reaping")
+        assert len([x for x in end_records(h) if x[1] == "child stopping"]) == len(ended)
+    finally:
+        for s in subs + pins:
             s.close()
 
 
