@@ -34,12 +34,12 @@ SRC = mod_sse.c sse_config.c sse_http.c sse_stream.c sse_publish.c sse_filter.c 
       sse_store.c sse_store_ring.c sse_shm.c sse_dispatch.c sse_registry.c sse_replay.c \
       sse_frame.c sse_wake.c sse_ring.c sse_wire.c sse_body.c sse_parse.c sse_buf.c sse_num.c \
       sse_status.c sse_metrics.c sse_redis_url.c sse_store_redis.c sse_topic.c sse_jwt.c \
-      sse_mercure.c
+      sse_mercure.c sse_detach.c
 HDR = mod_sse.h sse_config.h sse_http.h sse_stream.h sse_publish.h sse_filter.h sse_cors.h \
       sse_store.h sse_shm.h sse_dispatch.h sse_registry.h sse_replay.h sse_frame.h \
       sse_wake.h sse_wake_futex.c sse_wake_poll.c sse_ring.h sse_wire.h sse_body.h \
       sse_parse.h sse_buf.h sse_num.h sse_assert.h sse_log.h sse_status.h sse_metrics.h \
-      sse_redis_url.h sse_topic.h sse_jwt.h sse_mercure.h
+      sse_redis_url.h sse_topic.h sse_jwt.h sse_mercure.h sse_detach.h
 
 # Pure units: no httpd, only APR (for pools), jansson, and libjwt with
 # OpenSSL's libcrypto (sse_jwt.c). The ring store

@@ -17,6 +17,7 @@
  *   sse_shm.c        the ring's memory and lock, kept across restarts
  *   sse_dispatch.c   per-child dispatcher thread
  *   sse_registry.c   this child's streams: fan-out and direct writes
+ *   sse_detach.c     streams that hold no worker: the child's detach thread
  *   sse_replay.c     history read back from the ring
  *   sse_frame.c      framed events shared by a child's streams
  *   sse_wake.c       cross-process wake-ups (futex or polling backend)
@@ -29,6 +30,7 @@
  */
 #include "mod_sse.h"
 #include "sse_config.h"
+#include "sse_detach.h"
 #include "sse_dispatch.h"
 #include "sse_filter.h"
 #include "sse_mercure.h"
@@ -40,6 +42,7 @@
 
 #include <string.h>
 #include <http_config.h>
+#include <http_connection.h>
 #include <http_core.h>
 #include <http_main.h>
 #include <http_request.h>
@@ -78,6 +81,19 @@ static void sse_child_init(apr_pool_t *pchild, server_rec *s)
 {
     sse_shm_child_init(pchild, s);
     sse_dispatch_child_init(pchild, s);
+    sse_detach_child_init(pchild, s);
+}
+
+/* A detached stream's connection (sse_stream.c): runs before httpd flushes
+ * and shuts the socket down (ap_start_lingering_close, server/connection.c).
+ * Aborted, the core output filter drops whatever is left and no shutdown()
+ * is done: httpd closes its own descriptor, and the duplicate the detach
+ * thread holds keeps the stream open. */
+static int sse_pre_close(conn_rec *c)
+{
+    if (apr_table_get(c->notes, SSE_DETACHED_NOTE))
+        c->aborted = 1;
+    return OK;
 }
 
 static int sse_monitor(apr_pool_t *p, server_rec *s)
@@ -99,6 +115,7 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_monitor(sse_monitor, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_stopping(sse_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(sse_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_pre_close_connection(sse_pre_close, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_filter(sse_filter_insert, NULL, NULL, APR_HOOK_MIDDLE);
     sse_filter_register();
     sse_status_register();

@@ -44,6 +44,7 @@ void *sse_config_create_dir(apr_pool_t *p, char *dir)
     dc->cors_credentials = -1;
     dc->publish_responses = -1;
     dc->direct_write = -1;
+    dc->detach = -1;
     dc->keepalive_wait = -1;
     dc->channel_subs = -1;
     dc->overload_retry = -1;
@@ -77,6 +78,7 @@ void *sse_config_merge_dir(apr_pool_t *p, void *basev, void *addv)
     dc->cors_credentials = MERGE(cors_credentials);
     dc->publish_responses = MERGE(publish_responses);
     dc->direct_write = MERGE(direct_write);
+    dc->detach = MERGE(detach);
     dc->keepalive_wait = MERGE(keepalive_wait);
     dc->channel_subs = MERGE(channel_subs);
     dc->overload_retry = MERGE(overload_retry);
@@ -187,6 +189,9 @@ static const num_spec max_subscribers_spec = SERVER_NUM(NUM_COUNT, max_subscribe
 static const num_spec redis_retention_spec = SERVER_NUM(NUM_COUNT, redis_retention,
                                                         SSE_REDIS_RETENTION_MIN,
                                                         SSE_REDIS_RETENTION_MAX);
+static const num_spec max_streams_spec = SERVER_NUM(NUM_COUNT, max_streams_per_child,
+                                                    SSE_MAX_STREAMS_PER_CHILD_MIN,
+                                                    SSE_MAX_STREAMS_PER_CHILD_MAX);
 static const num_spec heartbeat_spec = DIR_NUM(NUM_COUNT, heartbeat, 0, SSE_HEARTBEAT_MAX);
 static const num_spec retry_spec = DIR_NUM(NUM_COUNT, retry, 0, SSE_RETRY_MAX);
 static const num_spec initial_replay_spec = DIR_NUM(NUM_COUNT, initial_replay,
@@ -382,6 +387,9 @@ const command_rec sse_config_cmds[] = {
     AP_INIT_TAKE1("SSEMaxSubscribers", set_number, (void *)&max_subscribers_spec, RSRC_CONF,
                   "streams that may be open at once, all children together (server-wide; "
                   "0 = no limit)"),
+    AP_INIT_TAKE1("SSEMaxStreamsPerChild", set_number, (void *)&max_streams_spec, RSRC_CONF,
+                  "streams one child holds at once; beyond, refused with a retry "
+                  "(server-wide; default: the descriptor limit less a margin)"),
     AP_INIT_TAKE1("SSERedis", set_redis, NULL, RSRC_CONF,
                   "redis://[[user]:password@]host[:port][/db] or unix:/path[?db=N]: share "
                   "channels with every server using this Redis and prefix (server-wide)"),
@@ -404,6 +412,11 @@ const command_rec sse_config_cmds[] = {
     AP_INIT_FLAG("SSEDirectWrite", ap_set_flag_slot, FLAG_SLOT(direct_write), LOCATION,
                  "on (default): on plain HTTP/1.x the dispatcher writes events straight "
                  "to the socket; off: always through the output filters"),
+    /* Also at server level (RSRC_CONF), so that one line turns it on for
+     * every location of a server. */
+    AP_INIT_FLAG("SSEDetach", ap_set_flag_slot, FLAG_SLOT(detach), LOCATION | RSRC_CONF,
+                 "on: plain HTTP/1.x streams are handed to the child's dispatcher and "
+                 "hold no worker; off (default): a worker per stream"),
     AP_INIT_ITERATE("SSECorsOrigin", set_cors_origin, NULL, LOCATION,
                     "origins allowed cross-origin access (scheme://host[:port]), or *"),
     AP_INIT_FLAG("SSECorsCredentials", set_cors_credentials, NULL, LOCATION,

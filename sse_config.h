@@ -46,6 +46,16 @@ extern module AP_MODULE_DECLARE_DATA sse_module;
 #define SSE_REDIS_RETENTION_MAX  100000000
 #define SSE_REDIS_PREFIX_DEFAULT "sse:"
 #define SSE_REDIS_PREFIX_MAX     200                    /* bytes */
+/* SSEMaxStreamsPerChild: streams one child holds at once. Default (0 in the
+ * record: not set) derived at child start from RLIMIT_NOFILE, less
+ * SSE_FD_MARGIN_BASE + SSE_FD_MARGIN_PER_THREAD x ThreadsPerChild for httpd's
+ * own descriptors (listeners, logs, the workers' connections), and never
+ * below SSE_MAX_STREAMS_PER_CHILD_FLOOR. */
+#define SSE_MAX_STREAMS_PER_CHILD_MIN   1
+#define SSE_MAX_STREAMS_PER_CHILD_MAX   10000000
+#define SSE_MAX_STREAMS_PER_CHILD_FLOOR 16
+#define SSE_FD_MARGIN_BASE       128
+#define SSE_FD_MARGIN_PER_THREAD 4
 
 /* Server-wide. */
 typedef struct {
@@ -56,6 +66,7 @@ typedef struct {
     struct sse_redis_url_s *redis;  /* ... parsed (sse_redis_url.h) */
     const char *redis_prefix;       /* SSERedisPrefix */
     apr_int64_t redis_retention;    /* SSERedisRetention */
+    apr_int64_t max_streams_per_child; /* SSEMaxStreamsPerChild, 0: derived */
 } sse_server_conf;
 
 /* Per location; -1 (NULL for pointers) means "not set here". */
@@ -70,6 +81,7 @@ typedef struct {
     int             cors_credentials; /* SSECorsCredentials */
     int             publish_responses; /* SSEPublishResponses on|off */
     int             direct_write;   /* SSEDirectWrite */
+    int             detach;         /* SSEDetach */
     apr_int64_t     keepalive_wait; /* SSEPublishKeepAliveWait, usec */
     apr_int64_t     channel_subs;   /* SSEMaxChannelSubscribers, 0 = no limit */
     apr_int64_t     overload_retry; /* SSEOverloadRetry, ms */
@@ -88,6 +100,7 @@ typedef struct {
 #define SSE_DIR_RETRY(c)       ((c)->retry)
 #define SSE_DIR_REPLAY(c)      ((c)->initial_replay >= 0 ? (c)->initial_replay : 0)
 #define SSE_DIR_DIRECT(c)      ((c)->direct_write != 0)
+#define SSE_DIR_DETACH(c)      ((c)->detach > 0)        /* default off */
 #define SSE_DIR_KEEPALIVE_WAIT(c) ((c)->keepalive_wait >= 0 ? (c)->keepalive_wait : 0)
 #define SSE_DIR_MAX_MESSAGE(c) ((c)->max_message >= 0 ? (c)->max_message : SSE_MAX_MESSAGE_DEFAULT)
 #define SSE_DIR_CHANNEL_SUBS(c) ((c)->channel_subs >= 0 ? (c)->channel_subs : 0)

@@ -190,6 +190,9 @@ static const metric metrics[] = {
     { "sse_slow_subscribers", GAUGE, FROM_GAUGE, SSE_G_SLOW,
       "Streams behind on writing: catching up from the ring or finishing a write "
       "their client is slow to take." },
+    { "sse_streams_detached", GAUGE, FROM_GAUGE, SSE_G_DETACHED,
+      "Open streams held by their child's dispatcher rather than a worker "
+      "(SSEDetach); counted in sse_subscribers too." },
     { "sse_max_subscribers", GAUGE, FROM_MAX_SUBSCRIBERS, 0,
       "SSEMaxSubscribers: open streams allowed (0: no limit)." },
     { "sse_channels", GAUGE, FROM_CHANNELS, 0,

@@ -67,6 +67,7 @@ typedef enum {
 typedef enum {
     SSE_G_STREAMS,          /* open streams */
     SSE_G_SLOW,             /* streams catching up on writing */
+    SSE_G_DETACHED,         /* open streams held by no worker (SSEDetach) */
     SSE_G_COUNT
 } sse_gauge;
 

@@ -10,12 +10,19 @@
  * unregistering streams wait for the batch; a stream's own mutex is taken
  * once per stream and batch.
  *
- * Memory: a stream owns only its struct, allocated from its request pool,
+ * Memory: a stream owns only its struct (malloc'd: a detached stream
+ * outlives its request; otherwise freed by a cleanup of the request pool),
  * at most SSE_REGISTRY_QUEUE frame references, and, after a partial direct
  * write, the unsent rest (malloc'd, handed to its thread).
+ *
+ * Detached streams (sse_detach.h) have no thread of their own: wherever a
+ * stream's thread would be signalled, the child's detach thread is told
+ * instead (sse_detach_wake), and it plays the stream thread's part, calling
+ * the sse_registry_w_* functions for each of them.
  */
 #include "sse_registry.h"
 #include "sse_assert.h"
+#include "sse_detach.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -74,6 +81,9 @@ struct sse_sub {
     int           npend;
     sse_sub      *pend_next;
     int           registered;
+    void         *detached;     /* the detach thread's record, or NULL */
+    apr_time_t    direct_at;    /* when a direct write last sent bytes */
+    apr_pool_t   *pool;         /* whose cleanup frees it (NULL once detached) */
 };
 APR_RING_HEAD(sse_sub_list, sse_sub);
 
@@ -90,6 +100,8 @@ static struct {
     int                   running;      /* atomic: the dispatcher runs */
     int                   abandoned;    /* atomic: exiting without it joined */
     int                   ready;
+    apr_uint64_t          count;        /* streams registered */
+    apr_uint64_t          max_streams;  /* SSEMaxStreamsPerChild */
 } reg = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static void cond_init_monotonic(pthread_cond_t *cv)
@@ -158,7 +170,9 @@ static void sub_drop_queue(sse_sub *sub)
 
 static void sub_signal(sse_sub *sub)
 {
-    if (sub->waiting)
+    if (sub->detached)
+        sse_detach_wake(sub->detached);
+    else if (sub->waiting)
         pthread_cond_signal(&sub->cv);
 }
 
@@ -192,6 +206,8 @@ static int direct_send(sse_sub *sub, struct iovec *iov, int n, apr_uint64_t stam
         return -1;
     }
     sent = rv < 0 ? 0 : (apr_size_t)rv;
+    if (sent)
+        sub->direct_at = apr_time_now();
     sub->direct_bytes += sent;
     sub->direct_last = stamp;
     if (sent == total)
@@ -394,7 +410,10 @@ static int broadcast(int overflow)
             sub->direct = 0;
             sub_drop_queue(sub);
         }
-        pthread_cond_signal(&sub->cv);
+        if (sub->detached)
+            sse_detach_wake(sub->detached);
+        else
+            pthread_cond_signal(&sub->cv);
         pthread_mutex_unlock(&sub->mu);
         n++;
     }
@@ -467,13 +486,24 @@ static apr_status_t unsubscribe_cleanup(void *data)
      * that interrupted this very stream inside its condition wait, so that
      * destroying the condition would wait for ourselves). The dispatcher
      * has been stopped, nothing else runs, and the process's subscriber
-     * column goes with it: touch nothing. */
+     * column goes with it: touch nothing (the struct goes with the process). */
     if (sse_registry_stopping() && !dispatcher_running()) {
         sub->registered = 0;
         return APR_SUCCESS;
     }
     sse_registry_w_unsubscribe(sub);
+    free(sub);
     return APR_SUCCESS;
+}
+
+void sse_registry_set_max_streams(apr_uint64_t max)
+{
+    reg.max_streams = max;
+}
+
+apr_uint64_t sse_registry_max_streams(void)
+{
+    return reg.max_streams;
 }
 
 /* Waits (registry mutex held) until the dispatcher has fanned out
@@ -520,15 +550,29 @@ int sse_registry_w_subscribe_filtered(request_rec *r, const apr_array_header_t *
         *why = "the event ring is not available in this process";
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    sub = apr_pcalloc(r->pool, sizeof(*sub));
+    /* Read without the lock: the cap is a bound on descriptors, and two
+     * streams racing past it by one do not matter. */
+    if (reg.max_streams && __atomic_load_n(&reg.count, __ATOMIC_RELAXED) >= reg.max_streams) {
+        *why = apr_psprintf(r->pool, "this process holds its maximum of %" APR_UINT64_T_FMT
+                            " streams (SSEMaxStreamsPerChild)", reg.max_streams);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (!(sub = calloc(1, sizeof(*sub)))) {
+        *why = "out of memory";
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
     sub->filter = filter;
     if ((status = sse_store_subscribe(st, r->pool, channels, max_subscribers, &sub->chans,
-                                      why)) != OK)
+                                      why)) != OK) {
+        free(sub);
         return status;
+    }
     pthread_mutex_init(&sub->mu, NULL);
     cond_init_monotonic(&sub->cv);
+    sub->pool = r->pool;
 
     pthread_mutex_lock(&reg.mu);
+    __atomic_add_fetch(&reg.count, 1, __ATOMIC_RELAXED);
     catch_up(sse_ring_head(sse_store_ring(st)));
     for (i = 0; i < sub->chans.n; i++) {
         sse_node *node = &sub->nodes[i];
@@ -564,6 +608,7 @@ void sse_registry_w_unsubscribe(sse_sub *sub)
         APR_RING_REMOVE(&sub->nodes[i], link);
     APR_RING_REMOVE(sub, link);
     sub->registered = 0;
+    __atomic_sub_fetch(&reg.count, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&reg.mu);
 
     pthread_mutex_lock(&sub->mu);
@@ -601,7 +646,7 @@ static void take_state(sse_sub *sub, sse_registry_batch *b)
 void sse_registry_w_wait(sse_sub *sub, apr_interval_time_t timeout, sse_registry_batch *b)
 {
     pthread_mutex_lock(&sub->mu);
-    if (!sub->qlen && !sub->overflow && !sub->ended && !sse_registry_stopping() && !sub->dead
+    if (timeout > 0 && !sub->qlen && !sub->overflow && !sub->ended && !sse_registry_stopping() && !sub->dead
         && !sub->spill) {
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
@@ -702,4 +747,48 @@ int sse_registry_w_direct_write(sse_sub *sub, const char *bytes, apr_size_t len)
     pthread_mutex_unlock(&sub->mu);
     sse_store_count(sse_store_get(), SSE_C_BYTES_SENT, tally[1]);
     return done;
+}
+
+/* ---- detached streams (sse_detach.h) ---- */
+
+int sse_registry_w_detach(sse_sub *sub, int fd, int chunked, apr_uint64_t written, void *owner)
+{
+    int on;
+
+    pthread_mutex_lock(&sub->mu);
+    on = !sub->qlen && !sub->overflow && !sub->ended && !sub->dead
+         && !sub->spill && !sse_registry_stopping();
+    if (on) {
+        sub->fd = fd;
+        sub->chunked = chunked;
+        sub->direct = 1;
+        sub->detached = owner;
+        sub->direct_at = apr_time_now();
+        if (sub->queued < written)
+            sub->queued = written;
+    }
+    pthread_mutex_unlock(&sub->mu);
+    if (on) {
+        /* From now on the struct outlives the request: the detach thread
+         * unsubscribes and frees it. */
+        apr_pool_cleanup_kill(sub->pool, sub, unsubscribe_cleanup);
+        sub->pool = NULL;
+    }
+    return on;
+}
+
+apr_time_t sse_registry_w_direct_at(sse_sub *sub)
+{
+    apr_time_t at;
+
+    pthread_mutex_lock(&sub->mu);
+    at = sub->direct_at;
+    pthread_mutex_unlock(&sub->mu);
+    return at;
+}
+
+void sse_registry_w_free(sse_sub *sub)
+{
+    SSE_ASSERT(!sub->registered && !sub->pool);
+    free(sub);
 }

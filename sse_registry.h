@@ -117,7 +117,8 @@ void sse_registry_w_unsubscribe(sse_sub *sub);
 /* The stream's channels, for replay. */
 const sse_store_channels *sse_registry_channels(const sse_sub *sub);
 
-/* Waits up to timeout for queued frames or a state change. */
+/* Waits up to timeout for queued frames or a state change; with timeout
+ * <= 0, takes what there is without waiting. */
 void sse_registry_w_wait(sse_sub *sub, apr_interval_time_t timeout, sse_registry_batch *b);
 /* Drops the batch's references to its frames. */
 void sse_registry_w_release(sse_registry_batch *b);
@@ -142,6 +143,26 @@ apr_size_t sse_registry_w_direct_end(sse_sub *sub, sse_registry_batch *b);
  * mode, counting them in the metrics once written whole; 0 if it is not
  * (write through the filters then). */
 int sse_registry_w_direct_write(sse_sub *sub, const char *bytes, apr_size_t len);
+
+/* ---- detached streams (sse_detach.h): the detach thread calls the
+ * sse_registry_w_* functions for them, in the place of their own thread ---- */
+
+/* SSEMaxStreamsPerChild: subscribe refuses (HTTP_SERVICE_UNAVAILABLE) while
+ * the child has this many streams (0: no cap). Set at child start. */
+void sse_registry_set_max_streams(apr_uint64_t max);
+apr_uint64_t sse_registry_max_streams(void);
+/* Like sse_registry_w_direct_begin, and from then on the stream is
+ * detached: wake-ups go to sse_detach_wake(owner), not to a thread, and the
+ * struct no longer belongs to the request (no cleanup of its pool touches
+ * it); whoever holds owner must sse_registry_w_unsubscribe and
+ * sse_registry_w_free it. Called by the stream's thread, which must not
+ * touch sub afterwards if it returns 1. */
+int  sse_registry_w_detach(sse_sub *sub, int fd, int chunked, apr_uint64_t written,
+                           void *owner);
+/* When a direct write last sent bytes, for heartbeats. */
+apr_time_t sse_registry_w_direct_at(sse_sub *sub);
+/* Frees a detached stream once unsubscribed. */
+void sse_registry_w_free(sse_sub *sub);
 
 /* ---- the dispatcher ---- */
 

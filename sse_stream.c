@@ -13,6 +13,14 @@
  * channel is deleted, or when the child stops, so that clients reconnect
  * to the next generation instead of holding the old one alive.
  *
+ * Detached (SSEDetach on, sse_detach.h): once headers and replay are
+ * flushed, a plain HTTP/1.x stream (the same test as direct writes:
+ * direct_eligible) is handed to the child's detach thread and the handler
+ * returns at once; httpd then closes only its own descriptor (mod_sse.c's
+ * pre_close_connection hook, on the SSE_DETACHED_NOTE of the connection).
+ * The access log line then shows what was written before the hand-over;
+ * the stream's end is logged by the detach thread.
+ *
  * Metrics: what goes through the filters is counted when its flush
  * succeeds; what the dispatcher writes directly, by the dispatcher (per
  * batch), except the rest of a partial write, counted here once written.
@@ -22,6 +30,7 @@
  */
 #include "sse_stream.h"
 #include "sse_config.h"
+#include "sse_detach.h"
 #include "sse_http.h"
 #include "sse_log.h"
 #include "sse_registry.h"
@@ -364,6 +373,43 @@ static int begin_direct(stream *st, int wanted)
     return sse_registry_w_direct_begin(st->sub, fd, st->r->chunked, st->last);
 }
 
+/* Hands the stream to the child's detach thread (everything written so
+ * far is flushed, the stream is not in direct mode). Everything it needs is
+ * copied; on success st->sub is no longer ours, and httpd is told to close
+ * its own descriptor only: no last chunk (eos_sent), no keep-alive, and
+ * c->aborted set at pre_close_connection so that no shutdown() goes out on
+ * the shared socket. */
+static const char *channel_list(apr_pool_t *p, const apr_array_header_t *channels);
+
+static int detach(stream *st, const sse_dir_conf *dc, const apr_array_header_t *channels)
+{
+    request_rec *r = st->r;
+    conn_rec *c = r->connection;
+    sse_detach_info info;
+    apr_os_sock_t fd;
+
+    if (apr_os_sock_get(&fd, ap_get_conn_socket(c)) != APR_SUCCESS)
+        return 0;
+    info.fd = fd;
+    info.chunked = r->chunked;
+    info.written = st->last;
+    info.events = st->events;
+    info.bytes = st->bytes;
+    info.heartbeat = apr_time_from_sec(SSE_DIR_HEARTBEAT(dc));
+    info.timeout = r->server->timeout;
+    info.opened = r->request_time;
+    info.client = apr_psprintf(r->pool, "%s:%d", c->client_ip,
+                               c->client_addr ? (int)c->client_addr->port : 0);
+    info.channels = channel_list(r->pool, channels);
+    if (!sse_detach_stream(st->sub, &info))
+        return 0;
+    st->sub = NULL;
+    r->eos_sent = 1;
+    c->keepalive = AP_CONN_CLOSE;
+    apr_table_setn(c->notes, SSE_DETACHED_NOTE, "1");
+    return 1;
+}
+
 static const char *last_event_id(request_rec *r, const apr_array_header_t *pairs,
                                  apr_size_t *len)
 {
@@ -393,19 +439,25 @@ static void set_stream_headers(request_rec *r)
     r->no_cache = 1;
 }
 
-/* What the stream delivered, for the access log: %{sse-events}n,
- * %{sse-bytes}n (body bytes) and %{sse-channels}n (its channels, comma
- * separated, as subscribed). */
-static void set_notes(request_rec *r, apr_uint64_t events, apr_uint64_t bytes,
-                      const apr_array_header_t *channels)
+static const char *channel_list(apr_pool_t *p, const apr_array_header_t *channels)
 {
     const sse_bytes *c = (const sse_bytes *)channels->elts;
     char *names = "", *sep = "";
     int i;
 
     for (i = 0; i < channels->nelts; i++, sep = ",")
-        names = apr_pstrcat(r->pool, names, sep, apr_pstrmemdup(r->pool, c[i].s, c[i].len),
-                            NULL);
+        names = apr_pstrcat(p, names, sep, apr_pstrmemdup(p, c[i].s, c[i].len), NULL);
+    return names;
+}
+
+/* What the stream delivered, for the access log: %{sse-events}n,
+ * %{sse-bytes}n (body bytes) and %{sse-channels}n (its channels, comma
+ * separated, as subscribed). */
+static void set_notes(request_rec *r, apr_uint64_t events, apr_uint64_t bytes,
+                      const apr_array_header_t *channels)
+{
+    const char *names = channel_list(r->pool, channels);
+
     apr_table_setn(r->notes, "sse-events", apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, events));
     apr_table_setn(r->notes, "sse-bytes", apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, bytes));
     apr_table_setn(r->notes, "sse-channels", names);
@@ -476,7 +528,7 @@ static int serve(request_rec *r, const sse_stream_hub *hub)
     apr_pool_t *scratch;
     sse_registry_batch *batch;
     stream st;
-    int status, known = 1, direct;
+    int status, known = 1, direct, detaching;
     apr_status_t rv = APR_SUCCESS;
 
     if (hub) {
@@ -580,12 +632,21 @@ static int serve(request_rec *r, const sse_stream_hub *hub)
                   channels->nelts, asked ? ", resumed from " : "", asked ? asked : "");
 
     direct = rv == APR_SUCCESS && SSE_DIR_DIRECT(dc) && direct_eligible(r);
-    if (begin_direct(&st, direct))
+    /* Detached only where direct writes are allowed: the same plain path.
+     * Never a hub's stream: its filter lives in the request's pool, and
+     * its token's expiry and its departure update belong to the handler. */
+    detaching = direct && !hub && SSE_DIR_DETACH(dc) && sse_detach_available();
+    if (detaching && detach(&st, dc, channels))
+        goto detached;
+    if (begin_direct(&st, direct)) {
+        detaching = 0;      /* the dispatcher has the socket: stay so */
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00304)
                       "stream written directly by the dispatcher");
-    else
+    }
+    else {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00308)
                       "stream written through the output filters");
+    }
 
     beat = apr_time_from_sec(SSE_DIR_HEARTBEAT(dc));
     while (rv == APR_SUCCESS) {
@@ -650,9 +711,17 @@ static int serve(request_rec *r, const sse_stream_hub *hub)
             }
         }
         /* Everything is out through the filters: the socket can go back to
-         * the dispatcher (a no-op while it still has it). */
-        if (rv == APR_SUCCESS)
+         * the dispatcher (a no-op while it still has it), or the stream to
+         * the detach thread if the first try found events queued. */
+        if (rv == APR_SUCCESS && detaching) {
+            if (detach(&st, dc, channels))
+                goto detached;
+            if (begin_direct(&st, direct))
+                detaching = 0;
+        }
+        else if (rv == APR_SUCCESS) {
             begin_direct(&st, direct);
+        }
     }
     /* Take the socket back before finishing through the filters (last
      * chunk, logging), and finish what the dispatcher could not. */
@@ -679,5 +748,13 @@ static int serve(request_rec *r, const sse_stream_hub *hub)
                   batch->ended ? "channel deleted" :
                   batch->stopping ? "child stopping" : "its token expired");
     sse_registry_w_unsubscribe(st.sub);
+    return OK;
+
+detached:
+    /* What was written before the hand-over; the rest is in the detach
+     * thread's record of the stream's end (SSE01701). */
+    set_notes(r, st.events, st.bytes, channels);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00311)
+                  "stream detached: the child's dispatcher holds it, the worker is free");
     return OK;
 }

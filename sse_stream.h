@@ -7,6 +7,9 @@
 #include "sse_registry.h"
 
 #define SSE_STREAM_HANDLER "sse-stream"
+/* In c->notes of a connection whose stream was detached: httpd must close
+ * its own descriptor without a shutdown() (mod_sse.c, pre_close_connection). */
+#define SSE_DETACHED_NOTE "sse-detached"
 
 int sse_stream_handler(request_rec *r);
 

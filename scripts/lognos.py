@@ -24,6 +24,7 @@ RANGES = {
     "sse_mercure.c": 1300,
     # sse_jwt.c is a pure unit and logs nothing; its range is kept free.
     "sse_jwt.c": 1600,
+    "sse_detach.c": 1700,
 }
 CALL = re.compile(r"ap_log_[a-z]*error\s*\(")
 TAG = re.compile(r'SSE_LOGNO\((\d{5})\)\s*((?:"(?:[^"\\]|\\.)*"\s*|[A-Z_][A-Z0-9_]*\s*)*)')

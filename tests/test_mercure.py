@@ -174,11 +174,14 @@ def test_uri_template_selectors(hub, selector, topic, want):
 
 # ---------------------------------------------------------------- private
 
-@pytest.mark.parametrize("direct", ["on", "off"])
+@pytest.mark.parametrize("direct", ["on", "off", "detach"])
 def test_private_updates_reach_only_authorized_subscribers(httpd, direct):
     # on: the dispatcher filters and writes to the socket; off: it filters
-    # and queues, and the stream's thread strips the metadata.
-    hub = httpd(conf=HUB_CONF.format(extra=f"SSEDirectWrite {direct}"))
+    # and queues, and the stream's thread strips the metadata. detach: a
+    # hub's streams are never detached (their filter and token expiry are
+    # the handler's), so they stay on the direct path.
+    extra = "SSEDirectWrite on\n    SSEDetach on" if direct == "detach" else f"SSEDirectWrite {direct}"
+    hub = httpd(conf=HUB_CONF.format(extra=extra))
     book = "https://example.com/books/" + uniq("p")
     user = "https://example.com/users/foo/?topic=" + urllib.parse.quote(book, safe="")
     tok_all = sub_token(["*"])
@@ -204,6 +207,9 @@ def test_private_updates_reach_only_authorized_subscribers(httpd, direct):
         assert [e.raw for e in full.next_events(2)] == [wire_event(pub, b"public"),
                                                         wire_event(priv, b"p2")]
         anon.assert_no_event(0.3)
+    if direct == "detach":
+        log = hub.error_log()
+        assert log.count("SSE00304") == 4 and "SSE00311" not in log, log
 
 
 def test_anonymous_off_requires_a_token(httpd):

@@ -15,6 +15,10 @@ MODULES_DIR = Path(os.environ.get("SSE_TEST_MODULES_DIR", "/usr/lib/apache2/modu
 NODE_DIR = TESTS_DIR / "node"
 NODE_CLIENT = NODE_DIR / "sse-client.mjs"
 MPMS = ("event", "worker", "prefork")
+# SSE_TEST_DETACH=on: every generated configuration says `SSEDetach on` at
+# server level (locations that set it themselves keep theirs), to run the
+# whole suite on the detached path (README, Testing).
+DETACH_ALL = os.environ.get("SSE_TEST_DETACH", "off").lower() in ("1", "on", "yes")
 
 # Credentials for the locations protected by Basic auth in the shared config.
 AUTH_USERS = {"alice": "wonderland", "bob": "builder"}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .env import APACHE_BIN, AUTH_USERS, MODULE_SO, MODULES_DIR, MPMS, apache_env
+from .env import APACHE_BIN, AUTH_USERS, DETACH_ALL, MODULE_SO, MODULES_DIR, MPMS, apache_env
 from .procs import child_pids, free_port, kill_leftovers, socket_owner_pids, tcp_table
 
 BASE_MODULES = [
@@ -203,6 +203,8 @@ class Httpd:
             lines.append(f'LoadModule {m}_module "{MODULES_DIR}/mod_{m}.so"')
         if self.load_sse:
             lines.append(f'LoadModule sse_module "{self.sse_module}"')
+            if DETACH_ALL:
+                lines.append("SSEDetach on")
         lines.append(f"""{user}
 PidFile "{self.pid_path}"
 DefaultRuntimeDir "{self.dir / 'run'}"

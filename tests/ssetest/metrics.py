@@ -18,6 +18,7 @@ PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METRICS = {
     "sse_subscribers": "gauge",
     "sse_slow_subscribers": "gauge",
+    "sse_streams_detached": "gauge",
     "sse_max_subscribers": "gauge",
     "sse_channels": "gauge",
     "sse_ring_size_bytes": "gauge",
