@@ -50,7 +50,7 @@ extern module AP_MODULE_DECLARE_DATA sse_module;
  * record: not set) derived at child start from RLIMIT_NOFILE, less
  * SSE_FD_MARGIN_BASE + SSE_FD_MARGIN_PER_THREAD x ThreadsPerChild for httpd's
  * own descriptors (listeners, logs, the workers' connections), and never
- * below SSE_MAX_STREAMS_PER_CHILD_FLOOR. */
+ * below ThreadsPerChild nor SSE_MAX_STREAMS_PER_CHILD_FLOOR. */
 #define SSE_MAX_STREAMS_PER_CHILD_MIN   1
 #define SSE_MAX_STREAMS_PER_CHILD_MAX   10000000
 #define SSE_MAX_STREAMS_PER_CHILD_FLOOR 16

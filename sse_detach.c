@@ -763,12 +763,15 @@ static apr_status_t detach_cleanup(void *unused)
 }
 
 /* SSEMaxStreamsPerChild when not set: what the descriptor limit leaves
- * after httpd's own (see sse_config.h). */
+ * after httpd's own (see sse_config.h), but never fewer streams than the
+ * child has threads: streams that hold a thread are bounded by the MPM
+ * already, and a default below ThreadsPerChild would refuse streams that
+ * a configuration without SSEDetach has always served. */
 static apr_uint64_t default_max_streams(void)
 {
     struct rlimit rl;
     int threads = 1;
-    apr_uint64_t margin;
+    apr_uint64_t margin, room, least;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY
         || rl.rlim_cur > SSE_MAX_STREAMS_PER_CHILD_MAX)
@@ -777,9 +780,10 @@ static apr_uint64_t default_max_streams(void)
     if (threads < 1)
         threads = 1;
     margin = SSE_FD_MARGIN_BASE + SSE_FD_MARGIN_PER_THREAD * (apr_uint64_t)threads;
-    if (rl.rlim_cur < margin + SSE_MAX_STREAMS_PER_CHILD_FLOOR)
-        return SSE_MAX_STREAMS_PER_CHILD_FLOOR;
-    return rl.rlim_cur - margin;
+    room = rl.rlim_cur > margin ? rl.rlim_cur - margin : 0;
+    least = (apr_uint64_t)threads > SSE_MAX_STREAMS_PER_CHILD_FLOOR
+            ? (apr_uint64_t)threads : SSE_MAX_STREAMS_PER_CHILD_FLOOR;
+    return room > least ? room : least;
 }
 
 void sse_detach_child_init(apr_pool_t *pchild, server_rec *s)

@@ -267,6 +267,37 @@ def test_per_child_cap_refuses_like_overload(httpd):
             s.close()
 
 
+def test_default_cap_never_below_threads_per_child(httpd):
+    """With few descriptors for many threads (256 against a margin of
+    128 + 4 x 64), the default cap is the child's 64 threads, not less: a
+    configuration without SSEDetach serves as many streams as it has
+    threads, as it always did."""
+    one_child = """
+StartServers 1
+ServerLimit 1
+ThreadLimit 64
+ThreadsPerChild 64
+MinSpareThreads 1
+MaxSpareThreads 64
+MaxRequestWorkers 64
+MaxConnectionsPerChild 0
+"""
+    h = httpd(mpm="event", mpm_conf=one_child, nofile=256, conf=STATUS_LOCATION)
+    assert h.error_log().count("SSE01702: this child holds at most 64 streams "
+                               "(from the descriptor limit)") == 1, h.error_log()
+    ch = uniq("least")
+    subs = [subscribe(h.port, ch) for _ in range(40)]
+    try:
+        wait_figure(h.port, "sse_subscribers", 40)
+        r = pub_raw(h.port, ch, b"to all forty")
+        for s in subs:
+            assert s.next_event(10).raw == wire_event(r.json["id"], b"to all forty")
+        assert status_json(h.port)["sse_overload_refusals_total"] == 0
+    finally:
+        for s in subs:
+            s.close()
+
+
 def test_max_streams_per_child_bounds(httpd):
     for bad in ("0", "-1", "10000001", "many"):
         h = httpd(server_conf=f"SSEMaxStreamsPerChild {bad}", start=False)

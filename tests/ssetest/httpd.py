@@ -4,6 +4,7 @@ tuning blocks, the standard locations most tests use."""
 import base64
 import hashlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -154,7 +155,7 @@ class Httpd:
 
     def __init__(self, mpm="event", conf="", server_conf="", std_locations=True,
                  modules=None, mpm_conf=None, log_level="notice sse:debug",
-                 load_sse=True, sse_module=None, name="httpd"):
+                 load_sse=True, sse_module=None, nofile=None, name="httpd"):
         assert mpm in MPMS, mpm
         self.mpm = mpm
         self.conf_extra = conf
@@ -167,6 +168,7 @@ class Httpd:
         self.log_level = log_level
         self.load_sse = load_sse
         self.sse_module = Path(sse_module) if sse_module else MODULE_SO
+        self.nofile = nofile        # RLIMIT_NOFILE (soft) of httpd, None: inherited
         self.dir = Path(tempfile.mkdtemp(prefix=f"mod_sse-{name}-", dir="/tmp"))
         os.chmod(self.dir, 0o755)
         for sub in ("htdocs", "run", "logs"):
@@ -269,7 +271,8 @@ Timeout 60
         self.proc = subprocess.Popen(
             [APACHE_BIN, "-f", str(self.conf_path), "-DFOREGROUND"],
             stdout=self._stdout, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, env=apache_env())
+            stdin=subprocess.DEVNULL, start_new_session=True, env=apache_env(),
+            preexec_fn=self._limit_nofile if self.nofile else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -280,6 +283,10 @@ Timeout 60
             time.sleep(0.05)
         self.stop()
         raise StartError("httpd did not come up in time:\n" + self.startup_output())
+
+    def _limit_nofile(self):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, hard))
 
     def _port_answers(self):
         try:
