@@ -6,6 +6,9 @@
     /usr/bin/python3 bench/bench.py --quick         # short windows, for trying things
     /usr/bin/python3 bench/bench.py --report        # rebuild results.md and the plot
                                                     # from bench/results/runs.jsonl
+    /usr/bin/python3 bench/bench.py --only 1,7 --name redis
+                                                    # writes redis.md, redis.jsonl,
+                                                    # redis-machine.json, redis-latency.png
 
 For every scenario it starts a fresh server from a generated configuration on
 a free 127.0.0.1 port (mod_sse under the event MPM, Nchan under nginx, and for
@@ -14,6 +17,16 @@ bench/loadgen against it, stops the server by pid, and appends the loadgen's
 JSON line to bench/results/runs.jsonl. The servers alternate: odd scenarios
 start with mod_sse, even ones with Nchan. Then it writes
 bench/results/results.md and bench/results/latency.png (gnuplot).
+
+Scenario 7 (issue 15) is "two servers + Redis": for each server kind a fresh
+redis-server of its own (own directory, own port, --save '', started and
+stopped by pid) and two servers of that kind sharing their channels through
+it (mod_sse: two httpd with the same SSERedis and SSERedisPrefix; Nchan: two
+nginx with nchan_redis_pass to an upstream naming that Redis). The load
+generator splits the subscribers between the two (--port2) and alternates
+the fixed-rate publishes; 7m is its publish-rate part (as fast as possible,
+like scenario 4), on fresh servers too. The CPU of both servers and of Redis
+counts as the server's (--server-pid three times).
 """
 import argparse
 import json
@@ -42,6 +55,7 @@ APACHE = "/usr/sbin/apache2"
 NGINX = "/usr/sbin/nginx"
 APACHE_MODS = Path("/usr/lib/apache2/modules")
 NCHAN_SO = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+REDIS = "/usr/bin/redis-server"
 
 # ---------------------------------------------------------------------------
 # scenarios (issue 5). rate None = no publishing; "max" = as fast as possible.
@@ -63,15 +77,43 @@ SCENARIOS = [
          servers=["mod_sse", "nchan"], rounds=1),
     dict(id=6, name="PHP polling vs mod_sse", subs=200, channels=1, rate=200, pub_conns=4,
          servers=["php", "mod_sse"], rounds=1),
+    # issue 15: two servers sharing one Redis, scenario 1's load split over
+    # them (500 + 500 subscribers, publishes alternating between the two);
+    # 7m, part of 7 (--only 7 runs both): scenario 4's publishing, 4
+    # connections to each server, 5 + 5 subscribers
+    dict(id=7, name="two servers + Redis", subs=1000, channels=1, rate=200, pub_conns=4,
+         servers=["mod_sse", "nchan"], topology="redis2"),
+    dict(id="7m", part_of=7, name="two servers + Redis, publish rate", subs=10, channels=1,
+         rate="max", pub_conns=8, servers=["nchan", "mod_sse"], topology="redis2"),
+    # Issue 13: the Mercure hub (sse-mercure) against mod_sse's own sse-stream
+    # (no Mercure hub is packaged for Debian or npm here: `apt-cache policy
+    # mercure` knows none). Subscribers hold a URI-template selector and a
+    # subscriber token; updates are POSTed as Mercure forms with a JWT.
+    dict(id=8, name="Mercure hub vs sse-stream", subs=1000, channels=1, rate=200, pub_conns=4,
+         servers=["mod_sse", "mercure"], rounds=1),
 ]
 
-ROUNDS = 3            # scenarios 1-4 run this many times, alternating the order;
+ROUNDS = 3            # scenarios 1-4 and 7 run this many times, alternating the order;
                       # the table shows the median of each metric
 WARMUP = 2.0
 DURATION = 10.0
 DRAIN = 30.0          # at most, after the last publish; stops earlier when all is
 DRAIN_IDLE = 3.0      # delivered, or when nothing arrived for this long
 PHP_POLL = "sleep(1)"        # the classic loop's pause
+
+# What a run writes in bench/results/ (--name): results.md, runs.jsonl,
+# machine.json, latency.png by default, so that `make bench` replaces the
+# last full run; a partial run given a name of its own (e.g. scenario 7
+# with scenario 1 for its single-server p99) leaves those alone.
+OUT = dict(md="results.md", runs="runs.jsonl", machine="machine.json", png="latency.png",
+           dat="latency.dat")
+
+
+def set_name(name):
+    if name != "results":
+        OUT.update(md=f"{name}.md", runs=f"{name}.jsonl", machine=f"{name}-machine.json",
+                   png=f"{name}-latency.png", dat=f"{name}-latency.dat")
+
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -163,13 +205,16 @@ def wait_port(port, proc, timeout=20):
 class Server:
     kind = "?"
 
-    def __init__(self, tag):
+    def __init__(self, tag, redis_port=None):
         self.dir = Path(tempfile.mkdtemp(prefix=f"mod_sse-bench-{self.kind}-"))
         os.chmod(self.dir, 0o755)
         self.port = free_port()
         self.tag = tag
         self.proc = None
         self.orphans = 0
+        self.exit_status = None     # set when the server had exited before stop()
+        # scenario 7: the Redis this server shares its channels through
+        self.redis_port = redis_port
 
     def start(self):
         self.write_config()
@@ -189,6 +234,8 @@ class Server:
     def stop(self):
         if not self.proc:
             return
+        if self.proc.poll() is not None:
+            self.exit_status = self.proc.returncode
         tree = descendants(self.proc.pid)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -276,6 +323,7 @@ KeepAliveTimeout 30
 SSEBufferSize   16M
 SSEMaxChannels  8192
 Mutex default sse-ring
+{self.redis_conf()}
 
 <Location /events>
     SetHandler sse-stream
@@ -293,6 +341,13 @@ Mutex default sse-ring
     SSEPublishKeepAliveWait 10ms
 </Location>
 """)
+
+    def redis_conf(self):
+        if not self.redis_port:
+            return ""
+        # scenario 7: both servers of the run name the same Redis and prefix
+        return (f"SSERedis redis://127.0.0.1:{self.redis_port}\n"
+                "SSERedisPrefix bench:\n")
 
     def settle(self):
         # every child up with all its threads
@@ -342,6 +397,7 @@ http {{
     # Nchan's default shared memory; message retention per channel set below
     # to what mod_sse's 16M ring retains of 64-byte events (about 110,000).
     nchan_shared_memory_size 128M;
+{self.redis_upstream()}
     server {{
         listen 127.0.0.1:{self.port} backlog=4096;
         location = /sub {{
@@ -349,19 +405,54 @@ http {{
             nchan_channel_id $arg_channel;
             # like mod_sse's SSEInitialReplay 0: no history for a new subscriber
             nchan_subscriber_first_message newest;
+{self.redis_pass()}
         }}
         location ~ ^/pub/(.+)$ {{
             nchan_publisher;
             nchan_channel_id $1;
             nchan_message_buffer_length 110000;
             nchan_message_timeout 1h;
+{self.redis_pass()}
         }}
     }}
 }}
 """)
 
+    # Scenario 7: nchan_redis_pass to an upstream of nchan_redis_server (the
+    # form Nchan's documentation gives since 1.2; nchan_use_redis with
+    # nchan_redis_url is the older one), in Nchan's default storage mode
+    # (distributed: Redis holds the messages, every nginx sees every
+    # publish). Both nginx of the run name the same Redis.
+    def redis_upstream(self):
+        if not self.redis_port:
+            return ""
+        return f"""    upstream bench_redis {{
+        nchan_redis_server redis://127.0.0.1:{self.redis_port};
+    }}"""
+
+    def redis_pass(self):
+        return "            nchan_redis_pass bench_redis;" if self.redis_port else ""
+
     sub_path = "/sub?channel=%s"
     pub_path = "/pub/%s"
+
+
+class Redis(Server):
+    """Scenario 7's Redis: Debian's redis-server, fresh for each run, in its
+    own directory, nothing saved, started and stopped by pid like the
+    servers (SIGTERM; with --save '' it exits without writing)."""
+    kind = "redis"
+
+    def cmd(self):
+        return [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                "--save", "", "--appendonly", "no", "--daemonize", "no",
+                "--logfile", str(self.dir / "error.log")]
+
+    def write_config(self):
+        pass
+
+    def settle(self):
+        time.sleep(0.2)
 
 
 PHP_STREAM = r"""<?php
@@ -468,7 +559,51 @@ php_admin_value max_execution_time 0
     pub_path = "/publish.php?channel=%s"
 
 
-SERVERS = {"mod_sse": ModSse, "nchan": Nchan, "php": PhpApache}
+def hs256(claims, key):
+    """An HS256 JWT of claims (the hub's tokens, issue 13)."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    head = b64(b'{"alg":"HS256","typ":"JWT"}')
+    body = b64(json.dumps(claims).encode())
+    sig = hmac.new(key.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+class ModSseMercure(ModSse):
+    """mod_sse as a Mercure hub: the same server, plus /.well-known/mercure."""
+    kind = "mercure"
+    KEY = "bench-hub-key-0123456789abcdef0123456789"
+
+    def write_config(self):
+        super().write_config()
+        with open(self.dir / "httpd.conf", "a") as f:
+            f.write(f"""
+<Location /.well-known/mercure>
+    SetHandler sse-mercure
+    Require all granted
+    SSEMercurePublisherJWT {self.KEY}
+    SSEMercureSubscriberJWT {self.KEY}
+    SSEHeartbeat 600
+    SSEMaxMessageSize 64K
+    SSEPublishKeepAliveWait 10ms
+</Location>
+""")
+
+    # A template selector matching the channel's topic, and a token: what
+    # every delivery pays for is the JWT-authorized, selector-matched path.
+    # (%%s: the channel, unused by the hub; loadgen fills it in.)
+    sub_path = ("/.well-known/mercure?topic=https%%3A%%2F%%2Fbench.example%%2F%%7Bname%%7D"
+                "&c=%s&authorization=" + hs256({"mercure": {"subscribe": ["*"]}}, KEY))
+    pub_path = "/.well-known/mercure"
+    extra_args = ["--mercure-token", hs256({"mercure": {"publish": ["*"]}}, KEY),
+                  "--mercure-topic", "https://bench.example/"]
+
+
+SERVERS = {"mod_sse": ModSse, "nchan": Nchan, "php": PhpApache, "mercure": ModSseMercure}
 
 # ---------------------------------------------------------------------------
 # one run
@@ -493,6 +628,7 @@ def loadgen_args(sc, srv, kind, quick):
             "--channels", str(sc["channels"]), "--pub-conns", str(sc["pub_conns"]),
             "--size", "64", "--scenario", str(sc["id"]), "--server", kind,
             "--drain", str(DRAIN), "--drain-idle", str(DRAIN_IDLE), "--connect-timeout", "90"]
+    args += getattr(srv, "extra_args", [])
     if sc["rate"] is None:
         # idle: hold the subscribers for the measured time, then measure memory
         args += ["--duration", "0", "--idle", str(duration), "--warmup", "0"]
@@ -504,16 +640,36 @@ def loadgen_args(sc, srv, kind, quick):
 
 def run_one(sc, kind, quick, rnd=1):
     tag = f"s{sc['id']}-{kind}" + (f"-r{rnd}" if rnd > 1 else "")
-    srv = SERVERS[kind](tag)
-    log(f"scenario {sc['id']} ({sc['name']}): {kind} on port {srv.port}")
+    # every process started for this run, stopped in reverse order
+    started = []
+    if sc.get("topology") == "redis2":
+        redis = Redis(f"{tag}-redis")
+        srv = SERVERS[kind](f"{tag}-a", redis.port)
+        srv2 = SERVERS[kind](f"{tag}-b", redis.port)
+        todo = [redis, srv, srv2]
+        log(f"scenario {sc['id']} ({sc['name']}): {kind} on ports {srv.port} and {srv2.port},"
+            f" Redis on {redis.port}")
+    else:
+        srv, srv2 = SERVERS[kind](tag), None
+        todo = [srv]
+        log(f"scenario {sc['id']} ({sc['name']}): {kind} on port {srv.port}")
     args = loadgen_args(sc, srv, kind, quick)
+    if srv2:
+        args += ["--port2", str(srv2.port)]
     try:
-        srv.start()
+        for x in todo:
+            x.start()
+            started.append(x)
     except RuntimeError as e:
         log(str(e))
+        for x in reversed(started):
+            x.stop()
         return {"scenario": str(sc["id"]), "server": kind, "error": str(e)}
     try:
-        args += ["--server-pid", str(srv.proc.pid)]
+        # the servers first, then Redis: CPU and memory are summed over all
+        # of them, and reported per process tree in this order
+        for x in (started[1:] + started[:1]) if srv2 else started:
+            args += ["--server-pid", str(x.proc.pid)]
         # --hold: the subscribers stay connected after the result line, so
         # that the server is stopped with its streams open, as in production
         args += ["--hold", "20"]
@@ -527,7 +683,12 @@ def run_one(sc, kind, quick, rnd=1):
                 res = {"scenario": str(sc["id"]), "server": kind,
                        "error": f"loadgen failed, see logs/{tag}.loadgen.log"}
             t_stop = time.time()
-            srv.stop()
+            # a server that died during the run: say so in the results
+            died = [x.tag for x in started if x.proc.poll() is not None]
+            if died:
+                res["exited_during_run"] = died
+            for x in reversed(started):
+                x.stop()
             res["stop_s"] = round(time.time() - t_stop, 2)
             try:
                 p.wait(timeout=30)
@@ -535,12 +696,16 @@ def run_one(sc, kind, quick, rnd=1):
                 p.kill()
                 p.wait()
     finally:
-        srv.stop()
-    res["orphans_after_stop"] = srv.orphans
+        for x in reversed(started):
+            x.stop()
+    res["orphans_after_stop"] = sum(x.orphans for x in started)
     res["scenario_name"] = sc["name"]
+    if srv2:
+        res["topology"] = "redis2"
     if kind == "php":
         res["php_poll"] = PHP_POLL
-    shutil.rmtree(srv.dir, ignore_errors=True)
+    for x in started:
+        shutil.rmtree(x.dir, ignore_errors=True)
     if "error" not in res:
         log(f"  -> subs {res['subs_connected']}/{res['subs_target']}, published {res['published']},"
             f" delivered {res['delivered']}/{res['expected']}, loss {res['loss']},"
@@ -575,6 +740,7 @@ def machine():
         "nginx": sh(f"{NGINX} -v 2>&1 | sed 's/nginx version: //'"),
         "nchan": sh("dpkg-query -W -f='${Version}' libnginx-mod-nchan"),
         "php": sh("dpkg-query -W -f='${Version}' libapache2-mod-php8.2"),
+        "redis": sh("dpkg-query -W -f='${Version}' redis-server"),
         "commit": sh(f"git -C {ROOT} rev-parse --short HEAD") +
                   (" + uncommitted changes" if sh(f"git -C {ROOT} status --porcelain -- '*.c' '*.h'") else ""),
     }
@@ -618,6 +784,11 @@ def aggregate(rs):
     out = dict(ok[0])
     out["rounds"] = len(ok)
     for k, v in ok[0].items():
+        if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v) and \
+                all(len(r.get(k, [])) == len(v) for r in ok):
+            # per-server figures (scenario 7): the median of each element
+            out[k] = [median([r[k][i] for r in ok]) for i in range(len(v))]
+            continue
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             if isinstance(v, dict):
                 out[k] = {kk: median([r[k][kk] for r in ok]) if isinstance(vv, (int, float)) else vv
@@ -642,13 +813,19 @@ def write_report(runs_all, mach):
         groups.setdefault((str(r.get("scenario")), r.get("server")), []).append(r)
     runs = [aggregate(v) for v in groups.values()]
     nrounds = max((len(v) for v in groups.values()), default=1)
+    # which scenarios of this run had rounds, which ran once (as their ids go)
+    many = sorted({k[0] for k, v in groups.items() if len(v) > 1}, key=lambda i: (len(i), i))
+    once = sorted({k[0] for k, v in groups.items() if len(v) == 1} - set(many),
+                  key=lambda i: (len(i), i))
     lines = []
     lines.append("# mod_sse vs Nchan: latest results\n")
     lines.append(f"Machine: {mach['nproc']} × {mach['model']}, {mach['mem']}, "
                  f"kernel {mach['kernel']}; {mach['date']}.  ")
     lines.append(f"Servers: {mach['apache']} (event MPM) with mod_sse {mach['commit']}; "
                  f"nginx {mach['nginx']} with libnginx-mod-nchan {mach['nchan']} "
-                 f"(2 workers); PHP {mach['php']} (prefork + mod_php). mod_sse.so sha256 "
+                 f"(2 workers); PHP {mach['php']} (prefork + mod_php)"
+                 + (f"; Redis {mach['redis']} (scenario 7)" if mach.get("redis") else "")
+                 + f". mod_sse.so sha256 "
                  f"{mach.get('module_sha256', '?')}….  ")
     lines.append(f"The machine is shared: load average {mach.get('loadavg', '?')} when the run "
                  "started; the last column shows how much CPU other processes took during each "
@@ -656,10 +833,11 @@ def write_report(runs_all, mach):
     lines.append("Load generator, servers and this report share the same 2 cores. All numbers "
                  "from one `make bench` run; ratios are mod_sse / Nchan within this run. "
                  f"Each scenario: {WARMUP:g} s warm-up, {DURATION:g} s measured, 64-byte events. "
-                 + (f"Scenarios 1–4 ran {nrounds} times, alternating which server goes first; "
-                    "each cell is the median over the rounds (loss, out-of-order and duplicates: "
-                    "the sum), and the per-round values follow the table. Scenarios 5 and 6 ran "
-                    "once.\n" if nrounds > 1 else "\n"))
+                 + (f"Scenarios {', '.join(many)} ran {nrounds} times, alternating which server "
+                    "goes first; each cell is the median over the rounds (loss, out-of-order and "
+                    "duplicates: the sum), and the per-round values follow the table."
+                    + (f" Scenarios {', '.join(once)} ran once." if once else "") + "\n"
+                    if nrounds > 1 else "\n"))
     hdr = ("| scenario | server | subscribers | published (/s) | delivered (/s) | loss | "
            "ooo / dup | p50 | p90 | p99 | max | CPU µs / delivered | KiB / sub PSS (RSS) | CPU s in window: server / loadgen / others |")
     lines.append(hdr)
@@ -729,7 +907,8 @@ def write_report(runs_all, mach):
                  "numbers in the data); latency = publish (just before the POST is written) to "
                  "receipt (the read that completed the event), CLOCK_MONOTONIC; *CPU µs / delivered* "
                  "= utime+stime of all server processes over the window and drain, divided by "
-                 "delivered; *CPU s in window*: CPU seconds used from the start of the measured window "
+                 "delivered (scenario 7: both servers' and their Redis's processes; each one's share "
+                 "is in the notes below); *CPU s in window*: CPU seconds used from the start of the measured window "
                  "to the end of the drain by the server, by the load generator and by all other "
                  "processes of the machine (other engineers' work included), of the 2 × window "
                  "seconds the 2 cores offer. This kernel accounts CPU by ticks: softirq work is "
@@ -760,6 +939,17 @@ def write_report(runs_all, mach):
         if r.get("orphans_after_stop"):
             notes.append(f"{r['orphans_after_stop']} processes still running after the master "
                          f"exited on SIGTERM (killed by pid)")
+        if r.get("exited_during_run"):
+            notes.append("exited before the end of the run: " + ", ".join(r["exited_during_run"]))
+        if r.get("topology") == "redis2":
+            parts = r.get("server_cpu_parts_s") or []
+            if len(parts) == 3:
+                notes.append(f"CPU s in window: server A {parts[0]:.2f}, server B {parts[1]:.2f}, "
+                             f"Redis {parts[2]:.2f} (each the median of the rounds)")
+            notes.append(f"subscribers per server {r['subs_per_server'][0]:,} + "
+                         f"{r['subs_per_server'][1]:,}; publishes answered 2xx per server "
+                         f"(warm-up included) {r['published_per_server'][0]:,} + "
+                         f"{r['published_per_server'][1]:,}")
         if r["server"] == "php":
             notes.append(f"PHP loop pauses with `{r.get('php_poll')}`; memory after "
                          f"{r['mem_after']['nproc']} processes: RSS {r['mem_after']['rss_kb'] / 1024:.0f} MiB, "
@@ -770,6 +960,7 @@ def write_report(runs_all, mach):
         lines.append("Notes from this run:\n")
         lines += extra
         lines.append("")
+    lines += issue15_targets(by)
     if nrounds > 1:
         lines.append("Per round (p99 latency · CPU µs per delivered event · published/s):\n")
         lines.append("| scenario | server | " + " | ".join(f"round {i + 1}" for i in range(nrounds)) + " |")
@@ -785,9 +976,58 @@ def write_report(runs_all, mach):
                          f"{r['published_per_s']:,.0f}" for r in rs]
                 lines.append(f"| {sc['id']}. {sc['name']} | {kind} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines.append("![latency](latency.png)\n")
-    lines.append("Raw data: `runs.jsonl` (one loadgen JSON line per run); logs in `logs/`.")
-    (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
+    lines.append(f"![latency]({OUT['png']})\n")
+    lines.append(f"Raw data: `{OUT['runs']}` (one loadgen JSON line per run); logs in `logs/`.")
+    (RESULTS / OUT["md"]).write_text("\n".join(lines) + "\n")
+
+
+def issue15_targets(by):
+    """The targets of issue 15 against scenario 7 (and 7m, and scenario 1 of
+    the same run for the single-server p99), as lines of results.md."""
+    s7 = {k: v for k, v in by.get("7", {}).items() if "error" not in v}
+    s7m = {k: v for k, v in by.get("7m", {}).items() if "error" not in v}
+    s1 = {k: v for k, v in by.get("1", {}).items() if "error" not in v}
+    if not s7 and not s7m:
+        return []
+    out = ["Targets of issue 15 (scenario 7, two servers + Redis), in this run:\n",
+           "| target | result |", "|---|---|"]
+    a, b = s7.get("mod_sse"), s7.get("nchan")
+    if a:
+        out.append(f"| no loss | mod_sse: {a['loss']:,} lost, {a['out_of_order']} out of order, "
+                   f"{a['duplicates']} duplicates" +
+                   (f"; Nchan: {b['loss']:,} lost" if b else "") + " |")
+        if b:
+            ok = "yes" if a["lat_us"]["p99"] <= b["lat_us"]["p99"] else "**no**"
+            out.append(f"| p99 ≤ Nchan's | {ok}: {fmt_lat(a['lat_us']['p99'])} against "
+                       f"{fmt_lat(b['lat_us']['p99'])} ({ratio(a['lat_us']['p99'], b['lat_us']['p99'])}) |")
+        else:
+            out.append("| p99 ≤ Nchan's | Nchan's scenario 7 not run |")
+        one = s1.get("mod_sse")
+        if one:
+            q = a["lat_us"]["p99"] / one["lat_us"]["p99"] if one["lat_us"]["p99"] else float("inf")
+            ok = "yes" if q <= 2 else "**no**"
+            out.append(f"| p99 ≤ 2 × single-server mod_sse's (scenario 1, same run) | {ok}: "
+                       f"{fmt_lat(a['lat_us']['p99'])} against {fmt_lat(one['lat_us']['p99'])} "
+                       f"({q:.2f} ×) |")
+        else:
+            out.append("| p99 ≤ 2 × single-server mod_sse's | scenario 1 not run in this run: "
+                       "no comparison |")
+        if b:
+            out.append(f"| CPU per delivered event, Redis included (reported) | "
+                       f"{a['cpu_us_per_delivered']:.2f} µs against Nchan's "
+                       f"{b['cpu_us_per_delivered']:.2f} "
+                       f"({ratio(a['cpu_us_per_delivered'], b['cpu_us_per_delivered'])}) |")
+    am, bm = s7m.get("mod_sse"), s7m.get("nchan")
+    if am or bm:
+        cells = []
+        for name, r in (("mod_sse", am), ("Nchan", bm)):
+            if r:
+                cells.append(f"{name} {r['published_per_s']:,.0f}/s ({r['loss']:,} lost, "
+                             f"{r['cpu_us_per_delivered']:.2f} µs CPU per delivery)")
+        rat = f"; ratio {ratio(am['published_per_s'], bm['published_per_s'])}" if am and bm else ""
+        out.append(f"| publishes/s at maximum rate (7m, reported) | {'; '.join(cells)}{rat} |")
+    out.append("")
+    return out
 
 
 def write_plot(runs):
@@ -804,15 +1044,15 @@ def write_plot(runs):
             rows.append((f"{sc['id']}. {sc['name'].split(' vs')[0]}: {kind}", *(max(l[k], 1) / 1000.0 for k in ("p50", "p90", "p99", "max"))))
     if not rows:
         return
-    dat = RESULTS / "latency.dat"
+    dat = RESULTS / OUT["dat"]
     with open(dat, "w") as f:
         f.write("# label p50_ms p90_ms p99_ms max_ms\n")
         for r in rows:
             f.write('"%s" %.3f %.3f %.3f %.3f\n' % r)
     gp = f"""
 set terminal pngcairo size 1200,600 font "sans,10" noenhanced
-set output "{RESULTS / 'latency.png'}"
-set title "Publish-to-receive latency per scenario (one make bench run; scenarios 1-4: median of 3 rounds; 2 cores shared)"
+set output "{RESULTS / OUT['png']}"
+set title "Publish-to-receive latency per scenario (one make bench run; scenarios 1-4 and 7: median of 3 rounds; 2 cores shared)"
 set style data histogram
 set style histogram cluster gap 1
 set style fill solid 0.85 border -1
@@ -837,12 +1077,17 @@ def main():
     ap.add_argument("--servers", help="comma-separated: mod_sse,nchan,php")
     ap.add_argument("--quick", action="store_true", help="1 s warm-up, 3 s measured")
     ap.add_argument("--report", action="store_true", help="only rebuild the report")
+    ap.add_argument("--name", default="results",
+                    help="results file names: NAME.md, NAME.jsonl, NAME-machine.json, "
+                         "NAME-latency.png (default: results.md, runs.jsonl, machine.json, "
+                         "latency.png)")
     ap.add_argument("--rounds", type=int, help=f"rounds of scenarios 1-4 (default {ROUNDS})")
     a = ap.parse_args()
     RESULTS.mkdir(exist_ok=True)
     LOGS.mkdir(exist_ok=True)
-    runs_file = RESULTS / "runs.jsonl"
-    mach_file = RESULTS / "machine.json"
+    set_name(a.name)
+    runs_file = RESULTS / OUT["runs"]
+    mach_file = RESULTS / OUT["machine"]
     if a.report:
         runs = [json.loads(l) for l in runs_file.read_text().splitlines() if l.strip()]
         mach = json.loads(mach_file.read_text())
@@ -865,7 +1110,8 @@ def main():
         with open(runs_file, "w") as out:
             for rnd in range(rounds):
                 for sc in SCENARIOS:
-                    if only and str(sc["id"]) not in only:
+                    if only and str(sc["id"]) not in only and \
+                            str(sc.get("part_of")) not in only:
                         continue
                     if rnd >= sc.get("rounds", rounds):
                         continue
@@ -884,7 +1130,7 @@ def main():
     for r in runs:
         groups.setdefault((str(r.get("scenario")), r.get("server")), []).append(r)
     write_plot([aggregate(v) for v in groups.values()])
-    log(f"wrote {RESULTS / 'results.md'} and {RESULTS / 'latency.png'}")
+    log(f"wrote {RESULTS / OUT['md']} and {RESULTS / OUT['png']}")
 
 
 if __name__ == "__main__":

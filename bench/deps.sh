@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Install what `make bench` needs on Debian 12 (idempotent, run as root):
 # nginx + libnginx-mod-nchan (the peer), libapache2-mod-php8.2 (scenario 6),
-# gnuplot-nox (plot), build-essential/apache2/apache2-dev/libjansson-dev
-# (the module itself). Debian's nginx and apache2 services must not be left
-# running: a policy-rc.d denies service starts during the install, and if a
-# service runs anyway it is stopped through its own pidfile.
+# gnuplot-nox (plot), redis-server (scenario 7: run by bench.py itself, never
+# as the Debian service, which may run: it is left alone, bench.py's Redis
+# has its own port), build-essential/apache2/apache2-dev/libjansson-dev/
+# libhiredis-dev (the module itself). Debian's nginx and apache2 services
+# must not be left running: a policy-rc.d denies service starts during the
+# install, and if a service runs anyway it is stopped through its own
+# pidfile.
 set -euo pipefail
 
 log() { echo "bench/deps.sh: $*" >&2; }
 
-PKGS=(build-essential apache2 apache2-dev libjansson-dev curl
-      nginx libnginx-mod-nchan libapache2-mod-php8.2 gnuplot-nox)
+PKGS=(build-essential apache2 apache2-dev libjansson-dev libhiredis-dev curl
+      nginx libnginx-mod-nchan libapache2-mod-php8.2 gnuplot-nox redis-server)
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'

@@ -23,9 +23,18 @@
  * -> drain (until every expected delivery arrived or --drain s passed) ->
  * memory "end" -> one JSON line on stdout. Progress goes to stderr.
  *
- * Server CPU: utime+stime of the process tree under --server-pid, from
- * /proc/PID/stat. Memory: Rss and Pss of the same tree from
- * /proc/PID/smaps_rollup.
+ * Server CPU: utime+stime of the process trees under --server-pid (which may
+ * be given several times: both servers and their Redis count as the
+ * server), from /proc/PID/stat, summed and per tree. Memory: Rss and Pss of
+ * the same trees from /proc/PID/smaps_rollup.
+ *
+ * Two servers (--port2): servers that share their channels (through Redis).
+ * Subscriber i and publisher connection i talk to server i % 2, so the
+ * subscribers split evenly; at a fixed rate the publishes alternate strictly
+ * between the servers (the next one waits for an idle connection to the
+ * other server rather than go to the same one twice), with --max-rate each
+ * connection publishes to its own server as fast as that one answers. Every
+ * event is expected by every subscriber of its channel on both servers.
  *
  * Build: cc -O2 -Wall -o loadgen loadgen.c
  */
@@ -59,7 +68,8 @@
 
 static struct {
     const char *host;
-    int port;
+    int port, port2;        /* port2: a second server sharing the channels (0: none) */
+    int nsrv;               /* servers: 1, or 2 with --port2 */
     const char *sub_path;   /* with %s for the channel name */
     const char *pub_path;   /* with %s for the channel name */
     const char *chan_prefix;
@@ -68,19 +78,24 @@ static struct {
     int max_rate;
     int size;
     double warmup, duration, idle, drain, drain_idle, connect_timeout, hold;
-    int server_pid;
+    int server_pid[8];      /* --server-pid, repeatable: trees measured together */
+    int nserver_pid;
     int nsrc;               /* source addresses 127.0.0.2 .. */
     int inflight;           /* subscribers connecting at once */
     int http10;
     const char *scenario, *server;
     int quiet;
+    /* --mercure-token: publish as a Mercure publisher (issue 13): a form
+     * with topic (mercure_topic and the channel name) and data, and this
+     * token as Bearer; the event's text is the same, so is the reading. */
+    const char *mercure_token, *mercure_topic;
 } opt = {
-    .host = "127.0.0.1", .port = 8080,
+    .host = "127.0.0.1", .port = 8080, .nsrv = 1,
     .sub_path = "/events?channel=%s", .pub_path = "/publish/%s",
     .chan_prefix = "c", .subs = 100, .channels = 1, .pub_conns = 1,
     .rate = 100, .size = 64, .warmup = 2, .duration = 10, .idle = 1,
     .drain = 30, .drain_idle = 3, .connect_timeout = 60, .nsrc = 8, .inflight = 200,
-    .scenario = "", .server = "",
+    .scenario = "", .server = "", .mercure_topic = "https://bench.example/",
 };
 
 /* ------------------------------------------------------------------ */
@@ -189,6 +204,7 @@ typedef struct conn {
     int fd;
     uint8_t kind, state, framing, cstate;
     uint8_t keepalive, prev_cr, has_data, busy;
+    uint8_t srv;                    /* which server: idx % opt.nsrv */
     int idx, chan, tries;
     int status;
     /* response headers */
@@ -222,6 +238,8 @@ static uint64_t *chan_seq;       /* [channel * pub_conns + publisher] */
 /* counters */
 static struct {
     int sub_connected, sub_connecting, sub_failed, sub_closed, sub_bad_status;
+    int sub_connected_srv[2];     /* streams open per server */
+    uint64_t published_srv[2];    /* 2xx publishes per server, warm-up and measured */
     int sub_next;                 /* next subscriber index to start */
     uint64_t published_w, published_m, pub_errors, pub_reconnects, pub_missed_slots;
     uint64_t expected_m;
@@ -236,7 +254,12 @@ static struct {
 static char phase_now = 0;        /* 0: none, 'w', 'm' */
 static int publishing_done;       /* after the drain: publishers are not reopened */
 
-static struct sockaddr_in srv_addr;
+static struct sockaddr_in srv_addr[2];
+
+static int srv_port(const conn *c)
+{
+    return c->srv ? opt.port2 : opt.port;
+}
 
 static void *xrealloc(void *p, size_t n)
 {
@@ -269,7 +292,7 @@ static void conn_reset_parse(conn *c)
     c->keepalive = 1;
 }
 
-static int open_socket(int src_index)
+static int open_socket(int src_index, int srv)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -285,7 +308,8 @@ static int open_socket(int src_index)
             return -1;
         }
     }
-    if (connect(fd, (struct sockaddr *)&srv_addr, sizeof(srv_addr)) < 0 && errno != EINPROGRESS) {
+    if (connect(fd, (struct sockaddr *)&srv_addr[srv], sizeof(srv_addr[srv])) < 0 &&
+        errno != EINPROGRESS) {
         close(fd);
         return -1;
     }
@@ -306,7 +330,7 @@ static void conn_close(conn *c)
 
 static void sub_start(conn *c)
 {
-    c->fd = open_socket(c->idx);
+    c->fd = open_socket(c->idx, c->srv);
     c->tries++;
     if (c->fd < 0) {
         st.sub_failed++;
@@ -327,7 +351,7 @@ static void sub_send_request(conn *c)
     n = snprintf(req, sizeof(req),
                  "GET %s HTTP/%s\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n"
                  "Cache-Control: no-cache\r\nUser-Agent: mod_sse-bench-loadgen\r\n\r\n",
-                 path, opt.http10 ? "1.0" : "1.1", opt.host, opt.port);
+                 path, opt.http10 ? "1.0" : "1.1", opt.host, srv_port(c));
     w = write(c->fd, req, n);
     if (w != n) {
         /* a fresh socket takes a few hundred bytes at once */
@@ -680,7 +704,7 @@ static void pub_connect(conn *c)
         c->fd = -1;
         return;
     }
-    c->fd = open_socket(-1);
+    c->fd = open_socket(-1, c->srv);
     if (c->fd < 0)
         die("publisher connect: %s", strerror(errno));
     conn_reset_parse(c);
@@ -725,14 +749,33 @@ static void pub_send(conn *c, int chan, char phase)
     while (bl < opt.size)
         body[bl++] = 'x';
     snprintf(path, sizeof(path), opt.pub_path, chan_names[chan]);
-    need = bl + 1400;
+    need = bl + 1400 + (opt.mercure_token ? (int)strlen(opt.mercure_token) + 3 * 256 : 0);
     if (need > c->outcap)
         c->out = xrealloc(c->out, (c->outcap = need));
-    hl = snprintf(c->out, c->outcap,
-                  "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: text/plain\r\n"
-                  "Content-Length: %d\r\n\r\n", path, opt.host, opt.port, bl);
-    memcpy(c->out + hl, body, bl);
-    c->outlen = hl + bl;
+    if (opt.mercure_token) {
+        /* topic=<topic><channel>&data=<text>: the text is digits, spaces and
+         * x, so a space is its only byte to encode ('+'); the topic's ':'
+         * and '/' go as they are (allowed in a form value). */
+        char form[65536 + 512];
+        int fl = snprintf(form, sizeof(form), "topic=%s%s&data=", opt.mercure_topic,
+                          chan_names[chan]), i;
+        for (i = 0; i < bl; i++)
+            form[fl++] = body[i] == ' ' ? '+' : body[i];
+        hl = snprintf(c->out, c->outcap,
+                      "POST %s HTTP/1.1\r\nHost: %s:%d\r\n"
+                      "Content-Type: application/x-www-form-urlencoded\r\n"
+                      "Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n",
+                      path, opt.host, srv_port(c), opt.mercure_token, fl);
+        memcpy(c->out + hl, form, fl);
+        c->outlen = hl + fl;
+    }
+    else {
+        hl = snprintf(c->out, c->outcap,
+                      "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: text/plain\r\n"
+                      "Content-Length: %d\r\n\r\n", path, opt.host, srv_port(c), bl);
+        memcpy(c->out + hl, body, bl);
+        c->outlen = hl + bl;
+    }
     c->outoff = 0;
     c->cur_seq = seq;
     c->cur_chan = chan;
@@ -764,6 +807,8 @@ static void pub_response_done(conn *c)
         if (st.pub_errors <= 5)
             logf_("publish answered %d", c->status);
     }
+    else
+        st.published_srv[c->srv]++;
     c->busy = 0;
     if (!c->keepalive) {
         conn_close(c);
@@ -784,6 +829,7 @@ static void sub_lost(conn *c, const char *why)
 {
     if (c->state == S_BODY) {
         st.sub_connected--;
+        st.sub_connected_srv[c->srv]--;
         st.sub_closed++;
         subs_on_chan[c->chan]--;
         if (st.sub_closed <= 5)
@@ -858,6 +904,7 @@ static void read_once(conn *c)
                     return;
                 }
                 st.sub_connected++;
+                st.sub_connected_srv[c->srv]++;
                 subs_on_chan[c->chan]++;
                 free(c->hbuf);
                 c->hbuf = NULL;
@@ -1077,6 +1124,29 @@ static memv tree_mem(int root)
     return m;
 }
 
+/* CPU seconds of every --server-pid tree, summed; parts[i] gets tree i's */
+static double servers_cpu(double *parts)
+{
+    double total = 0;
+    int i;
+    for (i = 0; i < opt.nserver_pid; i++)
+        total += parts[i] = tree_cpu(opt.server_pid[i]);
+    return total;
+}
+
+static memv servers_mem(void)
+{
+    memv m = { 0, 0, 0 };
+    int i;
+    for (i = 0; i < opt.nserver_pid; i++) {
+        memv t = tree_mem(opt.server_pid[i]);
+        m.rss_kb += t.rss_kb;
+        m.pss_kb += t.pss_kb;
+        m.nproc += t.nproc;
+    }
+    return m;
+}
+
 /* ------------------------------------------------------------------ */
 
 /* busy seconds of the whole machine (all CPUs), from /proc/stat; *irq gets
@@ -1113,18 +1183,24 @@ static void usage(void)
     fprintf(stderr,
         "usage: loadgen [options]\n"
         "  --host H --port P          server (127.0.0.1:8080)\n"
+        "  --port2 P                  a second server on H sharing the channels: subscribers and\n"
+        "                             publisher connections split between the two (i %% 2),\n"
+        "                             fixed-rate publishes alternate between them\n"
         "  --sub-path T --pub-path T  templates, %%s = channel (/events?channel=%%s, /publish/%%s)\n"
         "  --subs N --channels C      subscribers, spread round-robin over C channels\n"
         "  --rate R | --max-rate      events/s over all channels, or as fast as possible\n"
         "  --pub-conns K              keep-alive publisher connections (1)\n"
         "  --size B                   event data bytes (64)\n"
+        "  --mercure-token T          publish to a Mercure hub (form: topic, data) with this token\n"
+        "  --mercure-topic U          the topics' prefix, + channel name (https://bench.example/)\n"
         "  --warmup S --duration S    warm-up and measured publishing seconds (2, 10); duration 0: none\n"
         "  --idle S                   seconds between subscribers connected and memory 'after' (1)\n"
         "  --drain S                  max seconds to wait for deliveries after publishing (30)\n"
         "  --drain-idle S             ... or until nothing was delivered for S seconds (3)\n"
         "  --hold S                   after the JSON line, keep the subscribers open S seconds\n"
         "                             (or until the server closes them all)\n"
-        "  --server-pid PID           process tree to measure (CPU, memory)\n"
+        "  --server-pid PID           process tree to measure (CPU, memory); repeatable (up to 8):\n"
+        "                             the trees are summed, and each one's CPU reported\n"
         "  --nsrc K                   source addresses 127.0.0.2..(2+K-1) for subscribers (8; 0: none)\n"
         "  --inflight K               subscribers connecting at once (200)\n"
         "  --http10                   subscribe with HTTP/1.0 (close-delimited body)\n"
@@ -1143,20 +1219,22 @@ static void print_mem(const char *name, memv m, int comma)
 int main(int argc, char **argv)
 {
     static struct option lo[] = {
-        {"host", 1, 0, 'h'}, {"port", 1, 0, 'p'}, {"sub-path", 1, 0, 'S'},
+        {"host", 1, 0, 'h'}, {"port", 1, 0, 'p'}, {"port2", 1, 0, '2'}, {"sub-path", 1, 0, 'S'},
         {"pub-path", 1, 0, 'P'}, {"subs", 1, 0, 'n'}, {"channels", 1, 0, 'c'},
         {"rate", 1, 0, 'r'}, {"max-rate", 0, 0, 'M'}, {"pub-conns", 1, 0, 'k'},
         {"size", 1, 0, 's'}, {"warmup", 1, 0, 'w'}, {"duration", 1, 0, 'd'},
         {"idle", 1, 0, 'i'}, {"drain", 1, 0, 'D'}, {"server-pid", 1, 0, 'x'},
         {"nsrc", 1, 0, 'a'}, {"inflight", 1, 0, 'f'}, {"http10", 0, 0, '0'},
         {"scenario", 1, 0, 'N'}, {"server", 1, 0, 'V'}, {"chan-prefix", 1, 0, 'C'},
-        {"connect-timeout", 1, 0, 'T'}, {"drain-idle", 1, 0, 'I'}, {"hold", 1, 0, 'H'}, {"quiet", 0, 0, 'q'}, {0, 0, 0, 0}};
+        {"connect-timeout", 1, 0, 'T'}, {"drain-idle", 1, 0, 'I'}, {"hold", 1, 0, 'H'}, {"quiet", 0, 0, 'q'},
+        {"mercure-token", 1, 0, 'J'}, {"mercure-topic", 1, 0, 'U'}, {0, 0, 0, 0}};
     int ch, i;
     struct rlimit rl;
     memv mem_before = {0}, mem_after = {0}, mem_end = {0};
-    double cpu0 = 0, cpu1 = 0, lg_cpu, busy0 = 0, busy1 = 0, self0 = 0, self1 = 0, irq0 = 0, irq1 = 0;
+    double cpu0 = 0, cpu1 = 0, cpu0_parts[8] = {0}, cpu1_parts[8] = {0}, lg_cpu, busy0 = 0, busy1 = 0, self0 = 0, self1 = 0, irq0 = 0, irq1 = 0;
     uint64_t tw0 = 0, tw1 = 0;
     uint64_t t0, t_meas, t_meas_end, t_end, next_ns, period_ns = 0, rr = 0, t_conn0, t_conn;
+    int next_srv = 0;               /* --port2, fixed rate: the server of the next publish */
     struct rusage ru;
     unsigned seed = 12345;
 
@@ -1165,6 +1243,7 @@ int main(int argc, char **argv)
         switch (ch) {
         case 'h': opt.host = optarg; break;
         case 'p': opt.port = atoi(optarg); break;
+        case '2': opt.port2 = atoi(optarg); break;
         case 'S': opt.sub_path = optarg; break;
         case 'P': opt.pub_path = optarg; break;
         case 'n': opt.subs = atoi(optarg); break;
@@ -1177,7 +1256,11 @@ int main(int argc, char **argv)
         case 'd': opt.duration = atof(optarg); break;
         case 'i': opt.idle = atof(optarg); break;
         case 'D': opt.drain = atof(optarg); break;
-        case 'x': opt.server_pid = atoi(optarg); break;
+        case 'x':
+            if (opt.nserver_pid == 8)
+                die("at most 8 --server-pid");
+            opt.server_pid[opt.nserver_pid++] = atoi(optarg);
+            break;
         case 'a': opt.nsrc = atoi(optarg); break;
         case 'f': opt.inflight = atoi(optarg); break;
         case '0': opt.http10 = 1; break;
@@ -1188,11 +1271,15 @@ int main(int argc, char **argv)
         case 'I': opt.drain_idle = atof(optarg); break;
         case 'H': opt.hold = atof(optarg); break;
         case 'q': opt.quiet = 1; break;
+        case 'J': opt.mercure_token = optarg; break;
+        case 'U': opt.mercure_topic = optarg; break;
         default: usage();
         }
     }
     if (opt.channels < 1 || opt.subs < 0 || opt.pub_conns < 1 || opt.size < 40 || opt.size > 65536)
         usage();
+    if (opt.port2 > 0 && opt.pub_conns < 2)
+        die("--port2 needs --pub-conns 2 or more: one publisher connection per server at least");
     signal(SIGPIPE, SIG_IGN);
 
     /* file descriptors: as many as the hard limit allows */
@@ -1204,10 +1291,14 @@ int main(int argc, char **argv)
         die("%d subscribers need more file descriptors than RLIMIT_NOFILE (%lu)", opt.subs,
             (unsigned long)rl.rlim_cur);
 
-    srv_addr.sin_family = AF_INET;
-    srv_addr.sin_port = htons(opt.port);
-    if (inet_pton(AF_INET, opt.host, &srv_addr.sin_addr) != 1)
-        die("bad --host");
+    if (opt.port2 > 0)
+        opt.nsrv = 2;
+    for (i = 0; i < opt.nsrv; i++) {
+        srv_addr[i].sin_family = AF_INET;
+        srv_addr[i].sin_port = htons(i ? opt.port2 : opt.port);
+        if (inet_pton(AF_INET, opt.host, &srv_addr[i].sin_addr) != 1)
+            die("bad --host");
+    }
     ep = epoll_create1(EPOLL_CLOEXEC);
 
     chan_names = calloc(opt.channels, sizeof(char *));
@@ -1223,6 +1314,7 @@ int main(int argc, char **argv)
     for (i = 0; i < opt.pub_conns; i++) {
         pubs[i].kind = K_PUB;
         pubs[i].idx = i;
+        pubs[i].srv = i % opt.nsrv;
         pub_connect(&pubs[i]);
     }
     t0 = now_ns();
@@ -1232,14 +1324,15 @@ int main(int argc, char **argv)
         if (pubs[i].state != S_HEADERS)
             die("publisher connection %d did not open", i);
 
-    if (opt.server_pid)
-        mem_before = tree_mem(opt.server_pid);
+    if (opt.nserver_pid)
+        mem_before = servers_mem();
 
     /* subscribers, paced */
     for (i = 0; i < opt.subs; i++) {
         subs[i].kind = K_SUB;
         subs[i].idx = i;
         subs[i].chan = i % opt.channels;
+        subs[i].srv = i % opt.nsrv;
         subs[i].fd = -1;
         subs[i].state = S_CLOSED;
     }
@@ -1272,8 +1365,8 @@ int main(int argc, char **argv)
         while (now_ns() < until)
             poll_once(until);
     }
-    if (opt.server_pid)
-        mem_after = tree_mem(opt.server_pid);
+    if (opt.nserver_pid)
+        mem_after = servers_mem();
 
     /* publishing: warm-up, then measured */
     if (!opt.max_rate && opt.rate > 0)
@@ -1288,8 +1381,8 @@ int main(int argc, char **argv)
         for (;;) {
             uint64_t n = now_ns();
             if (n >= t_meas && !cpu_taken) {
-                if (opt.server_pid)
-                    cpu0 = tree_cpu(opt.server_pid);
+                if (opt.nserver_pid)
+                    cpu0 = servers_cpu(cpu0_parts);
                 busy0 = machine_busy(&irq0);
                 self0 = self_cpu();
                 tw0 = now_ns();
@@ -1315,7 +1408,7 @@ int main(int argc, char **argv)
                     conn *c = NULL;
                     for (i = 0; i < opt.pub_conns; i++) {
                         conn *q = &pubs[(rr + i) % opt.pub_conns];
-                        if (pub_ready(q) && q->fd >= 0) {
+                        if (pub_ready(q) && q->fd >= 0 && q->srv == next_srv) {
                             c = q;
                             rr = (rr + i + 1) % opt.pub_conns;
                             break;
@@ -1324,6 +1417,7 @@ int main(int argc, char **argv)
                     if (!c)
                         break;                          /* all busy: wait for a response */
                     pub_send(c, opt.channels == 1 ? 0 : (int)(rand_r(&seed) % opt.channels), phase_now);
+                    next_srv = (next_srv + 1) % opt.nsrv;
                     next_ns += period_ns;
                     n = now_ns();
                 }
@@ -1353,8 +1447,8 @@ int main(int argc, char **argv)
                 poll_once(now_ns() + 5000000ull);
             }
         }
-        if (opt.server_pid)
-            cpu1 = tree_cpu(opt.server_pid);
+        if (opt.nserver_pid)
+            cpu1 = servers_cpu(cpu1_parts);
         busy1 = machine_busy(&irq1);
         self1 = self_cpu();
         tw1 = now_ns();
@@ -1367,8 +1461,8 @@ int main(int argc, char **argv)
     }
     t_end = now_ns();
     publishing_done = 1;
-    if (opt.server_pid)
-        mem_end = tree_mem(opt.server_pid);
+    if (opt.nserver_pid)
+        mem_end = servers_mem();
     if (st.expected_m > st.delivered_m && opt.duration > 0) {
         /* which sequence numbers are missing, for the first few subscribers */
         int shown = 0;
@@ -1452,6 +1546,12 @@ int main(int argc, char **argv)
                "\"window_irq_s\":%.2f,\"window_other_cpu_s\":%.2f,",
                (tw1 - tw0) / 1e9, busy1 - busy0, self1 - self0, irq1 - irq0,
                (busy1 - busy0) - (self1 - self0) - (cpu1 - cpu0));
+        printf("\"servers\":%d,\"subs_per_server\":[%d,%d],\"published_per_server\":[%llu,%llu],"
+               "\"server_cpu_parts_s\":[", opt.nsrv, st.sub_connected_srv[0], st.sub_connected_srv[1],
+               (unsigned long long)st.published_srv[0], (unsigned long long)st.published_srv[1]);
+        for (i = 0; i < opt.nserver_pid; i++)
+            printf("%s%.2f", i ? "," : "", cpu1_parts[i] - cpu0_parts[i]);
+        printf("],");
         printf("\"loadgen_cpu_s\":%.2f,\"loadgen_wall_s\":%.2f,\"bytes_in\":%llu,\"events_parsed\":%llu}\n",
                lg_cpu, (t_end - t_start) / 1e9, (unsigned long long)st.bytes_in,
                (unsigned long long)st.events_total);

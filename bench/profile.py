@@ -4,6 +4,8 @@
     /usr/bin/python3 bench/profile.py 1            # perf on mod_sse's children, scenario 1
     /usr/bin/python3 bench/profile.py 2 --target loadgen
     /usr/bin/python3 bench/profile.py 1 --server nchan
+    /usr/bin/python3 bench/profile.py 7m           # two servers + Redis: both servers' and
+                                                   # Redis's processes are measured
 
 Starts the server like bench.py does, runs bench/loadgen with the scenario's
 parameters, and once the loadgen starts publishing runs `perf record -a`
@@ -153,7 +155,7 @@ def summarize(data, pids, target, top=25):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", type=int)
+    ap.add_argument("scenario", help="a scenario id of bench.py (1, ..., 7, 7m)")
     ap.add_argument("--server", default="mod_sse")
     ap.add_argument("--target", default="server", choices=["server", "loadgen"])
     ap.add_argument("--seconds", type=float, default=8.0)
@@ -167,13 +169,35 @@ def main():
     bench.LOGS.mkdir(exist_ok=True)
     sha = bench.snapshot_module() if a.server == "mod_sse" else "-"
     commit = bench.sh(f"git -C {bench.ROOT} log -1 --format='%h %ci'")
-    sc = next(s for s in bench.SCENARIOS if s["id"] == a.scenario)
+    sc = next((s for s in bench.SCENARIOS if str(s["id"]) == a.scenario), None)
+    if sc is None:
+        sys.exit(f"profile.py: no scenario {a.scenario}")
     tag = f"profile-s{sc['id']}-{a.server}-{a.target}"
-    srv = bench.SERVERS[a.server](tag).start()
     out = bench.RESULTS / f"{tag}.txt"
     data = Path(f"/tmp/mod_sse-bench-{tag}.perf.data")
+    # scenario 7: Redis, then the two servers (as bench.run_one); measured
+    # and reported together
+    started = []
     try:
-        args = bench.loadgen_args(sc, srv, a.server, quick=False) + ["--server-pid", str(srv.proc.pid)]
+        if sc.get("topology") == "redis2":
+            redis = bench.Redis(f"{tag}-redis").start()
+            started.append(redis)
+            for ab in "ab":
+                started.append(bench.SERVERS[a.server](f"{tag}-{ab}", redis.port).start())
+            srv = started[1]
+        else:
+            srv = bench.SERVERS[a.server](tag).start()
+            started.append(srv)
+    except RuntimeError:
+        for x in reversed(started):
+            x.stop()
+        raise
+    try:
+        args = bench.loadgen_args(sc, srv, a.server, quick=False)
+        if len(started) > 1:
+            args += ["--port2", str(started[2].port)]
+        for x in started:
+            args += ["--server-pid", str(x.proc.pid)]
         lg_log = bench.LOGS / f"{tag}.loadgen.log"
         with open(lg_log, "w") as lf:
             lg = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=lf, text=True,
@@ -183,7 +207,7 @@ def main():
         while time.time() < t and "publishing" not in lg_log.read_text():
             time.sleep(0.1)
         if a.target == "server":
-            pids = [p for p, _ in bench.descendants(srv.proc.pid)]
+            pids = [p for x in started for p, _ in bench.descendants(x.proc.pid)]
         else:
             pids = [lg.pid]
         # system-wide (per-CPU events): attaching to each of httpd's ~11,000
@@ -196,7 +220,8 @@ def main():
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         res_line = lg.communicate(timeout=300)[0].strip().splitlines()[-1]
     finally:
-        srv.stop()
+        for x in reversed(started):
+            x.stop()
     rep = summarize(data, set(pids), a.target)
     res = json.loads(res_line)
     out.write_text(f"scenario {sc['id']} ({sc['name']}), {a.server}, perf on the {a.target}, "
@@ -208,7 +233,8 @@ def main():
     if not a.keep_data:
         data.unlink()
     import shutil
-    shutil.rmtree(srv.dir, ignore_errors=True)
+    for x in started:
+        shutil.rmtree(x.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,12 @@ Content-Length, chunked and Connection: close. Subscriber 0 gets every event
 twice (duplicates) and subscriber 1 gets them in swapped pairs (out of
 order): the counters must say exactly that.
 
+Two servers (`--port2`): two listening sockets of one broker, so that a
+publish on either reaches the subscribers of both (as two servers sharing
+Redis do). Each socket counts its streams and publishes: the subscribers
+must split evenly and the fixed-rate publishes alternate (counts differ by
+at most one), and each `--server-pid` tree gets its own CPU figure.
+
     python3 bench/test_loadgen.py [path/to/loadgen]
 """
 import json
@@ -21,16 +27,23 @@ LOADGEN = sys.argv[1] if len(sys.argv) > 1 else "bench/loadgen"
 
 
 class Server:
-    def __init__(self):
+    def __init__(self, share=None, answer_delay=0.0):
+        self.answer_delay = answer_delay
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", 0))
         self.lsock.listen(256)
         self.port = self.lsock.getsockname()[1]
-        self.lock = threading.Lock()
-        self.subs = {}          # channel -> list of (sock, http10, n, lock, pending)
+        # with share: one broker for both listening sockets (subscribers,
+        # their numbering and the random framing are shared)
+        self.broker = share.broker if share else self
+        self.lock = self.broker.lock if share else threading.Lock()
+        self.subs = self.broker.subs if share else {}   # channel -> list of subscriber dicts
+        self.post_log = []
         self.nsub = 0
         self.rng = random.Random(7)
+        self.streams = 0        # GETs on this socket
+        self.posts = 0          # POSTs on this socket
         threading.Thread(target=self.accept_loop, daemon=True).start()
 
     def accept_loop(self):
@@ -70,8 +83,9 @@ class Server:
                     s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                               b"Transfer-Encoding: chunked\r\n\r\n")
                 with self.lock:
-                    idx = self.nsub
-                    self.nsub += 1
+                    idx = self.broker.nsub
+                    self.broker.nsub += 1
+                    self.streams += 1
                     self.subs.setdefault(chan, []).append(
                         {"sock": s, "http10": http10, "idx": idx, "lock": threading.Lock(),
                          "held": None})
@@ -82,7 +96,15 @@ class Server:
                 buf += s.recv(65536)
             body, buf = buf[:n], buf[n:]
             chan = path.rsplit("/", 1)[1]
-            self.publish(chan, body)
+            with self.lock:
+                self.posts += 1
+                # (send_ns, publisher connection, socket): the order in which
+                # the load generator sent the POSTs, whatever order they came in
+                f = body.split(b" ")
+                self.broker.post_log.append((int(f[1]), int(f[3]), self))
+            self.broker.publish(chan, body)
+            if self.answer_delay:
+                time.sleep(self.answer_delay)
             npub += 1
             msg = b'{"ok":true}'
             close = npub % 7 == 0
@@ -122,16 +144,18 @@ class Server:
             subs = list(self.subs.get(chan, []))
         for sub in subs:
             with sub["lock"]:
-                data = self.frame(body)
-                if sub["idx"] == 0:
-                    data += self.frame(body)            # duplicate
+                with self.lock:                         # one rng for both sockets
+                    data = self.frame(body)
+                    if sub["idx"] == 0:
+                        data += self.frame(body)        # duplicate
                 if sub["idx"] == 1:                     # swap pairs
                     if sub["held"] is None:
                         sub["held"] = data
                         continue
                     data, sub["held"] = data + sub["held"], None
                 if not sub["http10"]:
-                    data = self.chunk(data)
+                    with self.lock:
+                        data = self.chunk(data)
                 try:
                     self.send_split(sub["sock"], data)
                 except OSError:
@@ -145,6 +169,59 @@ def run(port, extra):
            "--quiet"] + extra
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60).stdout
     return json.loads(out)
+
+
+def two_servers():
+    # the first server answers POSTs 30 ms late, slower than its share of
+    # 200/s over its 2 connections: a load generator that sent the next POST
+    # on whichever connection is idle would send more to the second one;
+    # alternation must hold anyway (slots are skipped instead)
+    a = Server(answer_delay=0.03)
+    b = Server(share=a)
+    # two idle processes stand for the two servers' trees: each must get its
+    # own CPU figure
+    sleepers = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
+    try:
+        r = run(a.port, ["--port2", str(b.port), "--pub-conns", "4",
+                         "--server-pid", str(sleepers[0].pid),
+                         "--server-pid", str(sleepers[1].pid)])
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
+    order = sorted(a.post_log)
+    checks = {
+        "subs_connected == 12": r["subs_connected"] == 12,
+        "6 streams on each socket": (a.streams, b.streams) == (6, 6),
+        "subs_per_server == [6, 6]": r["subs_per_server"] == [6, 6],
+        "servers == 2": r["servers"] == 2,
+        "published > 100": r["published"] > 100,
+        # every event to every subscriber of its channel, whichever socket
+        # took the POST (both subscribers' anomalies as in the one-server runs)
+        "bad_events == 0": r["bad_events"] == 0,
+        "loss <= 1 (held odd event of subscriber 1)": 0 <= r["loss"] <= 1,
+        "duplicates > 0": r["duplicates"] > 0,
+        "out_of_order > 0": r["out_of_order"] > 0,
+        "POSTs alternate (counts differ by at most 1)": abs(a.posts - b.posts) <= 1,
+        "in send order, every POST goes to the other server than the one before":
+            all(x[2] is not y[2] for x, y in zip(order, order[1:])),
+        "publisher connection i talks to server i % 2":
+            all(s is (a, b)[pub % 2] for _, pub, s in order),
+        "published_per_server == POSTs per socket":
+            r["published_per_server"] == [a.posts, b.posts],
+        "one CPU figure per --server-pid": len(r["server_cpu_parts_s"]) == 2,
+    }
+    print("loadgen self-test two servers",
+          {k: r[k] for k in ("published", "expected", "delivered", "loss", "subs_per_server",
+                             "missed_slots",
+                             "published_per_server", "server_cpu_parts_s")},
+          {"posts": [a.posts, b.posts]})
+    ok = True
+    for k, v in checks.items():
+        if not v:
+            print("  FAIL:", k)
+            ok = False
+    return ok
 
 
 def main():
@@ -171,6 +248,7 @@ def main():
             if not v:
                 print("  FAIL:", k)
                 ok = False
+    ok = two_servers() and ok
     print("OK" if ok else "FAILED")
     sys.exit(0 if ok else 1)
 
