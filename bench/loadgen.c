@@ -1251,6 +1251,7 @@ static void print_mem(const char *name, memv m, int comma)
 /* What a helper sends up when its drain is over (then its histogram). */
 struct helper_report {
     int sub_connected, sub_failed, sub_closed, sub_bad_status, first_bad_status;
+    int sub_connected_srv[2];
     uint64_t expected_m, delivered_w, delivered_m, delivered_other, dup, ooo, bad_data;
     uint64_t events_total, bytes_in, last_deliv_ns, hist_n, hist_max_us;
 };
@@ -1384,6 +1385,8 @@ static void helper_main(int k)
     r.sub_connected = st.sub_connected; r.sub_failed = st.sub_failed;
     r.sub_closed = st.sub_closed; r.sub_bad_status = st.sub_bad_status;
     r.first_bad_status = st.first_bad_status; r.expected_m = st.expected_m;
+    r.sub_connected_srv[0] = st.sub_connected_srv[0];
+    r.sub_connected_srv[1] = st.sub_connected_srv[1];
     r.delivered_w = st.delivered_w; r.delivered_m = st.delivered_m;
     r.delivered_other = st.delivered_other; r.dup = st.dup; r.ooo = st.ooo;
     r.bad_data = st.bad_data; r.events_total = st.events_total; r.bytes_in = st.bytes_in;
@@ -1397,6 +1400,7 @@ static void helper_main(int k)
 
 /* The first process: every helper's counters added to its own. */
 static uint64_t helpers_hist[H0 + H1 + H2];
+static int helpers_open;        /* the helpers' streams open when they reported */
 
 static void helpers_collect(void)
 {
@@ -1411,6 +1415,9 @@ static void helpers_collect(void)
         if (xread(up_fd[k], &r, sizeof(r)) < 0 || xread(up_fd[k], helpers_hist, sizeof(hist)) < 0)
             die("helper %d sent no report", k);
         st.sub_connected += r.sub_connected; st.sub_failed += r.sub_failed;
+        helpers_open += r.sub_connected;
+        st.sub_connected_srv[0] += r.sub_connected_srv[0];
+        st.sub_connected_srv[1] += r.sub_connected_srv[1];
         st.sub_closed += r.sub_closed; st.sub_bad_status += r.sub_bad_status;
         if (!st.first_bad_status)
             st.first_bad_status = r.first_bad_status;
@@ -1798,6 +1805,7 @@ int main(int argc, char **argv)
                (unsigned long long)st.events_total);
         fflush(stdout);
     }
+    st.sub_connected -= helpers_open;   /* the helpers hold theirs themselves */
     if (opt.hold > 0)
         hold_streams();     /* the driver stops the server now: see whether streams end */
     for (i = 1; i < opt.procs; i++)
