@@ -663,17 +663,24 @@ static void *detach_thread(void *unused)
     take_incoming();
     while (dt.all) {
         det *d = dt.all;
-        sse_registry_w_wait(d->sub, 0, &dt.batch);
-        if (dt.batch.spill) {
-            out_append(d, dt.batch.spill, dt.batch.spill_len);
-            d->out_events += dt.batch.spill_events;
-            d->out_payload += dt.batch.spill_payload;
-            free(dt.batch.spill);
-            dt.batch.spill = NULL;
+        int dead = 0;
+
+        /* Queued frames are newer than a catch-up or a buffer in progress:
+         * those streams end with what they have, and their clients resume. */
+        if (!d->catching && !d->out_len) {
+            sse_registry_w_wait(d->sub, 0, &dt.batch);
+            if (dt.batch.spill) {
+                out_append(d, dt.batch.spill, dt.batch.spill_len);
+                d->out_events += dt.batch.spill_events;
+                d->out_payload += dt.batch.spill_payload;
+                free(dt.batch.spill);
+                dt.batch.spill = NULL;
+            }
+            take_frames(d, &dt.batch);
+            sse_registry_w_release(&dt.batch);
+            dead = dt.batch.dead;
         }
-        take_frames(d, &dt.batch);
-        sse_registry_w_release(&dt.batch);
-        end_stream(d, dt.batch.dead ? END_GONE : END_STOPPING);
+        end_stream(d, dead ? END_GONE : END_STOPPING);
     }
     free_ended();
     if (dt.pool)
