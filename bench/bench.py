@@ -335,6 +335,7 @@ SSEMaxChannels  8192
 Mutex default sse-ring
 # issue 11: streams hold a worker (off) or go to the child's detach thread (on)
 SSEDetach {"on" if self.DETACH else "off"}
+{self.max_streams_conf()}
 {self.redis_conf()}
 
 <Location /events>
@@ -355,6 +356,13 @@ SSEDetach {"on" if self.DETACH else "off"}
 """)
 
     DETACH = False
+
+    def max_streams_conf(self):
+        # The thread path: a child holds at most ThreadsPerChild streams
+        # anyway. SSEMaxStreamsPerChild's default (RLIMIT_NOFILE less 128 +
+        # 4 x ThreadsPerChild) would be its floor with 5250 threads and
+        # 20,000 descriptors, and refuse all but a few streams.
+        return f"SSEMaxStreamsPerChild {self.THREADS}"
 
     def mpm_modules(self):
         return f"LoadModule mpm_event_module  {APACHE_MODS}/mod_mpm_event.so"
@@ -495,6 +503,9 @@ class ModSseDetached(ModSse):
     CHILDREN = 2
     THREADS = 64
 
+    def max_streams_conf(self):
+        return "# SSEMaxStreamsPerChild: its default, from the descriptor limit"
+
     def write_config(self):
         self.CHILDREN = getattr(self, "sc", {}).get("detached_children", type(self).CHILDREN)
         super().write_config()
@@ -524,6 +535,9 @@ class ModSsePrefork(ModSse):
     kind = "prefork"
     DETACH = False
     PROCS = 500
+
+    def max_streams_conf(self):
+        return "# SSEMaxStreamsPerChild: its default, from the descriptor limit"
 
     def write_config(self):
         self.CHILDREN = getattr(self, "sc", {}).get(self.kind.replace("-", "_") + "_procs",
