@@ -27,6 +27,13 @@ generator splits the subscribers between the two (--port2) and alternates
 the fixed-rate publishes; 7m is its publish-rate part (as fast as possible,
 like scenario 4), on fresh servers too. The CPU of both servers and of Redis
 counts as the server's (--server-pid three times).
+
+Issue 11 (SSEDetach): scenarios 1 and 2 run a third server, "detached"
+(SSEDetach on, few threads); scenario 9 holds 30,000 subscribers (mod_sse
+detached on 4 event children against Nchan, the load generator as 2
+processes: --procs) and 9p compares prefork + mod_php with SSEDetach on (4
+processes) and off (a process per stream). The thread-path servers set
+SSEMaxStreamsPerChild to their ThreadsPerChild.
 """
 import argparse
 import json
@@ -1287,7 +1294,8 @@ plot "{dat}" using 2:xtic(1) title "p50", '' using 3 title "p90", '' using 4 tit
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", help="comma-separated scenario ids")
-    ap.add_argument("--servers", help="comma-separated: mod_sse,nchan,php")
+    ap.add_argument("--servers", help="comma-separated: mod_sse,nchan,php,mercure,detached,"
+                                        "prefork,detached-prefork")
     ap.add_argument("--quick", action="store_true", help="1 s warm-up, 3 s measured")
     ap.add_argument("--report", action="store_true", help="only rebuild the report")
     ap.add_argument("--name", default="results",
