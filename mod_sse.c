@@ -8,6 +8,7 @@
  *                    query, OPTIONS, the channels a request names
  *   sse_stream.c     the sse-stream handler (subscribers)
  *   sse_publish.c    the sse-publish handler and the sse_publish() function
+ *   sse_mercure.c    the sse-mercure handler: a Mercure hub on the ring
  *   sse_filter.c     publishing responses by their X-SSE-Publish header
  *   sse_cors.c       cross-origin headers and preflights
  *   sse_status.c     the sse-status handler and the mod_status section
@@ -32,6 +33,7 @@
 #include "sse_detach.h"
 #include "sse_dispatch.h"
 #include "sse_filter.h"
+#include "sse_mercure.h"
 #include "sse_publish.h"
 #include "sse_registry.h"
 #include "sse_shm.h"
@@ -56,6 +58,8 @@ static int sse_handler(request_rec *r)
         return sse_publish_handler(r);
     if (strcmp(r->handler, SSE_STATUS_HANDLER) == 0)
         return sse_status_handler(r);
+    if (strcmp(r->handler, SSE_MERCURE_HANDLER) == 0)
+        return sse_mercure_handler(r);
     return DECLINED;
 }
 

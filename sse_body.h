@@ -29,6 +29,9 @@ typedef struct {
     sse_bytes id;                   /* s == NULL: server-assigned */
     long      retry;                /* < 0: none */
     sse_bytes data;                 /* always set, maybe empty */
+    /* s == NULL: none. A hub's metadata (sse_wire_check_meta): set only by
+     * the sse-mercure handler, whose events have its one hub channel. */
+    sse_bytes meta;
 } sse_body_event;
 
 /* Splits an urlencoded string (query string or form body) into pairs.

@@ -9,6 +9,7 @@
  */
 #include "sse_config.h"
 #include "sse_body.h"
+#include "sse_jwt.h"
 #include "sse_num.h"
 #include "sse_redis_url.h"
 #include "sse_wire.h"
@@ -48,6 +49,8 @@ void *sse_config_create_dir(apr_pool_t *p, char *dir)
     dc->channel_subs = -1;
     dc->overload_retry = -1;
     dc->history_ttl = -1;
+    dc->mercure_anonymous = -1;
+    dc->mercure_subscriptions = -1;
     return dc;
 }
 
@@ -80,6 +83,13 @@ void *sse_config_merge_dir(apr_pool_t *p, void *basev, void *addv)
     dc->channel_subs = MERGE(channel_subs);
     dc->overload_retry = MERGE(overload_retry);
     dc->history_ttl = MERGE(history_ttl);
+    dc->mercure_publisher = add->mercure_publisher ? add->mercure_publisher
+                                                   : base->mercure_publisher;
+    dc->mercure_subscriber = add->mercure_subscriber ? add->mercure_subscriber
+                                                     : base->mercure_subscriber;
+    dc->mercure_anonymous = MERGE(mercure_anonymous);
+    dc->mercure_cookie = add->mercure_cookie ? add->mercure_cookie : base->mercure_cookie;
+    dc->mercure_subscriptions = MERGE(mercure_subscriptions);
     return dc;
 }
 
@@ -329,6 +339,43 @@ static const char *set_cors_credentials(cmd_parms *cmd, void *conf, int on)
     return NULL;
 }
 
+/* SSEMercurePublisherJWT and SSEMercureSubscriberJWT <key> [alg]: the key
+ * is made now (a PEM file read now), so that a bad key stops the start-up
+ * with a message naming the directive. */
+static const char *set_mercure_key(cmd_parms *cmd, void *conf, const char *arg,
+                                   const char *alg)
+{
+    sse_dir_conf *dc = conf;
+    struct sse_jwt_key *key;
+    const char *err = sse_jwt_key_make(cmd->pool, arg, alg, &key);
+
+    if (err)
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    if (cmd->info)
+        dc->mercure_publisher = key;
+    else
+        dc->mercure_subscriber = key;
+    return NULL;
+}
+
+/* SSEMercureCookieName: an RFC 6265 cookie name (an HTTP token). */
+static const char *set_mercure_cookie(cmd_parms *cmd, void *conf, const char *arg)
+{
+    sse_dir_conf *dc = conf;
+    const char *p;
+
+    if (!*arg || strlen(arg) > SSE_MERCURE_COOKIE_MAX)
+        return "SSEMercureCookieName: 1 to " SSE_STR(SSE_MERCURE_COOKIE_MAX) " bytes";
+    for (p = arg; *p; p++) {
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f
+            || strchr("()<>@,;:\\\"/[]?={}", *p))
+            return apr_psprintf(cmd->pool, "SSEMercureCookieName: '%s' is not a cookie name "
+                                "(letters, digits and !#$%%&'*+-.^_`|~)", arg);
+    }
+    dc->mercure_cookie = arg;
+    return NULL;
+}
+
 #define LOCATION (OR_FILEINFO | ACCESS_CONF)
 #define FLAG_SLOT(field) (void *)APR_OFFSETOF(sse_dir_conf, field)
 
@@ -389,5 +436,20 @@ const command_rec sse_config_cmds[] = {
     AP_INIT_TAKE1("SSEHistoryTTL", set_number, (void *)&history_ttl_spec, LOCATION,
                   "seconds an event stays replayable to this location's streams "
                   "(0 = until overwritten)"),
+    AP_INIT_TAKE12("SSEMercurePublisherJWT", set_mercure_key, (void *)1, LOCATION,
+                   "sse-mercure: key that verifies publishers' tokens, and its algorithm "
+                   "(HS256 default, HS384, HS512; RS256, RS512, ES256, ES384 with the path "
+                   "of a PEM public key)"),
+    AP_INIT_TAKE12("SSEMercureSubscriberJWT", set_mercure_key, NULL, LOCATION,
+                   "sse-mercure: key that verifies subscribers' tokens, and its algorithm"),
+    AP_INIT_FLAG("SSEMercureAnonymous", ap_set_flag_slot, FLAG_SLOT(mercure_anonymous),
+                 LOCATION, "sse-mercure: subscribers without a token may subscribe (to "
+                 "public updates; default off)"),
+    AP_INIT_TAKE1("SSEMercureCookieName", set_mercure_cookie, NULL, LOCATION,
+                  "sse-mercure: the cookie that may hold a token (default "
+                  SSE_MERCURE_COOKIE_DEFAULT ")"),
+    AP_INIT_FLAG("SSEMercureSubscriptions", ap_set_flag_slot,
+                 FLAG_SLOT(mercure_subscriptions), LOCATION,
+                 "sse-mercure: subscription events and the subscriptions API (default off)"),
     { NULL }
 };

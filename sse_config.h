@@ -86,6 +86,14 @@ typedef struct {
     apr_int64_t     channel_subs;   /* SSEMaxChannelSubscribers, 0 = no limit */
     apr_int64_t     overload_retry; /* SSEOverloadRetry, ms */
     apr_int64_t     history_ttl;    /* SSEHistoryTTL, seconds, 0 = none */
+    /* sse-mercure (sse_mercure.h): the keys (sse_jwt.h), NULL when not set;
+     * whether anonymous subscribers may subscribe (off); the token cookie's
+     * name; the subscription events and API (off). */
+    struct sse_jwt_key *mercure_publisher;  /* SSEMercurePublisherJWT */
+    struct sse_jwt_key *mercure_subscriber; /* SSEMercureSubscriberJWT */
+    int             mercure_anonymous;      /* SSEMercureAnonymous */
+    const char     *mercure_cookie;         /* SSEMercureCookieName */
+    int             mercure_subscriptions;  /* SSEMercureSubscriptions */
 } sse_dir_conf;
 
 #define SSE_DIR_HEARTBEAT(c)   ((c)->heartbeat >= 0 ? (c)->heartbeat : SSE_HEARTBEAT_DEFAULT)
@@ -99,6 +107,12 @@ typedef struct {
 #define SSE_DIR_OVERLOAD_RETRY(c) \
     ((c)->overload_retry >= 0 ? (c)->overload_retry : SSE_OVERLOAD_RETRY_DEFAULT)
 #define SSE_DIR_HISTORY_TTL(c) ((c)->history_ttl >= 0 ? (c)->history_ttl : 0)
+#define SSE_MERCURE_COOKIE_DEFAULT "mercureAuthorization"
+#define SSE_MERCURE_COOKIE_MAX  128                     /* bytes of SSEMercureCookieName */
+#define SSE_DIR_MERCURE_ANONYMOUS(c) ((c)->mercure_anonymous > 0)
+#define SSE_DIR_MERCURE_COOKIE(c) \
+    ((c)->mercure_cookie ? (c)->mercure_cookie : SSE_MERCURE_COOKIE_DEFAULT)
+#define SSE_DIR_MERCURE_SUBSCRIPTIONS(c) ((c)->mercure_subscriptions > 0)
 
 /* The module record's configuration callbacks and directive table. */
 void *sse_config_create_server(apr_pool_t *p, server_rec *s);

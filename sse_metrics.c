@@ -17,6 +17,8 @@
 
 #define METRICS_MAGIC 0x4d455353u      /* "SSEM" */
 
+enum { REDIS_UNKNOWN = 0, REDIS_UP = 1, REDIS_DOWN = 2 };
+
 /* A process's figures, on cache lines of their own. */
 typedef struct {
     uint64_t counter[SSE_C_COUNT];
@@ -26,6 +28,7 @@ typedef struct {
 struct sse_metrics {
     uint32_t magic;
     uint32_t nslots;
+    uint32_t redis;         /* REDIS_UNKNOWN, REDIS_UP, REDIS_DOWN */
     row      rows[] __attribute__((aligned(64)));     /* nslots + 1: the last is slot-less */
 };
 
@@ -70,6 +73,17 @@ void sse_metrics_forget(sse_metrics *m, int slot)
         __atomic_store_n(&m->rows[slot].gauge[g], 0, __ATOMIC_RELAXED);
 }
 
+void sse_metrics_set_redis_up(sse_metrics *m, int up)
+{
+    if (m)
+        __atomic_store_n(&m->redis, up ? REDIS_UP : REDIS_DOWN, __ATOMIC_RELAXED);
+}
+
+int sse_metrics_redis_up(const sse_metrics *m)
+{
+    return m && __atomic_load_n(&m->redis, __ATOMIC_RELAXED) == REDIS_UP;
+}
+
 uint64_t sse_metrics_counter(const sse_metrics *m, sse_counter c)
 {
     uint64_t sum = 0;
@@ -111,6 +125,16 @@ const char *sse_metrics_reason(sse_counter c)
     return c >= SSE_C_REJ_FIRST && c <= SSE_C_REJ_LAST ? reasons[c - SSE_C_REJ_FIRST] : NULL;
 }
 
+static const char *const redis_ops[SSE_C_REDIS_LAST - SSE_C_REDIS_FIRST + 1] = {
+    "publish", "delete", "read", "follow"
+};
+
+const char *sse_metrics_redis_op(sse_counter c)
+{
+    return c >= SSE_C_REDIS_FIRST && c <= SSE_C_REDIS_LAST ? redis_ops[c - SSE_C_REDIS_FIRST]
+                                                           : NULL;
+}
+
 sse_counter sse_metrics_reason_of_status(int status)
 {
     switch (status) {
@@ -132,8 +156,25 @@ typedef enum {
     FROM_GAUGE,         /* gauge[index] */
     FROM_REASONS,       /* counter[SSE_C_REJ_FIRST .. SSE_C_REJ_LAST], labelled */
     FROM_CHANNELS, FROM_RING_SIZE, FROM_RING_USED, FROM_RING_AGE, FROM_RING_EVICTED,
-    FROM_MAX_SUBSCRIBERS
+    FROM_MAX_SUBSCRIBERS,
+    /* Only with SSERedis (redis_set): without it they would say nothing
+     * true (an "up" of 0 would fire the alert on every server without
+     * Redis), so they are left out of both forms. */
+    FROM_REDIS_UP,
+    FROM_REDIS_ERRORS   /* counter[SSE_C_REDIS_FIRST .. SSE_C_REDIS_LAST], labelled */
 } source;
+
+/* A labelled metric: its label and the counters it is the sum of. */
+typedef struct {
+    const char  *label;
+    sse_counter  first, last;
+    const char *(*value)(sse_counter c);
+} labels;
+
+static const labels reason_labels = { "reason", SSE_C_REJ_FIRST, SSE_C_REJ_LAST,
+                                      sse_metrics_reason };
+static const labels redis_labels = { "op", SSE_C_REDIS_FIRST, SSE_C_REDIS_LAST,
+                                     sse_metrics_redis_op };
 
 typedef struct {
     const char *name;
@@ -192,7 +233,24 @@ static const metric metrics[] = {
       "slow write itself." },
     { "sse_ring_evicted_events_total", COUNTER, FROM_RING_EVICTED, 0,
       "Events overwritten in the ring to make room for newer ones." },
+    { "sse_redis_up", GAUGE, FROM_REDIS_UP, 0,
+      "1 when this server reached Redis (SSERedis) the last time it tried, 0 when not." },
+    { "sse_redis_errors_total", COUNTER, FROM_REDIS_ERRORS, 0,
+      "Redis failures, by op: publish and delete requests refused because of Redis "
+      "(one per request), reads of other servers' counts or of history that failed "
+      "(one per request), the follower's failed connections, reads and reports." },
 };
+
+static const labels *labels_of(const metric *mt)
+{
+    return mt->from == FROM_REASONS ? &reason_labels
+           : mt->from == FROM_REDIS_ERRORS ? &redis_labels : NULL;
+}
+
+static int shown(const metric *mt, const sse_metrics_snapshot *s)
+{
+    return s->redis_set || (mt->from != FROM_REDIS_UP && mt->from != FROM_REDIS_ERRORS);
+}
 
 #define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
 
@@ -207,6 +265,7 @@ static uint64_t int_value(const metric *mt, const sse_metrics_snapshot *s)
     case FROM_RING_USED:       return s->ring_used;
     case FROM_RING_EVICTED:    return s->ring_evicted;
     case FROM_MAX_SUBSCRIBERS: return s->max_subscribers;
+    case FROM_REDIS_UP:        return s->redis_up ? 1 : 0;
     default:                   return 0;
     }
 }
@@ -261,13 +320,16 @@ char *sse_metrics_prometheus(const sse_metrics_snapshot *s)
     t.s[0] = '\0';
     for (i = 0; i < NMETRICS; i++) {
         const metric *mt = &metrics[i];
+        const labels *l = labels_of(mt);
 
+        if (!shown(mt, s))
+            continue;
         put(&t, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name,
             mt->type == COUNTER ? "counter" : "gauge");
-        if (mt->from == FROM_REASONS) {
-            for (c = SSE_C_REJ_FIRST; c <= SSE_C_REJ_LAST; c++)
-                put(&t, "%s{reason=\"%s\"} %" PRIu64 "\n", mt->name,
-                    sse_metrics_reason((sse_counter)c), s->counter[c]);
+        if (l) {
+            for (c = (int)l->first; c <= (int)l->last; c++)
+                put(&t, "%s{%s=\"%s\"} %" PRIu64 "\n", mt->name, l->label,
+                    l->value((sse_counter)c), s->counter[c]);
             continue;
         }
         if (mt->from == FROM_RING_AGE)
@@ -296,11 +358,14 @@ char *sse_metrics_json(const sse_metrics_snapshot *s)
     }
     for (i = 0; i < NMETRICS; i++) {
         const metric *mt = &metrics[i];
+        const labels *l = labels_of(mt);
 
-        if (mt->from == FROM_REASONS) {
+        if (!shown(mt, s))
+            continue;
+        if (l) {
             json_t *r = json_object();
-            for (c = SSE_C_REJ_FIRST; c <= SSE_C_REJ_LAST; c++)
-                json_object_set_new(r, sse_metrics_reason((sse_counter)c),
+            for (c = (int)l->first; c <= (int)l->last; c++)
+                json_object_set_new(r, l->value((sse_counter)c),
                                     json_integer((json_int_t)s->counter[c]));
             json_object_set_new(o, mt->name, r);
         }

@@ -17,6 +17,9 @@
  *     the slot can be claimed again): a child killed with streams open
  *     leaves nothing behind. The slot-less row keeps no gauges (they could
  *     never be reaped), just as the ring does not count such streams.
+ *   - Beside the rows, one word says whether Redis answered the last time
+ *     any process of the server tried (SSERedis; see sse_metrics_redis_up):
+ *     a state, not a sum, so the last writer wins.
  *
  * Pure C with GCC atomics and, for the JSON form, jansson: no httpd, no
  * APR. Tested by tests/unit.
@@ -49,11 +52,17 @@ typedef enum {
     SSE_C_REJ_UNAVAILABLE,
     SSE_C_REJ_INTERNAL,
     SSE_C_REJ_FAILED_RESPONSE,      /* last of the reasons */
+    SSE_C_REDIS_ERR_PUBLISH,        /* first of the Redis errors, in label order */
+    SSE_C_REDIS_ERR_DELETE,
+    SSE_C_REDIS_ERR_READ,
+    SSE_C_REDIS_ERR_FOLLOW,         /* last of the Redis errors */
     SSE_C_COUNT
 } sse_counter;
 
 #define SSE_C_REJ_FIRST SSE_C_REJ_BAD_REQUEST
 #define SSE_C_REJ_LAST  SSE_C_REJ_FAILED_RESPONSE
+#define SSE_C_REDIS_FIRST SSE_C_REDIS_ERR_PUBLISH
+#define SSE_C_REDIS_LAST  SSE_C_REDIS_ERR_FOLLOW
 
 typedef enum {
     SSE_G_STREAMS,          /* open streams */
@@ -75,6 +84,14 @@ void sse_metrics_gauge_add(sse_metrics *m, int slot, sse_gauge g, int64_t delta)
 /* The slot's process is gone: its gauges go, its counters stay. */
 void sse_metrics_forget(sse_metrics *m, int slot);
 
+/* Whether this server's store reached Redis the last time any of its
+ * processes tried (SSERedis): one word of the block, not a row, since it
+ * is a fact about the server that the last process to try knows best.
+ * Never set (a ring kept from before SSERedis was set, until the follower
+ * first tries) reads as not reachable. */
+void sse_metrics_set_redis_up(sse_metrics *m, int up);
+int  sse_metrics_redis_up(const sse_metrics *m);
+
 uint64_t sse_metrics_counter(const sse_metrics *m, sse_counter c);
 int64_t  sse_metrics_gauge(const sse_metrics *m, sse_gauge g);
 
@@ -83,6 +100,9 @@ int64_t  sse_metrics_gauge(const sse_metrics *m, sse_gauge g);
  * 405, 413, 503; anything else counts as internal). */
 const char *sse_metrics_reason(sse_counter c);
 sse_counter sse_metrics_reason_of_status(int status);
+/* The op label of a Redis error counter ("publish", "delete", "read",
+ * "follow"), NULL for any other counter. */
+const char *sse_metrics_redis_op(sse_counter c);
 
 /* ---- what sse-status prints ---- */
 
@@ -105,6 +125,8 @@ typedef struct {
     double   ring_oldest_age;       /* seconds; 0 when the ring is empty */
     uint64_t ring_evicted;          /* events overwritten */
     uint64_t max_subscribers;       /* SSEMaxSubscribers; 0: none */
+    int      redis_set;             /* SSERedis is set: the Redis metrics are shown */
+    int      redis_up;              /* sse_metrics_redis_up */
     int      ntop;
     sse_metrics_chan top[SSE_METRICS_TOP];
 } sse_metrics_snapshot;

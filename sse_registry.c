@@ -62,6 +62,7 @@ struct sse_sub {
     sse_frame    *q[SSE_REGISTRY_QUEUE];
     int           qhead, qlen;
     apr_uint64_t  queued;       /* stamp of the newest event queued or sent */
+    const sse_sub_filter *filter;   /* a hub's stream: who gets what; else NULL */
     int           waiting, overflow, ended;
     /* Direct mode: the dispatcher writes to the socket itself. */
     int           fd;
@@ -306,10 +307,18 @@ static void sub_flush(sse_fanout *b, sse_sub *sub)
             sub_signal(sub);
             break;
         }
+        /* A hub's stream: not its update, skipped as if delivered. */
+        if (sub->filter && !sub->filter->accept(sub->filter->ctx, rec->frame, rec->frame_len)) {
+            sub->queued = rec->stamp;
+            continue;
+        }
         if (sub->direct) {
-            iov[++n].iov_base = (void *)rec->frame;
-            iov[n].iov_len = rec->frame_len;
-            len += rec->frame_len;
+            /* A hub's update goes out without its metadata (0 bytes for
+             * every other frame). */
+            apr_size_t skip = sub->filter ? sse_wire_meta_len(rec->frame, rec->frame_len) : 0;
+            iov[++n].iov_base = (void *)(rec->frame + skip);
+            iov[n].iov_len = rec->frame_len - skip;
+            len += rec->frame_len - skip;
             last = sub->queued = rec->stamp;
             continue;
         }
@@ -524,6 +533,15 @@ int sse_registry_w_subscribe(request_rec *r, const apr_array_header_t *channels,
                              apr_uint64_t max_subscribers, sse_sub **out,
                              apr_uint64_t *upto, const char **why)
 {
+    return sse_registry_w_subscribe_filtered(r, channels, max_subscribers, NULL, out, upto,
+                                             why);
+}
+
+int sse_registry_w_subscribe_filtered(request_rec *r, const apr_array_header_t *channels,
+                                      apr_uint64_t max_subscribers,
+                                      const sse_sub_filter *filter, sse_sub **out,
+                                      apr_uint64_t *upto, const char **why)
+{
     sse_store *st = sse_store_get();
     sse_sub *sub;
     int i, status;
@@ -543,6 +561,7 @@ int sse_registry_w_subscribe(request_rec *r, const apr_array_header_t *channels,
         *why = "out of memory";
         return HTTP_SERVICE_UNAVAILABLE;
     }
+    sub->filter = filter;
     if ((status = sse_store_subscribe(st, r->pool, channels, max_subscribers, &sub->chans,
                                       why)) != OK) {
         free(sub);

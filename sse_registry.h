@@ -85,6 +85,20 @@ int  sse_registry_stopping(void);
 
 /* ---- a stream's thread ---- */
 
+/* A filter of the events of a stream's channels, for the streams of a
+ * Mercure hub (sse_mercure.h), whose one channel carries every update of
+ * the hub, each with metadata (sse_wire.h) saying who may have it. NULL
+ * for every other stream: the plain path costs one pointer test. accept is
+ * called by the dispatcher with the stream's mutex held (it must not block
+ * nor lock) and by the stream's thread on replay; 1: the stream gets the
+ * event. A filtered stream never gets an event's leading comment lines: a
+ * direct write skips them, and the stream's thread strips them from what
+ * it queued or replays. ctx lives as long as the stream. */
+typedef struct {
+    int        (*accept)(const void *ctx, const char *frame, apr_size_t len);
+    const void  *ctx;
+} sse_sub_filter;
+
 /* Registers a stream on channels (array of valid sse_bytes), refused when
  * one of them has max_subscribers (> 0) already (sse_store_subscribe).
  * Returns OK or an HTTP status with *why. *upto: the processed stamp (see
@@ -93,6 +107,12 @@ int  sse_registry_stopping(void);
 int  sse_registry_w_subscribe(request_rec *r, const apr_array_header_t *channels,
                               apr_uint64_t max_subscribers, sse_sub **out,
                               apr_uint64_t *upto, const char **why);
+/* The same for a stream with a filter (set before the stream is registered,
+ * so that the dispatcher never hands it an event unfiltered). */
+int  sse_registry_w_subscribe_filtered(request_rec *r, const apr_array_header_t *channels,
+                                       apr_uint64_t max_subscribers,
+                                       const sse_sub_filter *filter, sse_sub **out,
+                                       apr_uint64_t *upto, const char **why);
 void sse_registry_w_unsubscribe(sse_sub *sub);
 /* The stream's channels, for replay. */
 const sse_store_channels *sse_registry_channels(const sse_sub *sub);

@@ -18,7 +18,14 @@
 #include <string.h>
 
 #define RING_MAGIC  0x52455353u     /* "SSER" */
-#define RING_LAYOUT 4u
+/* Bumped whenever the shared block's layout changes. A graceful restart
+ * into a build with another layout starts a new ring (sse_shm.c); a test
+ * builds the module with -DSSE_RING_LAYOUT to prove it. */
+#ifdef SSE_RING_LAYOUT
+#define RING_LAYOUT SSE_RING_LAYOUT
+#else
+#define RING_LAYOUT 5u
+#endif
 
 enum { CHAN_FREE = 0, CHAN_LIVE = 1, CHAN_GONE = 2 };
 
@@ -192,6 +199,13 @@ sse_ring *sse_ring_attach(void *mem, const sse_ring_params *p)
     return r;
 }
 
+int sse_ring_same_layout(const void *mem)
+{
+    const uint32_t *head = mem;     /* magic, layout: first in every layout */
+
+    return head[0] == RING_MAGIC && head[1] == RING_LAYOUT;
+}
+
 void sse_ring_get_params(const sse_ring *r, sse_ring_params *p)
 {
     *p = r->params;
@@ -223,6 +237,8 @@ int sse_ring_fits(const sse_ring *r, const sse_ring_msg *m)
     ev.retry = m->retry;
     ev.data = m->data;
     ev.data_len = m->data_len;
+    ev.meta = m->meta;
+    ev.meta_len = m->meta ? m->meta_len : 0;
     return ev.id_len <= SSE_FIELD_MAX && sse_wire_frame_size(&ev) <= sse_ring_max_frame(r);
 }
 
@@ -692,6 +708,8 @@ static int append(sse_ring *r, const sse_ring_msg *m, uint64_t stamp,
     ev.retry = m->retry;
     ev.data = m->data;
     ev.data_len = m->data_len;
+    ev.meta = m->meta;
+    ev.meta_len = m->meta ? m->meta_len : 0;
     ev.id = m->id ? m->id : idbuf;
     ev.id_len = m->id ? m->id_len : sse_wire_format_id(stamp, idbuf);
     frame_len = sse_wire_frame_size(&ev);

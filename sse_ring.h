@@ -66,6 +66,12 @@ sse_ring *sse_ring_init(void *mem, const sse_ring_params *p, uint64_t now_ms);
 /* Checks that mem holds a ring laid out with exactly these parameters. */
 sse_ring *sse_ring_attach(void *mem, const sse_ring_params *p);
 
+/* Whether mem holds a ring laid out by this build of the code: a ring
+ * kept by the parent across a graceful restart may come from an older
+ * module (the first two words, magic and layout number, never move). */
+int sse_ring_same_layout(const void *mem);
+
+/* Only on a ring of this layout. */
 void sse_ring_get_params(const sse_ring *r, sse_ring_params *p);
 
 /* The largest frame a single event may have in this ring. */
@@ -189,6 +195,7 @@ typedef struct {
     const char   *event;       size_t event_len;
     long          retry;       /* < 0: none */
     const char   *data;        size_t data_len;
+    const char   *meta;        size_t meta_len;    /* a hub's metadata (sse_wire.h), or NULL */
 } sse_ring_msg;
 
 /* True when m can be published in this ring, whatever id it is given:

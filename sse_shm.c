@@ -7,6 +7,12 @@
  * (see sse_shm_persistent). The ring's parameters (SSEBufferSize, SSEMaxChannels,
  * ServerLimit) are fixed at creation: a graceful restart that changes them
  * keeps the running ring and says so; a full stop and start applies them.
+ * A graceful restart into another build of the module whose ring layout
+ * differs (an upgrade: the package's postinst reloads Apache) cannot read
+ * the kept ring: it starts a new, empty one beside it. The old generation's
+ * children go on with the old ring, mapped in their own address space,
+ * until they exit; clients that resume on the new one get sse-gap (or,
+ * with SSERedis, the new ring is filled from Redis and nothing is lost).
  *
  * Each child attaches to the mutex and claims its process slot in the ring
  * (its subscriber counts, wake word and row of metrics); the monitor hook,
@@ -35,7 +41,10 @@ APLOG_USE_MODULE(sse);
 /* What lives as long as the parent. Only data: no pointer into this
  * module's own image, which httpd unloads and loads again (maybe at another
  * address) at every restart. The store object, whose operations are
- * function pointers into the module, is made anew by every generation. */
+ * function pointers into the module, is made anew by every generation.
+ * Another build of the module reads this struct after a graceful restart:
+ * its three fields never change; a build that must change them changes
+ * USERDATA_KEY too. */
 typedef struct {
     apr_shm_t          *shm;
     sse_ring           *ring;
@@ -89,7 +98,17 @@ int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
 
     ring_params(s, &want);
     apr_pool_userdata_get((void **)&keep, USERDATA_KEY, pproc);
-    if (keep) {
+    if (keep && keep->ring && !sse_ring_same_layout(keep->ring)) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SSE_LOGNO(00007)
+                     "the running event ring was laid out by another build of "
+                     "mod_sse: starting a new, empty ring (clients that resume "
+                     "get sse-gap unless SSERedis refills it)");
+        /* Unmaps the parent's view only: old children keep theirs. */
+        apr_shm_destroy(keep->shm);
+        keep->shm = NULL;
+        keep->ring = NULL;
+    }
+    if (keep && keep->ring) {
         sse_ring_get_params(keep->ring, &have);
         if (have.data_size != want.data_size || have.max_channels != want.max_channels
             || have.max_procs != want.max_procs)
@@ -103,7 +122,14 @@ int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
         return OK;
     }
 
-    keep = apr_pcalloc(pproc, sizeof(*keep));
+    if (!keep) {
+        keep = apr_pcalloc(pproc, sizeof(*keep));
+        rv = ap_global_mutex_create(&lock, NULL, SSE_MUTEX_NAME, NULL, s, pproc, 0);
+        if (rv != APR_SUCCESS)
+            return HTTP_INTERNAL_SERVER_ERROR;   /* logged by ap_global_mutex_create */
+        keep->lock = lock;
+        apr_pool_userdata_set(keep, USERDATA_KEY, apr_pool_cleanup_null, pproc);
+    }
     /* APR keeps its own header at the start of the segment: ask for room
      * to align the ring. */
     size = sse_ring_size(&want) + RING_ALIGN;
@@ -114,16 +140,11 @@ int sse_shm_post_config(apr_pool_t *pconf, server_rec *s)
                      "memory for the event ring (SSEBufferSize)", size);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    rv = ap_global_mutex_create(&lock, NULL, SSE_MUTEX_NAME, NULL, s, pproc, 0);
-    if (rv != APR_SUCCESS)
-        return HTTP_INTERNAL_SERVER_ERROR;   /* logged by ap_global_mutex_create */
     base = (char *)apr_shm_baseaddr_get(keep->shm);
     ring = sse_ring_init(base + (RING_ALIGN - (apr_uintptr_t)base % RING_ALIGN)
                                       % RING_ALIGN,
                          &want, sse_store_now_ms());
     keep->ring = ring;
-    keep->lock = lock;
-    apr_pool_userdata_set(keep, USERDATA_KEY, apr_pool_cleanup_null, pproc);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, SSE_LOGNO(00003)
                  "event ring created: %" APR_UINT64_T_FMT " bytes of events, "
                  "%u channels, %u process slots, %" APR_SIZE_T_FMT " bytes in all",

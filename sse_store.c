@@ -46,6 +46,22 @@ static void message_of(const sse_body_event *ev, sse_ring_msg *m)
     m->retry = ev->retry;
     m->data = ev->data.s;
     m->data_len = ev->data.len;
+    m->meta = ev->meta.s;
+    m->meta_len = ev->meta.s ? ev->meta.len : 0;
+}
+
+/* An event of a hub (with metadata) goes to its hub's channel alone; every
+ * other event to channels a client may name. So metadata never reaches a
+ * plain stream, and a hub's channel never gets an event without it. */
+static const char *check_channels(apr_pool_t *p, const sse_body_event *ev)
+{
+    const sse_bytes *c = (const sse_bytes *)ev->channels->elts;
+
+    if (!ev->meta.s)
+        return sse_body_check_channels(p, ev->channels);
+    if (ev->channels->nelts != 1 || sse_wire_check_hub_channel(c[0].s, c[0].len))
+        return "an event with metadata goes to one hub channel";
+    return sse_wire_check_meta(ev->meta.s, ev->meta.len);
 }
 
 int sse_store_publish(sse_store *st, apr_pool_t *p, const apr_array_header_t *events,
@@ -61,7 +77,7 @@ int sse_store_publish(sse_store *st, apr_pool_t *p, const apr_array_header_t *ev
     for (i = 0; i < events->nelts; i++) {
         sse_ring_msg m;
 
-        if ((*why = sse_body_check_channels(p, ev[i].channels)) || (*why = sse_body_check(&ev[i]))) {
+        if ((*why = check_channels(p, &ev[i])) || (*why = sse_body_check(&ev[i]))) {
             if (events->nelts > 1)
                 *why = apr_psprintf(p, "event %d: %s", i, *why);
             return HTTP_BAD_REQUEST;

@@ -135,7 +135,8 @@ extern const sse_store_ops sse_store_ring_ops;
 
 /* One event as a shared server hands it back: channels (valid names,
  * distinct, 1..SSE_STORE_MAX_CHANNELS), the publisher's id or NULL, event
- * type or NULL, retry (< 0: none), data. */
+ * type or NULL, retry (< 0: none), data, and a hub's metadata or NULL (then
+ * its one channel is the hub's, see sse_store_publish). */
 typedef struct {
     const sse_bytes *channels;
     int              nchan;
@@ -143,6 +144,7 @@ typedef struct {
     const char *event;  apr_size_t event_len;
     long        retry;
     const char *data;   apr_size_t data_len;
+    const char *meta;   apr_size_t meta_len;
 } sse_store_entry;
 
 /* Appends e to this server's ring with the given stamp (the shared

@@ -9,7 +9,7 @@
  *    (Redis ids and mod_sse stamps are both "<ms>-<seq>"). Its fields: c
  *    (the channels, separated by spaces, which no channel name holds), i
  *    (the publisher's own id, if any), e (event type, if any), r (retry, if
- *    any) and d (data). A DELETE is an entry of its own: c (the channel)
+ *    any), m (a Mercure hub's metadata, sse_wire.h, if any) and d (data). A DELETE is an entry of its own: c (the channel)
  *    and x "delete" (see redis_channel).
  *  - This server's ring stays what the dispatcher and replay read: it is a
  *    copy of the stream's recent entries, with the same stamps.
@@ -55,6 +55,14 @@
  * and resumes after the last id it copied; it logs once that Redis was
  * lost and once that it is back (SSE01201, SSE01202), per outage.
  *
+ * sse-status (sse_metrics.h): whoever talks to Redis last says whether it
+ * answered (sse_redis_up, one word of the shared block, so any child's
+ * answer shows it): a publish, DELETE, channel info or history read, the
+ * follower, the filling of a new ring. An error reply is an answer (up)
+ * but still an error. sse_redis_errors_total counts by op, one per request
+ * for what requests do (so a refused publish is exactly one, whatever it
+ * tried), one per failed attempt for the follower (connect, XREAD, report).
+ *
  * Decisions left open by issue 15 and taken here:
  *  - Retention counts events in all (one stream), not per channel.
  *  - An entry whose id does not fit a stamp (22-bit sequence, see
@@ -97,6 +105,7 @@
 #include "sse_redis_url.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -213,6 +222,24 @@ typedef struct {
 static const sse_store_ops redis_ops;
 static const redisReply *field(const redisReply *kv, const char *name);
 
+/* ---- what sse-status says of Redis ---- */
+
+/* A failure of op (one of the SSE_C_REDIS_ERR_* counters); unreachable:
+ * Redis did not answer at all (rather than answer with an error), so
+ * sse_redis_up goes to 0 for every process of the server. */
+static void redis_failed(redis_store *rs, sse_counter op, int unreachable)
+{
+    sse_store_count(&rs->base, op, 1);
+    if (unreachable)
+        sse_metrics_set_redis_up(rs->base.metrics, 0);
+}
+
+/* Redis answered, whatever it answered. */
+static void redis_answered(redis_store *rs)
+{
+    sse_metrics_set_redis_up(rs->base.metrics, 1);
+}
+
 /* ---- connections ---- */
 
 static struct timeval tv_ms(long ms)
@@ -279,7 +306,7 @@ typedef struct {
 
 static int batch_build(redis_store *rs, const sse_body_event *ev, int n, batch_args *b)
 {
-    size_t text = 0, max_args = 8 + (size_t)n * 11, used = 0;
+    size_t text = 0, max_args = 8 + (size_t)n * 13, used = 0;
     int i, j;
 
     for (i = 0; i < n; i++) {
@@ -307,7 +334,7 @@ static int batch_build(redis_store *rs, const sse_body_event *ev, int n, batch_a
         const sse_bytes *c = (const sse_bytes *)ev[i].channels->elts;
         char *count = b->text + used, *chans;
         int fields = 4 + (ev[i].id.s ? 2 : 0) + (ev[i].event.s ? 2 : 0)
-                     + (ev[i].retry >= 0 ? 2 : 0);
+                     + (ev[i].retry >= 0 ? 2 : 0) + (ev[i].meta.s ? 2 : 0);
 
         used += (size_t)snprintf(count, 24, "%d", fields) + 1;
         ARG(count, strlen(count));
@@ -335,6 +362,10 @@ static int batch_build(redis_store *rs, const sse_body_event *ev, int n, batch_a
             ARG("r", 1);
             ARG(r, strlen(r));
         }
+        if (ev[i].meta.s) {
+            ARG("m", 1);
+            ARG(ev[i].meta.s, ev[i].meta.len);
+        }
         ARG("d", 1);
         ARG(ev[i].data.s ? ev[i].data.s : "", ev[i].data.len);
     }
@@ -349,12 +380,33 @@ static void batch_free(batch_args *b)
     free(b->text);
 }
 
+static void pub_drop(redis_store *rs)
+{
+    if (rs->pub)
+        redisFree(rs->pub);
+    rs->pub = NULL;
+}
+
+/* Whether a connection idle since its last reply was closed by Redis (a
+ * restart, a timeout, CLIENT KILL): it has something to read, or hung up.
+ * Found before a command is sent, the connection is replaced with no doubt
+ * about whether the command ran; found after, a publish would have to be
+ * refused, since Redis may or may not have applied it. */
+static int conn_closed(const redisContext *c)
+{
+    struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+    return poll(&pfd, 1, 0) != 0;   /* readable, hung up, error; or poll failed */
+}
+
 /* The publish connection, opened (and the script loaded) if needed; the
  * caller holds pub_lock. */
 static const char *pub_ready(redis_store *rs, char *buf, size_t size)
 {
     redisReply *reply;
 
+    if (rs->pub && conn_closed(rs->pub))
+        pub_drop(rs);
     if (rs->pub)
         return NULL;
     if (rs->pub_failed && apr_time_now() - rs->pub_failed < PUBLISH_HOLDOFF) {
@@ -363,9 +415,11 @@ static const char *pub_ready(redis_store *rs, char *buf, size_t size)
     }
     if (!(rs->pub = redis_connect(rs, COMMAND_TIMEOUT_MS, buf, size))) {
         rs->pub_failed = apr_time_now();
+        sse_metrics_set_redis_up(rs->base.metrics, 0);
         return buf;
     }
     rs->pub_failed = 0;
+    redis_answered(rs);
     reply = redisCommand(rs->pub, "SCRIPT LOAD %s", PUBLISH_SCRIPT);
     if (reply && reply->type == REDIS_REPLY_STRING && reply->len == 40) {
         memcpy(rs->sha, reply->str, 40);
@@ -374,13 +428,6 @@ static const char *pub_ready(redis_store *rs, char *buf, size_t size)
     if (reply)
         freeReplyObject(reply);
     return NULL;
-}
-
-static void pub_drop(redis_store *rs)
-{
-    if (rs->pub)
-        redisFree(rs->pub);
-    rs->pub = NULL;
 }
 
 /* The subscribers of an event's channels on this server (the lock held). */
@@ -438,8 +485,10 @@ static int redis_publish(sse_store *st, const sse_body_event *events, int n,
         goto unreachable;
     }
     pthread_mutex_unlock(&rs->pub_lock);
+    redis_answered(rs);
     if (reply->type == REDIS_REPLY_ERROR || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 2 * (size_t)n) {
+        redis_failed(rs, SSE_C_REDIS_ERR_PUBLISH, 0);
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, rs->s, SSE_LOGNO(01203)
                      "Redis at %s refused a publish to %s: %s", rs->where, rs->key,
                      reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
@@ -470,6 +519,9 @@ static int redis_publish(sse_store *st, const sse_body_event *events, int n,
     return status;
 
 unreachable:
+    /* One per publish, however it failed (no connection, a broken one, or
+     * within the second after a failed connection): what a publisher saw. */
+    redis_failed(rs, SSE_C_REDIS_ERR_PUBLISH, 1);
     *why = "Redis cannot be reached; nothing was published (try again later)";
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rs->s, SSE_LOGNO(01204)
                  "publish: Redis at %s cannot be reached: %s", rs->where, err);
@@ -496,6 +548,7 @@ static apr_uint64_t subscribers_elsewhere(redis_store *rs, const sse_bytes *name
     pthread_mutex_lock(&rs->pub_lock);
     if (pub_ready(rs, err, sizeof(err))) {
         pthread_mutex_unlock(&rs->pub_lock);
+        redis_failed(rs, SSE_C_REDIS_ERR_READ, 1);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rs->s, SSE_LOGNO(01213)
                      "channel info counts this server's subscribers only: %s", err);
         return 0;
@@ -504,6 +557,10 @@ static apr_uint64_t subscribers_elsewhere(redis_store *rs, const sse_bytes *name
     if (!reply)
         pub_drop(rs);
     pthread_mutex_unlock(&rs->pub_lock);
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        redis_failed(rs, SSE_C_REDIS_ERR_READ, !reply);
+    else
+        redis_answered(rs);
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
         n = (apr_uint64_t)reply->integer;
     if (reply)
@@ -550,6 +607,7 @@ static int redis_channel(sse_store *st, const sse_bytes *name, int drop, sse_sto
     pthread_mutex_lock(&rs->pub_lock);
     if (pub_ready(rs, err, sizeof(err))) {
         pthread_mutex_unlock(&rs->pub_lock);
+        redis_failed(rs, SSE_C_REDIS_ERR_DELETE, 1);
         *why = "Redis cannot be reached; the channel was not deleted (try again later)";
         return HTTP_SERVICE_UNAVAILABLE;
     }
@@ -558,12 +616,15 @@ static int redis_channel(sse_store *st, const sse_bytes *name, int drop, sse_sto
     if (!reply) {
         pub_drop(rs);
         pthread_mutex_unlock(&rs->pub_lock);
+        redis_failed(rs, SSE_C_REDIS_ERR_DELETE, 1);
         *why = "Redis cannot be reached; the channel was not deleted (try again later)";
         return HTTP_SERVICE_UNAVAILABLE;
     }
     pthread_mutex_unlock(&rs->pub_lock);
+    redis_answered(rs);
     status = reply->type == REDIS_REPLY_STRING ? OK : HTTP_SERVICE_UNAVAILABLE;
     if (status != OK) {
+        redis_failed(rs, SSE_C_REDIS_ERR_DELETE, 0);
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, rs->s, SSE_LOGNO(01212)
                      "Redis at %s refused a delete in %s: %s", rs->where, rs->key,
                      reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
@@ -587,6 +648,8 @@ static void redis_unsubscribe(sse_store *st, const sse_store_channels *chans)
 
 static int redis_stats(sse_store *st, sse_metrics_snapshot *out)
 {
+    out->redis_set = 1;
+    out->redis_up = sse_metrics_redis_up(st->metrics);
     return sse_store_ring_ops.stats(st, out);
 }
 
@@ -640,6 +703,7 @@ static int redis_history(sse_store *st, apr_pool_t *p, const apr_array_header_t 
     pthread_mutex_lock(&rs->pub_lock);
     if (pub_ready(rs, err, sizeof(err))) {
         pthread_mutex_unlock(&rs->pub_lock);
+        redis_failed(rs, SSE_C_REDIS_ERR_READ, 1);
         *why = "Redis cannot be reached";
         return HTTP_SERVICE_UNAVAILABLE;
     }
@@ -650,12 +714,17 @@ static int redis_history(sse_store *st, apr_pool_t *p, const apr_array_header_t 
         && reply->element[0]->element[0]->type == REDIS_REPLY_STRING)
         sse_wire_parse_server_id(reply->element[0]->element[0]->str,
                                  reply->element[0]->element[0]->len, &oldest);
-    if (!reply)
+    if (!reply) {
         pub_drop(rs);
-    else
-        freeReplyObject(reply);
+        pthread_mutex_unlock(&rs->pub_lock);
+        redis_failed(rs, SSE_C_REDIS_ERR_READ, 1);
+        *why = "Redis cannot be reached";
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    freeReplyObject(reply);
     if (!oldest || oldest - 1 > from) {
         pthread_mutex_unlock(&rs->pub_lock);
+        redis_answered(rs);
         *why = "Redis does not keep events back to that id";
         return HTTP_NOT_FOUND;
     }
@@ -664,12 +733,15 @@ static int redis_history(sse_store *st, apr_pool_t *p, const apr_array_header_t 
                              HISTORY_BATCH);
         if (!reply) {
             pub_drop(rs);
+            redis_failed(rs, SSE_C_REDIS_ERR_READ, 1);
             *why = "Redis cannot be reached";
             status = HTTP_SERVICE_UNAVAILABLE;
             break;
         }
+        redis_answered(rs);
         if (reply->type != REDIS_REPLY_ARRAY) {
             freeReplyObject(reply);
+            redis_failed(rs, SSE_C_REDIS_ERR_READ, 0);
             *why = "Redis refused to read the stream";
             status = HTTP_SERVICE_UNAVAILABLE;
             break;
@@ -710,6 +782,10 @@ static int redis_history(sse_store *st, apr_pool_t *p, const apr_array_header_t 
             }
             if ((f = field(kv, "r")))
                 ev.retry = strtol(f->str, NULL, 10);
+            if ((f = field(kv, "m")) && !sse_wire_check_meta(f->str, f->len)) {
+                ev.meta = f->str;
+                ev.meta_len = f->len;
+            }
             if ((f = field(kv, "i"))) {
                 ev.id = apr_pstrmemdup(p, f->str, f->len);
                 ev.id_len = f->len;
@@ -855,7 +931,10 @@ static void copy_entry(redis_store *rs, const redisReply *ent)
         const char *q = memchr(p, ' ', (size_t)(end - p));
         size_t len = q ? (size_t)(q - p) : (size_t)(end - p);
 
-        if (e.nchan == SSE_STORE_MAX_CHANNELS || sse_wire_check_channel(p, len)) {
+        /* A hub's channel only with metadata (checked below). */
+        if (e.nchan == SSE_STORE_MAX_CHANNELS
+            || (sse_wire_check_channel(p, len)
+                && (!field(kv, "m") || sse_wire_check_hub_channel(p, len)))) {
             why = "its channel list is not valid";
             goto skip;
         }
@@ -876,6 +955,17 @@ static void copy_entry(redis_store *rs, const redisReply *ent)
     }
     if ((f = field(kv, "r")))
         e.retry = strtol(f->str, NULL, 10);
+    if ((f = field(kv, "m"))) {
+        e.meta = f->str;
+        e.meta_len = f->len;
+    }
+    /* A hub's event (m) has its one hub channel, and a hub's channel only
+     * such events, as sse_store_publish makes them. */
+    if (e.meta && (e.nchan != 1 || sse_wire_check_hub_channel(chans[0].s, chans[0].len)
+                   || sse_wire_check_meta(e.meta, e.meta_len))) {
+        why = "its metadata (m) is not valid, or does not go to one hub channel";
+        goto skip;
+    }
     if ((rc = sse_store_ring_append(&rs->base, &e, stamp, &why)) == OK)
         return;
 skip:
@@ -969,6 +1059,7 @@ out:
 /* Once per outage, by the follower: one line per server, not per request. */
 static void note_lost(redis_store *rs, int *lost, const char *err)
 {
+    redis_failed(rs, SSE_C_REDIS_ERR_FOLLOW, 1);
     if (*lost)
         return;
     *lost = 1;
@@ -1009,6 +1100,7 @@ static void *follower(void *arg)
                 backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
                 continue;
             }
+            redis_answered(rs);
             if (lost) {
                 lost = 0;
                 ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rs->s, SSE_LOGNO(01202)
@@ -1040,6 +1132,7 @@ static void *follower(void *arg)
         if (reply->type == REDIS_REPLY_ERROR) {
             /* Reachable but refusing (the key holds something else, an ACL,
              * loading): not "lost", and said once until it reads again. */
+            redis_failed(rs, SSE_C_REDIS_ERR_FOLLOW, 0);
             if (!refusing)
                 ap_log_error(APLOG_MARK, APLOG_ERR, 0, rs->s, SSE_LOGNO(01211)
                              "Redis at %s refuses to read %s: %s; retrying every second",
@@ -1078,11 +1171,13 @@ int sse_store_redis_fill(sse_store *st)
     if (!st || st->ops != &redis_ops)
         return 0;
     if (!(c = redis_connect(rs, COMMAND_TIMEOUT_MS, err, sizeof(err)))) {
+        redis_failed(rs, SSE_C_REDIS_ERR_FOLLOW, 1);
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rs->s, SSE_LOGNO(01208)
                      "cannot fill the new event ring from Redis at %s (%s): it starts "
                      "empty, and ids from before now get sse-gap here", rs->where, err);
         return 0;
     }
+    redis_answered(rs);
     /* Ids from just below the oldest entry Redis keeps on are positions:
      * nothing lies between the two. (Not XINFO's max-deleted-entry-id:
      * Redis 7.0 moves it on XDEL but not when it trims.) */

@@ -127,6 +127,8 @@ static int ring_publish(sse_store *st, const sse_body_event *events, int n,
         m.retry = ev->retry;
         m.data = ev->data.s;
         m.data_len = ev->data.len;
+        m.meta = ev->meta.s;
+        m.meta_len = ev->meta.s ? ev->meta.len : 0;
         /* Checked by sse_store_publish with sse_ring_fits: cannot fail. */
         rc = sse_ring_publish(ring, &m, sse_store_now_ms(), &stamp, out[i].id);
         SSE_ASSERT(rc == 0);
@@ -386,6 +388,8 @@ int sse_store_ring_append(sse_store *st, const sse_store_entry *e, apr_uint64_t 
     m.retry = e->retry;
     m.data = e->data;
     m.data_len = e->data_len;
+    m.meta = e->meta;
+    m.meta_len = e->meta ? e->meta_len : 0;
     if (!sse_ring_fits(st->ring, &m)) {
         *why = "event too large for this server's event ring (SSEBufferSize)";
         return HTTP_REQUEST_ENTITY_TOO_LARGE;

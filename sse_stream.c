@@ -68,7 +68,25 @@ typedef struct {
     apr_uint64_t        events, bytes;
     int                 catching_up;    /* replaying what its queue dropped, not history */
     const apr_array_header_t *names;    /* its channels, as named */
+    const sse_sub_filter *filter;       /* a hub's stream (sse_stream_serve_hub); else NULL */
 } stream;
+
+/* What a stream writes of a frame read from the ring or a store: a hub's
+ * stream only the updates its filter accepts, without their metadata;
+ * every other stream all of it (0). */
+static int hub_take(const stream *st, const char **frame, apr_size_t *len)
+{
+    apr_size_t skip;
+
+    if (!st->filter)
+        return 1;
+    if (!st->filter->accept(st->filter->ctx, *frame, *len))
+        return 0;
+    skip = sse_wire_meta_len(*frame, *len);
+    *frame += skip;
+    *len -= skip;
+    return 1;
+}
 
 /* Counts what a write delivered, in the stream's totals and the metrics. */
 static void delivered(stream *st, apr_uint64_t events, apr_uint64_t replayed,
@@ -175,10 +193,15 @@ static apr_status_t from_history(stream *st, apr_pool_t *p, apr_uint64_t *from)
     }
     e = (const sse_store_past *)past->elts;
     for (i = 0; i < past->nelts; i++) {
-        put_copy(st, e[i].frame, e[i].frame_len);
-        st->pend_events++;
-        st->pend_replayed++;
+        const char *frame = e[i].frame;
+        apr_size_t frame_len = e[i].frame_len;
+
         st->last = e[i].stamp;
+        if (hub_take(st, &frame, &frame_len)) {
+            put_copy(st, frame, frame_len);
+            st->pend_events++;
+            st->pend_replayed++;
+        }
         memcpy(st->last_id, e[i].id, e[i].id_len);
         st->last_id[e[i].id_len] = '\0';
         if (st->pending >= REPLAY_FLUSH_BYTES && (rv = flush(st)) != APR_SUCCESS)
@@ -208,21 +231,29 @@ static apr_status_t replay(stream *st, apr_pool_t *p, apr_uint64_t from, apr_uin
         gap = gap || (asked && sse_replay_gap(chans, from));
         refs = sse_replay_collect(chans, p, from, upto, limit);
         ref = (const sse_replay_ref *)refs->elts;
-        if (gap) {
+        /* A hub's client learns of a loss from the Last-Event-ID header. */
+        if (gap && !st->filter) {
             const char *oldest = NULL;
             if (refs->nelts && sse_replay_read(&rd, ref[0].off, &rec) == SSE_RING_OK)
                 oldest = apr_pstrmemdup(p, rec.id, rec.id_len);
             put_gap(st, p, asked, asked_len, oldest);
         }
         for (i = 0; i < refs->nelts; i++) {
+            const char *frame;
+            apr_size_t frame_len;
+
             if (sse_replay_read(&rd, ref[i].off, &rec) != SSE_RING_OK) {
                 lost = 1;
                 break;
             }
-            put_copy(st, rec.frame, rec.frame_len);
-            st->pend_events++;
-            st->pend_replayed += !st->catching_up;
+            frame = rec.frame;
+            frame_len = rec.frame_len;
             st->last = rec.stamp;
+            if (hub_take(st, &frame, &frame_len)) {
+                put_copy(st, frame, frame_len);
+                st->pend_events++;
+                st->pend_replayed += !st->catching_up;
+            }
             memcpy(st->last_id, rec.id, rec.id_len);
             st->last_id[rec.id_len] = '\0';
             if (st->pending >= REPLAY_FLUSH_BYTES && (rv = flush(st)) != APR_SUCCESS)
@@ -247,14 +278,17 @@ static apr_status_t write_batch(stream *st, sse_registry_batch *b)
 
     for (i = 0; i < b->n; i++) {
         sse_frame *f = b->frame[i];
+        /* A hub's stream: the dispatcher queued only what its filter
+         * accepted; the metadata stays behind. */
+        apr_size_t skip = st->filter ? sse_wire_meta_len(f->bytes, f->len) : 0;
         if (f->stamp <= st->last)
             continue;       /* replayed already, or queued twice */
         /* The batch holds a reference until after the flush below: the
          * bytes can go out without a copy. Filters that keep them set them
          * aside, as the bucket contract requires. */
         APR_BRIGADE_INSERT_TAIL(st->bb,
-            apr_bucket_transient_create(f->bytes, f->len, c->bucket_alloc));
-        st->pending += f->len;
+            apr_bucket_transient_create(f->bytes + skip, f->len - skip, c->bucket_alloc));
+        st->pending += f->len - skip;
         st->pend_events++;
         st->last = f->stamp;
     }
@@ -470,7 +504,20 @@ static int refuse(request_rec *r, const char *why, const apr_array_header_t *cha
     return OK;
 }
 
+static int serve(request_rec *r, const sse_stream_hub *hub);
+
 int sse_stream_handler(request_rec *r)
+{
+    return serve(r, NULL);
+}
+
+int sse_stream_serve_hub(request_rec *r, const sse_stream_hub *hub)
+{
+    return serve(r, hub);
+}
+
+/* A stream; hub: a Mercure hub's (see sse_stream.h), else NULL. */
+static int serve(request_rec *r, const sse_stream_hub *hub)
 {
     const sse_dir_conf *dc = sse_config_dir(r);
     apr_array_header_t *pairs = NULL, *channels;
@@ -484,27 +531,39 @@ int sse_stream_handler(request_rec *r)
     int status, known = 1, direct, detaching;
     apr_status_t rv = APR_SUCCESS;
 
-    if (sse_http_options(r, dc, "GET", STREAM_ALLOW))
-        return OK;
-    if (r->method_number != M_GET)
-        return sse_http_not_allowed(r, STREAM_ALLOW, "an event stream; subscribe with GET");
-    if ((why = sse_http_query(r, &pairs)))
-        return sse_http_error(r, HTTP_BAD_REQUEST, why);
-    if (!(channels = sse_http_channels(r, dc, pairs, &why)))
-        return sse_http_error(r, HTTP_BAD_REQUEST, why);
-    if ((why = sse_body_check_channels(r->pool, channels)))
-        return sse_http_error(r, HTTP_BAD_REQUEST, why);
-    asked = last_event_id(r, pairs, &asked_len);
+    if (hub) {
+        channels = (apr_array_header_t *)hub->channels;
+        asked = hub->asked;
+        asked_len = hub->asked_len;
+    }
+    else {
+        if (sse_http_options(r, dc, "GET", STREAM_ALLOW))
+            return OK;
+        if (r->method_number != M_GET)
+            return sse_http_not_allowed(r, STREAM_ALLOW, "an event stream; subscribe with GET");
+        if ((why = sse_http_query(r, &pairs)))
+            return sse_http_error(r, HTTP_BAD_REQUEST, why);
+        if (!(channels = sse_http_channels(r, dc, pairs, &why)))
+            return sse_http_error(r, HTTP_BAD_REQUEST, why);
+        if ((why = sse_body_check_channels(r->pool, channels)))
+            return sse_http_error(r, HTTP_BAD_REQUEST, why);
+        asked = last_event_id(r, pairs, &asked_len);
+    }
 
     memset(&st, 0, sizeof(st));
     st.r = r;
-    if ((status = sse_registry_w_subscribe(r, channels,
-                                           (apr_uint64_t)SSE_DIR_CHANNEL_SUBS(dc),
-                                           &st.sub, &upto, &why)) != OK)
+    st.filter = hub ? hub->filter : NULL;
+    if ((status = sse_registry_w_subscribe_filtered(r, channels,
+                                                    (apr_uint64_t)SSE_DIR_CHANNEL_SUBS(dc),
+                                                    st.filter, &st.sub, &upto, &why)) != OK)
         return status == HTTP_SERVICE_UNAVAILABLE ? refuse(r, why, channels)
                                                   : sse_http_error(r, status, why);
 
     set_stream_headers(r);
+    if (hub) {
+        /* The protocol's: a token may be in the URL (RFC 6750 asks private). */
+        apr_table_setn(r->headers_out, "Cache-Control", "private, no-cache, no-store");
+    }
     if (r->header_only) {
         set_notes(r, 0, 0, channels);
         return OK;
@@ -517,7 +576,7 @@ int sse_stream_handler(request_rec *r)
     st.names = channels;
     apr_pool_create(&scratch, r->pool);
     apr_pool_tag(scratch, "sse_stream_scratch");
-    batch = apr_palloc(r->pool, sizeof(*batch));
+    batch = apr_pcalloc(r->pool, sizeof(*batch));   /* read at the end even if never filled */
 
     if (SSE_DIR_RETRY(dc) >= 0) {
         char line[RETRY_LINE_MAX];
@@ -533,7 +592,22 @@ int sse_stream_handler(request_rec *r)
     ttl_floor = sse_wire_expiry_floor(sse_store_now_ms(),
                                   (apr_uint64_t)SSE_DIR_HISTORY_TTL(dc) * 1000);
     expired = ttl_floor ? ttl_floor - 1 : 0;
-    if (asked) {
+    if (hub && asked) {
+        /* "earliest", or an id the hub does not know (any more): all that
+         * is retained, and the header says so; else what followed the id. */
+        known = !(asked_len == 8 && memcmp(asked, "earliest", 8) == 0)
+                && sse_replay_resolve(sse_registry_channels(st.sub), scratch, asked,
+                                      asked_len, &from)
+                && from >= ttl_floor;
+        apr_table_setn(r->headers_out, "Last-Event-ID", known ? asked : "earliest");
+        rv = replay(&st, scratch, known ? from : expired, upto, 0, asked, asked_len, 0);
+        if (known && from > st.last)
+            st.last = from;
+    }
+    else if (hub) {
+        st.last = upto;     /* no history unless asked for */
+    }
+    else if (asked) {
         known = sse_replay_resolve(sse_registry_channels(st.sub), scratch, asked, asked_len,
                                    &from);
         if (known && from < ttl_floor)
@@ -558,8 +632,10 @@ int sse_stream_handler(request_rec *r)
                   channels->nelts, asked ? ", resumed from " : "", asked ? asked : "");
 
     direct = rv == APR_SUCCESS && SSE_DIR_DIRECT(dc) && direct_eligible(r);
-    /* Detached only where direct writes are allowed: the same plain path. */
-    detaching = direct && SSE_DIR_DETACH(dc) && sse_detach_available();
+    /* Detached only where direct writes are allowed: the same plain path.
+     * A hub's stream keeps its thread (sse_stream.h): its filter lives in
+     * r->pool and its end and departure are this thread's. */
+    detaching = direct && !hub && SSE_DIR_DETACH(dc) && sse_detach_available();
     if (detaching && detach(&st, dc, channels))
         goto detached;
     if (begin_direct(&st, direct)) {
@@ -579,6 +655,14 @@ int sse_stream_handler(request_rec *r)
         if (beat) {
             apr_time_t due = st.last_write + beat;
             wait = due > apr_time_now() ? due - apr_time_now() : 0;
+        }
+        /* A hub's stream wakes up when its token expires, to end. */
+        if (hub && hub->ends) {
+            apr_time_t now = apr_time_now();
+            if (now >= hub->ends)
+                break;
+            if (hub->ends - now < wait)
+                wait = hub->ends - now;
         }
         sse_registry_w_wait(st.sub, wait, batch);
         if (batch->direct_last > st.last) {
@@ -661,7 +745,8 @@ int sse_stream_handler(request_rec *r)
         r->connection->aborted = 1;
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, SSE_LOGNO(00307) "stream ends: %s",
                   rv != APR_SUCCESS ? "client gone" :
-                  batch->ended ? "channel deleted" : "child stopping");
+                  batch->ended ? "channel deleted" :
+                  batch->stopping ? "child stopping" : "its token expired");
     sse_registry_w_unsubscribe(st.sub);
     return OK;
 

@@ -39,6 +39,44 @@ const char *sse_wire_check_channel(const char *s, size_t len)
     return NULL;
 }
 
+const char *sse_wire_check_hub_channel(const char *s, size_t len)
+{
+    if (len < 2 || s[0] != SSE_WIRE_HUB_MARK)
+        return "a hub's channel is '#' and a channel name";
+    return sse_wire_check_channel(s + 1, len - 1) ? "a hub's channel is '#' and a channel name"
+                                                  : NULL;
+}
+
+const char *sse_wire_check_meta(const char *s, size_t len)
+{
+    size_t i;
+    int start = 1;
+
+    if (len == 0)
+        return "metadata is empty";
+    for (i = 0; i < len; i++) {
+        if (start && s[i] != ':')
+            return "metadata lines must be comments (begin with ':')";
+        if (s[i] == '\r' || s[i] == '\0')
+            return "metadata contains a CR or a NUL";
+        start = s[i] == '\n';
+    }
+    return start ? NULL : "metadata must end with a line feed";
+}
+
+size_t sse_wire_meta_len(const char *frame, size_t len)
+{
+    size_t n = 0;
+
+    while (n < len && frame[n] == ':') {
+        const char *lf = memchr(frame + n, '\n', len - n);
+        if (!lf)
+            break;
+        n = (size_t)(lf - frame) + 1;
+    }
+    return n;
+}
+
 /* Length of the UTF-8 sequence at s (at most len bytes), 0 if invalid:
  * clients decode the stream as UTF-8, so an id that is not would come
  * back in Last-Event-ID altered and never match again. */
@@ -235,6 +273,7 @@ size_t sse_wire_frame_size(const sse_wire_event *ev)
     size_t size = 0, lines = 1, breaks = 0, i;
     char tmp[16];
 
+    size += ev->meta_len;                               /* comment lines, as they are */
     if (ev->id_len)
         size += 4 + ev->id_len + 1;                     /* "id: " v "\n" */
     if (ev->event_len)
@@ -269,6 +308,7 @@ size_t sse_wire_frame(char *out, const sse_wire_event *ev)
     const char *d = ev->data, *end = ev->data + ev->data_len, *line;
     char tmp[16];
 
+    p = put(p, ev->meta, ev->meta_len);
     if (ev->id_len) {
         p = put(p, "id: ", 4);
         p = put(p, ev->id, ev->id_len);

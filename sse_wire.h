@@ -44,6 +44,25 @@ const char *sse_wire_parse_retry(const char *s, size_t len, uint32_t *out);
  * choose such ids: they would collide with the ordering of server ids). */
 int sse_wire_is_server_form(const char *s, size_t len);
 
+/* A hub's channel (the sse-mercure handler's, sse_mercure.h): '#' and then
+ * 1..SSE_CHANNEL_MAX - 1 bytes a channel name may hold. No name a client
+ * gives sse-stream or sse-publish can begin with '#', so a hub's channel is
+ * reached only through its hub, and its events (which carry metadata, see
+ * below) never reach a plain stream. NULL when s is one, else why not. */
+#define SSE_WIRE_HUB_MARK '#'
+const char *sse_wire_check_hub_channel(const char *s, size_t len);
+
+/* Metadata that travels with an event of a hub's channel: whole SSE comment
+ * lines (each ":" ... "\n", no CR, LF or NUL inside, at least one line),
+ * written at the start of the event's frame, before its fields. A client
+ * ignores comments, but the hub's streams strip them before writing
+ * (sse_wire_meta_len) and read them to decide who gets the event. NULL
+ * when s is such lines, else why not. */
+const char *sse_wire_check_meta(const char *s, size_t len);
+/* Bytes of the comment lines a frame begins with (0 for every frame of a
+ * plain channel, which begins with a field). */
+size_t sse_wire_meta_len(const char *frame, size_t len);
+
 /* Parses a server-form id into a stamp; 0 when it is not one we could have
  * issued (wrong form, or numbers out of range). */
 int sse_wire_parse_server_id(const char *s, size_t len, uint64_t *stamp);
@@ -59,12 +78,14 @@ size_t sse_wire_format_id(uint64_t stamp, char buf[SSE_ID_BUFSIZE]);
  * expired. A stamp s is within the TTL exactly when s >= the floor. */
 uint64_t sse_wire_expiry_floor(uint64_t now_ms, uint64_t ttl_ms);
 
-/* One event to frame. event and id may be NULL/0; retry < 0 means none. */
+/* One event to frame. event and id may be NULL/0; retry < 0 means none;
+ * meta (sse_wire_check_meta) NULL/0 but for a hub's events. */
 typedef struct {
     const char *id;     size_t id_len;
     const char *event;  size_t event_len;
     long        retry;
     const char *data;   size_t data_len;
+    const char *meta;   size_t meta_len;
 } sse_wire_event;
 
 /* Exact size of the frame of ev, and the framing itself (out must hold

@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
     size_t len[3];
     uint64_t stamp;
     char idbuf[SSE_ID_BUFSIZE];
-    sse_wire_event ev = { NULL, 0, NULL, 0, -1, NULL, 0 };
+    sse_wire_event ev = { NULL, 0, NULL, 0, -1, NULL, 0, NULL, 0 };
     unsigned flags;
 
     memcpy(head, d, n < 9 ? n : 9);

@@ -200,7 +200,7 @@ static inline void fuzz_check_body_events(apr_pool_t *p, const apr_array_header_
         {
             sse_wire_event w = { ev->id.s, ev->id.s ? ev->id.len : 0,
                                  ev->event.s, ev->event.s ? ev->event.len : 0,
-                                 ev->retry, ev->data.s, ev->data.len };
+                                 ev->retry, ev->data.s, ev->data.len, NULL, 0 };
             fuzz_roundtrip(p, &w);
         }
     }

@@ -121,7 +121,7 @@ static void op_publish(input *in)
     sse_ring_msg msg;
     uint64_t head, stamp = 0, last = sse_ring_last_stamp(S.r);
     model_rec rec;
-    sse_wire_event ev;
+    sse_wire_event ev = { 0 };     /* meta: none, as msg has none */
     int fits, rv;
 
     for (i = 0; i < nchan; i++) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpora fuzz/corpus/<target>/ from the inputs the tests
 use (tests/unit/test_units.c, tests/test_publish.py, the text/event-stream
-bodies of tests/test_publish_response.py and tests/test_php.py), encoded the
+bodies of tests/test_publish_response.py and tests/test_php.py, Mercure JWTs
+signed here for fuzz/jwt.c's keys), encoded the
 way each target reads its input (see the opening comment of fuzz/<target>.c).
 
     /usr/bin/python3 fuzz/seeds.py      # rewrites every fuzz/corpus/<target>/
@@ -9,7 +10,9 @@ way each target reads its input (see the opening comment of fuzz/<target>.c).
 Each seed is a file named by the SHA-1 of its bytes, as libFuzzer names
 what it finds. Kept small: a few dozen files per target, a few KiB each.
 """
+import base64
 import hashlib
+import hmac
 import json
 import shutil
 import struct
@@ -122,6 +125,60 @@ CHANNELS = [
 ]
 
 
+# Mercure JWTs for fuzz/jwt.c: valid for each of its keys (the HS256
+# secret, the RS256 key, the HS256 key holding the RS256 key's PEM), then
+# the refused kinds of tests/unit/test_units.c (alg none, other algs,
+# expired, not yet valid, malformed claims, broken forms).
+JWT_SECRET = b"fuzz-secret-of-thirty-two-bytes!"
+JWT_RSA_PEM = (b"-----BEGIN PUBLIC KEY-----\n"
+               b"MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA4DlF9a9G+SD4hcXjDo+3\n"
+               b"VtJz+f4SQxhryJIoo7NfB0UNpD1JuQnb+AA3WcdAE+jWW8f5eF3B9YSuMGDUvI24\n"
+               b"ffBI3NuAIDquHUtpEqtiEncwRaxsgLUGLIZcMM1JV0mCezskWYmaSpzpDQrd9kLn\n"
+               b"xcoGJ3JbISLFpp3v5XDv1rdoloKet7qGqRKVpAzX1iaaHT0HdtQrPCWYpCQtXgu9\n"
+               b"Tpz0tdQOS47KOA2srDYAUTPnnQWXI0t+zCcE9sOeF7rQlvcO5p7OlGT7YQUzxljx\n"
+               b"BKE/cIXlxW3w7C1uRgQ4u12XqMnGYB9bbqdlgOQdYW0fbXUzj/CzfCLLx2L+waRD\n"
+               b"6wIDAQAB\n"
+               b"-----END PUBLIC KEY-----\n")
+# Signed once with the private key of JWT_RSA_PEM (openssl dgst -sha256
+# -sign), which was not kept.
+JWT_RS256 = (b"eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE5MDAwMDAwMDAsIm1lcmN1cmUiOnsicHVi"
+             b"bGlzaCI6WyIqIl0sInN1YnNjcmliZSI6WyJodHRwczovL2V4YW1wbGUuY29tL2Jvb2tzL3tpZH0iXSwi"
+             b"cGF5bG9hZCI6eyJ1IjoxfX19.IHm9PrYiVsTXlh1cLe-tOQm5kdu4Zx5tGI62CmGzKL-3BiJKPRa66cm2"
+             b"RGDk_ufCq2x7BP4ZPkUa5h3usfb55urt717O5ZWaMYthnClD5U_6zuYuCslUXRHVEoMIFbfQD8kdAc3AZ"
+             b"RF1JTcGtblxA22EYwpjqlxTw2yLJFtlAVZ8XrTzkSqoF-TIYNDMjFxovygzB6wyenE-7I3CjssXEYNGSM"
+             b"i2a83qG_y1BupiOJMrsbnD2Pew6g2RBEeTyhasK_JmHLE_ONrYmPvTRmYuoRRip7EhvxXIuIMvi5wJ78b"
+             b"2TiMGvHJW-N4em0W0NDrwJSp9tNpfXd_fC_9pmEAgsA")
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=")
+
+
+def jwt_seed(head, claims, secret=JWT_SECRET, sig=None):
+    signing = b64url(head) + b"." + b64url(claims)
+    if sig is None:
+        sig = b64url(hmac.new(secret, signing, hashlib.sha256).digest())
+    return signing + b"." + sig
+
+
+HS = b'{"alg":"HS256","typ":"JWT"}'
+MERCURE = (b'{"exp":1900000000,"mercure":{"publish":["https://example.com/books/{id}","*"],'
+           b'"subscribe":["https://example.com/users/dunglas/{?topic}"],'
+           b'"payload":{"user":"https://example.com/users/dunglas","n":[1,2.5,null]}}}')
+JWTS = [
+    jwt_seed(HS, MERCURE), jwt_seed(HS, b"{}"), jwt_seed(b'{"alg":"HS256"}', b'{"nbf":1700000000.5}'),
+    jwt_seed(HS, b'{"mercure":{"publish":[],"subscribe":null,"payload":"s"}}'),
+    JWT_RS256, jwt_seed(HS, MERCURE, secret=JWT_RSA_PEM),
+    jwt_seed(b'{"alg":"RS256","typ":"JWT"}', MERCURE, secret=JWT_RSA_PEM),
+    jwt_seed(b'{"alg":"none"}', MERCURE, sig=b""), jwt_seed(b'{"alg":"HS512"}', MERCURE),
+    jwt_seed(HS, b'{"exp":1700000000}'), jwt_seed(HS, b'{"nbf":1900000000}'),
+    jwt_seed(HS, b'{"mercure":{"publish":"*"}}'), jwt_seed(HS, b'{"exp":"soon"}'),
+    jwt_seed(b'{"alg":"HS256","typ":"at+jwt"}', b"{}"), jwt_seed(b'{"alg":"HS256","crit":["x"]}', b"{}"),
+    jwt_seed(HS, b'{"exp":1,"exp":1900000000}'), jwt_seed(HS, MERCURE, secret=b"wrong"),
+    JWT_RS256 + b".x", JWT_RS256[:-1], b"a.b", b"a.b.c.d", b"...", b"",
+]
+
+
 def frame_seed(flags, stamp, id_=b"", event=b"", data=b""):
     return bytes([flags]) + struct.pack("<Q", stamp) + id_ + b"\0" + event + b"\0" + data
 
@@ -193,6 +250,36 @@ RINGS += [
     bytes.fromhex("96000000 21ffffd2 3ac2a401 00"),
 ]
 
+# Topic selectors: (selector, topic, expansion bytes), from
+# tests/unit/test_units.c test_topic_* (RFC 6570's examples among them).
+TOPICS = [
+    (b"*", b"https://example.com/books/1", b""), (b"https://example.com/books/1", b"https://example.com/books/1", b""),
+    (b"https://example.com/books/1", b"https://example.com/books/10", b""), (b"a\0b", b"a\0b", b""),
+    (b"https://example.com/books/{id}", b"https://example.com/books/1", b"\x01\x00\x03abc"),
+    (b"https://example.com/books/{id}", b"https://example.com/books/1/2", b"\x01\x00\x07a/b c\xc3\xa9"),
+    (b"https://example.com/{+path}", b"https://example.com/a/b?c=d#e", b"\x01\x00\x06/a%2Fb"),
+    (b"/doc{#frag}", b"/doc#s1/a", b"\x02\x02\x02ab\x01c"), (b"/file{.ext}", b"/file.tar.gz", b"\x02\x01"),
+    (b"/books{/a,b}", b"/books/1/2/3", b"\x01\x00\x01x\x01\x00\x01y"),
+    (b"/books{/id*}", b"/books/1/2/3", b"\x03\x02\x01k\x01v\x01j\x00\x01w"),
+    (b"/m{;x,y}", b"/m;x=1;y=2", b"\x01\x00\x00\x01\x00\x02ab"),
+    (b"/s{?q,r}", b"/s?q=1&r=2&t=3", b"\x02\x02\x01a\x00\x01\x00\x00"),
+    (b"/s?a=1{&b*}", b"/s?a=1&b=2&c=3", b"\x03\x01\x01k\x00"),
+    (b"{x,keys*}", b"semi=%3B,dot=.", b"\x00\x00\x03\x02\x04semi\x01;\x03dot\x01."),
+    (b"{var:3}", b"value", b"\x01\x00\x05value"), (b"{/var:1,var}", b"/v/value", b""),
+    (b"{/list*,path:4}", b"/red/green/blue/%2Ffoo", b"\x02\x02\x03red\x05green\x04blue\x01\x00\x04/foo"),
+    (b"X{.keys*}", b"X.semi=%3B.dot=..comma=%2C", b"\x03\x02\x04semi\x01;\x03dot\x01."),
+    (b"{?keys*}", b"?semi=%3B&dot=.&comma=%2C", b""), (b"{&list}", b"&list=red,green,blue", b""),
+    (b"up{+path}{var}/here", b"up/foo/barvalue/here", b""),
+    (b"https://example.com/users/{uid}/books/{bid}{?format}", b"https://example.com/users/u1/books/b2?format=json", b""),
+    (b"/caf\xc3\xa9/{x}", b"/caf\xc3\xa9/1", b""), (b"/%41/{x}", b"/A/1", b""), (b"'{x}'", b"'a'", b""),
+    (b"{x}", b"%aF%Af", b""), (b"{x}", b"%ag", b""),
+    (b"{", b"{", b""), (b"{x:0}", b"", b""), (b"{x:10000}", b"", b""), (b"{x:3*}", b"", b""),
+    (b"{x..y}", b"", b""), (b"{=x}", b"", b""), (b"{}", b"", b""), (b"a b{x}", b"", b""),
+    (b"a}{x}", b"", b""), (b"\xed\xa0\x80{x}", b"", b""), (b"\xef\xb7\x90{x}", b"", b""),
+    (b"\xf3\xa1\x80\x80{x}", b"", b""), (b"{x%41.b_1:9999,y*}", b"1,k=v", b""),
+    (b"{x}{x}{x}{x}{x}{x}{x}{x}{/z}", b"a" * 60 + b"/", b""), (b"{/a*}" * 10, b"/a" * 30 + b" ", b""),
+]
+
 TARGETS = {
     "body_form": FORMS,
     "body_json": JSONS,
@@ -208,6 +295,8 @@ TARGETS = {
     "frame": FRAMES,
     "num": NUMS,
     "ring": RINGS,
+    "topic": [b"\n" + b"\n".join(t) for t in TOPICS],
+    "jwt": JWTS,
 }
 
 

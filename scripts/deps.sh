@@ -23,7 +23,9 @@ log() { echo "deps.sh: $*" >&2; }
 # Building the module. build-essential: apxs needs a C compiler and make
 # (absent on minimal images).
 # libhiredis-dev: the Redis client of the SSERedis store (sse_store_redis.c).
-BUILD=(build-essential apache2-dev libjansson-dev libhiredis-dev)
+# libjwt-dev, libssl-dev: the Mercure hub's JWT verification (sse_jwt.c):
+# libjwt checks signatures, libcrypto reads the public keys.
+BUILD=(build-essential apache2-dev libjansson-dev libhiredis-dev libjwt-dev libssl-dev)
 # Packaging (`make deb`, and tests/test_deb.py in `make test`): debhelper
 # (compat 13). dh_apache2 comes with apache2-dev, which provides the
 # virtual dh-apache2 of debian/control's Build-Depends; dpkg-buildpackage
@@ -54,8 +56,11 @@ if [ "$MODE" = test ]; then
     # below if it runs anyway).
     # redis-server: tests/test_redis.py starts its own (Debian's service is
     # kept from starting like the others, and stopped below if it runs).
+    # php-symfony-mercure: the Mercure publisher of tests/test_mercure_php.py;
+    # python3-jwt: a second reader of the tokens its tests mint.
     PKGS+=(python3-pytest nodejs npm php-cli chromium nghttp2-client openssl redis-server
-           php-cgi php-fpm libapache2-mod-php clang libclang-rt-14-dev prometheus)
+           php-cgi php-fpm libapache2-mod-php clang libclang-rt-14-dev prometheus
+           php-symfony-mercure python3-jwt)
 fi
 
 installed() {

@@ -22,6 +22,9 @@ RANGES = {
     "sse_registry.c": 700, "sse_store.c": 800, "sse_store_ring.c": 900,
     "sse_config.c": 1000, "mod_sse.c": 1100, "sse_store_redis.c": 1200,
     "sse_detach.c": 1700,
+    "sse_mercure.c": 1300,
+    # sse_jwt.c is a pure unit and logs nothing; its range is kept free.
+    "sse_jwt.c": 1600,
 }
 CALL = re.compile(r"ap_log_[a-z]*error\s*\(")
 TAG = re.compile(r'SSE_LOGNO\((\d{5})\)\s*((?:"(?:[^"\\]|\\.)*"\s*|[A-Z_][A-Z0-9_]*\s*)*)')

@@ -193,9 +193,9 @@ def test_deb_metadata(deb):
     api = re.search(r"^our \$API = \"(\d+)\";", Path("/usr/bin/dh_apache2").read_text(), re.M)
     depends = [d.strip() for d in fields["Depends"].split(",")]
     names = sorted(re.match(r"[a-z0-9.+-]+", d).group(0) for d in depends)
-    assert names == sorted(["libc6", "libjansson4", "libhiredis0.14",
+    assert names == sorted(["libc6", "libjansson4", "libhiredis0.14", "libjwt0", "libssl3",
                             f"apache2-api-{api.group(1)}", "apache2-bin"]), fields["Depends"]
-    for lib in ("libjansson4", "libhiredis0.14"):
+    for lib in ("libjansson4", "libhiredis0.14", "libjwt0", "libssl3"):
         assert re.fullmatch(re.escape(lib) + r" \(>= [\d.]+\)",
                             next(d for d in depends if d.startswith(lib + " "))), depends
     # The files: the module, sse.load and sse.conf, and the documentation

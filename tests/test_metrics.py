@@ -22,8 +22,8 @@ from ssetest.channels import chan_query, uniq
 from ssetest.clients import NodeClient, SSEClient, read_all, request, subscribe
 from ssetest.env import DETACH_ALL, MPMS
 from ssetest.httpd import SMALL_MPM
-from ssetest.metrics import (METRICS, PROMETHEUS_TYPE, REASONS, STATUS_LOCATION,
-                             status_json, status_prometheus, wait_figure)
+from ssetest.metrics import (METRICS, PROMETHEUS_TYPE, REASONS, REDIS_METRICS,
+                             STATUS_LOCATION, status_json, status_prometheus, wait_figure)
 from ssetest.procs import free_port, terminate
 from ssetest.publish import pub_json, pub_raw, publish_ok
 from ssetest.wire import HEARTBEAT
@@ -45,8 +45,9 @@ GAUGES = ("sse_streams_detached", "sse_subscribers", "sse_slow_subscribers", "ss
 
 
 def zero_figures():
-    """The JSON form of a fresh server, apart from the ring's fixed size."""
-    out = {name: 0 for name in METRICS}
+    """The JSON form of a fresh server, apart from the ring's fixed size
+    (without SSERedis: no Redis metrics at all)."""
+    out = {name: 0 for name in METRICS if name not in REDIS_METRICS}
     out["sse_publish_rejected_total"] = {r: 0 for r in REASONS}
     out["top_channels"] = []
     return out
@@ -685,6 +686,6 @@ def test_readme_documents_every_metric():
     from ssetest.env import REPO
     text = (REPO / "README.md").read_text()
     section = text.split("### Metrics", 1)[1].split("\n## ", 1)[0]
-    rows = dict(re.findall(r"^\| `(sse_[a-z_]+)(?:\{reason\})?` \| (gauge|counter) \|",
+    rows = dict(re.findall(r"^\| `(sse_[a-z_]+)(?:\{(?:reason|op)\})?` \| (gauge|counter) \|",
                            section, re.M))
     assert rows == METRICS

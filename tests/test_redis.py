@@ -13,21 +13,32 @@ Redis keeps, sse-gap for an id Redis no longer keeps; Redis SIGKILLed
 mid-stream (streams stay, publishes get 503 + Retry-After + JSON, delivery
 resumes once Redis is back without restarting httpd, lost and back logged
 once each); a key of another type; DELETE and subscriber counts across
-servers; bad SSERedis values fail at start-up naming the directive."""
+servers; bad SSERedis values fail at start-up naming the directive;
+sse_redis_up and sse_redis_errors_total (exact per refused request, absent
+without SSERedis); HTTP/2 (h2c, TLS) and CORS streams on one server getting
+events published on the other."""
 import json
 import os
+import re
+import shutil
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
-from ssetest.channels import uniq
+from browser import CurlStream, make_cert
+from ssetest.channels import chan_query, uniq
 from ssetest.clients import request, subscribe
 from ssetest.env import MPMS
+from ssetest.httpd import BASE_MODULES
+from ssetest.metrics import (REDIS_OPS, STATUS_LOCATION, parse_prometheus, status_json,
+                             status_prometheus, wait_figure)
 from ssetest.publish import pub_json, pub_raw, publish_ok, wait_subscribers
 from ssetest.redis import REDIS_SERVER, RedisServer
-from ssetest.wire import HEARTBEAT, assert_strictly_increasing, server_id_key, wire_event
+from ssetest.wire import (HEARTBEAT, SERVER_ID_RE, assert_strictly_increasing, server_id_key,
+                          wire_event)
 from testmod import sse_testmod_conf
 
 
@@ -424,6 +435,50 @@ def test_redis_killed_and_restarted_mid_stream(pair, redis):
         assert not [l for l in log.splitlines() if "SSE00101" in l and "[sse:error]" in l]
 
 
+def _publish_pids(h):
+    """The pid of the child that served each publish, in order (the access
+    log's last field)."""
+    return [int(l.split()[-1]) for l in h.access_log_path.read_text().splitlines()
+            if '"POST /pub?' in l]
+
+
+def test_every_child_publishes_at_once_when_redis_is_back(httpd, redis):
+    """Redis restarted closes every child's publish connection. A child
+    finds that before it sends (the idle connection is readable), so its
+    first publish after Redis is back reconnects and succeeds: no 503 for
+    a connection that died while idle."""
+    prefork = """
+StartServers 3
+MinSpareServers 3
+MaxSpareServers 3
+ServerLimit 3
+MaxRequestWorkers 3
+MaxConnectionsPerChild 0
+"""
+    h = httpd(mpm="prefork", mpm_conf=prefork, server_conf=redis_conf(redis, uniq("bk") + ":"))
+    chan = uniq("bk")
+    deadline = time.monotonic() + 30
+    while len(set(_publish_pids(h)) & set(h.children())) < 3:
+        assert time.monotonic() < deadline, (h.children(), _publish_pids(h))
+        publish_ok(h.port, chan, "warm")
+    children = set(h.children())
+    assert len(children) == 3
+    redis.kill()
+    redis.start()
+    wait_log(h, "SSE01202")
+    before = len(_publish_pids(h))
+    sent = []
+    # No stream meanwhile: under prefork it would hold one of the three.
+    while not children <= set(_publish_pids(h)[before:]):
+        assert time.monotonic() < deadline + 30, _publish_pids(h)[before:]
+        r = pub_raw(h.port, chan, f"back{len(sent)}")
+        assert r.status == 200, r
+        sent.append((r.json["id"], f"back{len(sent)}".encode()))
+    with subscribe(h.port, chan, headers={"Last-Event-ID": sent[0][0]}) as s:
+        assert [(e.id, e.data) for e in s.next_events(len(sent) - 1)] == sent[1:]
+    assert "a connection failed" not in h.error_log()
+
+
 def test_publish_with_redis_never_up_is_503(httpd, redis):
     port = redis.port
     redis.kill()
@@ -618,3 +673,198 @@ def test_redis_directives_only_server_wide(httpd):
     rc, out = httpd(conf="<Location /x>\nSSERedis redis://127.0.0.1\n</Location>\n",
                     start=False).config_test()
     assert rc != 0 and "SSERedis" in out, out
+
+
+# ---------------------------------------------------------------- metrics
+
+def redis_errors(figures):
+    return figures["sse_redis_errors_total"]
+
+
+def test_metrics_without_redis_leave_redis_out(httpd):
+    """Without SSERedis the Redis metrics are absent from both forms (an
+    sse_redis_up of 0 there would fire the alert on every server)."""
+    h = httpd(conf=STATUS_LOCATION)
+    got = status_json(h.port)
+    assert not [k for k in got if k.startswith("sse_redis")], got
+    status_prometheus(h.port)       # asserts the exact set of metrics, Redis's left out
+    text = request(h.port, "GET", "/sse-status?format=prometheus").body.decode()
+    assert "sse_redis" not in text
+
+
+def test_metrics_redis_up_errors_and_back(httpd, redis):
+    prefix = uniq("met") + ":"
+    h = httpd(conf=STATUS_LOCATION, server_conf=redis_conf(redis, prefix))
+    wait_following(h)
+    chan = uniq("met")
+    zero = {op: 0 for op in REDIS_OPS}
+    with subscribe(h.port, chan, path="/events-nohb") as s:
+        first = publish_ok(h.port, chan, "up")
+        assert s.next_event(10).id == first
+        got = status_json(h.port)
+        assert got["sse_redis_up"] == 1 and redis_errors(got) == zero, got
+        prom = status_prometheus(h.port, redis=True)
+        assert prom["sse_redis_up"] == 1.0
+        assert prom["sse_redis_errors_total"] == {op: 0.0 for op in REDIS_OPS}
+
+        redis.kill()
+        # One publish refused: exactly one publish error, and Redis is down.
+        r = pub_raw(h.port, chan, b"down")
+        assert r.status == 503, r
+        got = status_json(h.port)
+        assert got["sse_redis_up"] == 0, got
+        assert redis_errors(got)["publish"] == 1, got
+        assert got["sse_publish_rejected_total"]["unavailable"] == 1, got
+        # The follower counts each failed attempt (it retries every 2 s at most).
+        wait_log(h, "SSE01201")
+        got = status_json(h.port)
+        assert redis_errors(got)["follow"] >= 1, got
+        # A second publish (within the second after a failed connection:
+        # refused at once), a DELETE and a channel info: one each.
+        assert pub_raw(h.port, chan, b"down again").status == 503
+        r = request(h.port, "DELETE", "/pub?channel=" + chan)
+        assert r.status == 503, r
+        r = request(h.port, "GET", "/pub?channel=" + chan)
+        assert r.status == 200 and r.json["subscribers"] == 1, r   # this server's alone
+        got = status_json(h.port)
+        assert got["sse_redis_up"] == 0, got
+        errs = redis_errors(got)
+        assert (errs["publish"], errs["delete"], errs["read"]) == (2, 1, 1), got
+        # The Prometheus form says the same, and promtool accepts it.
+        body = request(h.port, "GET", "/sse-status?format=prometheus").body
+        prom = parse_prometheus(body.decode(), redis=True)
+        assert prom["sse_redis_up"] == 0.0
+        assert prom["sse_redis_errors_total"]["publish"] == 2.0
+        assert prom["sse_redis_errors_total"]["delete"] == 1.0
+        promtool = shutil.which("promtool")
+        if not promtool:
+            pytest.fail("promtool is missing: run scripts/deps.sh (Debian package prometheus)")
+        p = subprocess.run([promtool, "check", "metrics"], input=body, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        assert p.returncode == 0 and p.stdout == b"", p.stdout.decode(errors="replace")
+
+        redis.start()
+        # The follower reconnects within its 2 s backoff: up again, by itself.
+        wait_figure(h.port, "sse_redis_up", 1, timeout=15)
+        wait_log(h, "SSE01202")
+        follow = redis_errors(status_json(h.port))["follow"]
+        # A child whose connection failed less than a second ago still
+        # answers 503 at once (README "Redis down"): let that second pass.
+        time.sleep(1.1)
+        after = publish_ok(h.port, chan, "back")
+        assert s.next_event(10).raw == wire_event(after, b"back")
+        got = status_json(h.port)
+        assert got["sse_redis_up"] == 1, got
+        assert redis_errors(got) == {"publish": 2, "delete": 1, "read": 1, "follow": follow}, got
+
+
+# ---------------------------------------------------------------- HTTP/2 and CORS
+
+H2_TLS_CONF = """
+Protocols h2c http/1.1
+Listen 127.0.0.1:{tls}
+<VirtualHost 127.0.0.1:{tls}>
+    ServerName 127.0.0.1
+    Protocols h2 http/1.1
+    SSLEngine on
+    SSLCertificateFile "{dir}/cert.pem"
+    SSLCertificateKeyFile "{dir}/key.pem"
+</VirtualHost>
+"""
+
+
+def curl_h2_publish(port, chan, data, event):
+    """A publish over HTTP/2 (h2c, prior knowledge) with curl: (status line, JSON)."""
+    p = subprocess.run(
+        ["curl", "-sS", "--http2-prior-knowledge", "-D", "-", "--max-time", "10",
+         "-X", "POST", "-H", "Content-Type: application/octet-stream",
+         "-H", f"SSE-Event: {event}", "--data-binary", "@-",
+         f"http://127.0.0.1:{port}/pub{chan_query(chan)}"],
+        input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    head, body = p.stdout.split(b"\r\n\r\n", 1)
+    return head.decode("latin-1").split("\r\n")[0].rstrip(), json.loads(body)
+
+
+def test_http2_subscribers_on_b_get_a_publish_over_http2(server, redis):
+    """Two servers on one Redis, both speaking HTTP/2: streams on B over
+    h2c and h2 (TLS) get, exactly, an event published on A over h2c."""
+    prefix = uniq("h2") + ":"
+    a = server(name="redis-h2-a", modules=BASE_MODULES + ["http2"],
+               server_conf="Protocols h2c http/1.1\n" + redis_conf(redis, prefix))
+    b = server(name="redis-h2-b", start=False, extra_ports=("tls",),
+               modules=BASE_MODULES + ["http2", "ssl", "socache_shmcb"],
+               server_conf=H2_TLS_CONF + redis_conf(redis, prefix))
+    make_cert(b.dir)
+    b.start()
+    wait_following(a, b)
+    chan = uniq("h2")
+    path = f"/events-nohb{chan_query(chan)}"
+    with CurlStream(f"http://127.0.0.1:{b.port}{path}", ["--http2-prior-knowledge"]) as h2c, \
+            CurlStream(f"https://127.0.0.1:{b.ports['tls']}{path}", ["-k", "--http2"]) as h2:
+        wait_subscribers(b.port, chan, 2)
+        # A counts B's streams once B's follower has reported them.
+        assert wait_info(a, chan, 2).json["subscribers"] == 2
+        data = "over h2 ✓\nsecond line".encode()
+        status, answer = curl_h2_publish(a.port, chan, data, "h2ev")
+        assert status == "HTTP/2 200", status
+        assert SERVER_ID_RE.match(answer["id"]) and answer["subscribers"] == 2, answer
+        want = wire_event(answer["id"], data, event="h2ev")
+        for s in (h2c, h2):
+            s.wait_for(want, timeout=10)
+            assert bytes(s.body) == want
+            assert re.search(r"^HTTP/2 200 ?\r?$", s.headers_text(), re.M), s.headers_text()
+            assert re.search(r"^content-type: text/event-stream; charset=utf-8\r?$",
+                             s.headers_text(), re.M | re.I), s.headers_text()
+        # And the other way: B publishes over HTTP/1.1, its own h2 streams get it.
+        second = publish_ok(b.port, chan, "from b")
+        for s in (h2c, h2):
+            s.wait_for(want + wire_event(second, b"from b"), timeout=10)
+            assert bytes(s.body) == want + wire_event(second, b"from b")
+
+
+CORS_REDIS_CONF = """
+<Location /cors/events>
+    SetHandler sse-stream
+    SSEHeartbeat 0
+    SSECorsOrigin https://app.example
+    SSECorsCredentials on
+</Location>
+"""
+
+
+def test_cors_stream_on_b_gets_a_publish(httpd, redis):
+    """CORS with SSERedis: B's preflight and credentialed stream get the
+    exact headers, and the stream the event published on A."""
+    prefix = uniq("cors") + ":"
+    a = httpd(server_conf=redis_conf(redis, prefix), name="redis-cors-a")
+    b = httpd(conf=CORS_REDIS_CONF, server_conf=redis_conf(redis, prefix), name="redis-cors-b")
+    wait_following(a, b)
+    chan = uniq("cors")
+    origin = "https://app.example"
+    r = request(b.port, "OPTIONS", "/cors/events?channel=" + chan, headers={
+        "Origin": origin, "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "last-event-id"})
+    assert r.status == 204 and r.body == b"", r
+    assert {k: v for k, v in r.headers.items() if k.startswith("access-control-")} == {
+        "access-control-allow-origin": origin,
+        "access-control-allow-credentials": "true",
+        "access-control-allow-methods": "GET",
+        "access-control-allow-headers": "last-event-id",
+        "access-control-max-age": "600"}, r.headers
+    assert "origin" in [v.strip().lower() for v in r.headers["vary"].split(",")], r.headers
+    with subscribe(b.port, chan, path="/cors/events",
+                   headers={"Origin": origin, "Cookie": "session=1"}) as s:
+        assert {k: v for k, v in s.headers.items() if k.startswith("access-control-")} == {
+            "access-control-allow-origin": origin,
+            "access-control-allow-credentials": "true"}, s.headers
+        assert "origin" in [v.strip().lower() for v in s.headers["vary"].split(",")]
+        wait_subscribers(b.port, chan, 1)
+        id_ = publish_ok(a.port, chan, "cross-origin, cross-server", event="c")
+        assert s.next_event(10).raw == wire_event(id_, b"cross-origin, cross-server", event="c")
+        s.assert_no_event(0.3)
+    # An origin not listed: the stream still flows (CORS is the browser's
+    # business), without the headers.
+    with subscribe(b.port, chan, path="/cors/events",
+                   headers={"Origin": "https://evil.example"}) as s:
+        assert not [k for k in s.headers if k.startswith("access-control-")], s.headers

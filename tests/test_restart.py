@@ -3,7 +3,9 @@ restart, children killed with SIGKILL while publishing."""
 import json
 import os
 import random
+import shutil
 import signal
+import subprocess
 import threading
 import time
 
@@ -11,7 +13,7 @@ import pytest
 
 from ssetest.channels import chan_query, uniq
 from ssetest.clients import NodeClient, SSEClient, request, subscribe
-from ssetest.env import MPMS
+from ssetest.env import MODULE_SO, MPMS, REPO
 from ssetest.httpd import SMALL_MPM
 from ssetest.procs import pid_alive
 from ssetest.publish import channel_info, pub_raw, publish_ok, wait_subscribers
@@ -91,6 +93,55 @@ def test_graceful_restart_twice_ring_kept(httpd):
     assert_strictly_increasing([i for i, _ in sent])
     with subscribe(h.port, chan, headers={"Last-Event-ID": sent[0][0]}) as s:
         assert [(e.id, e.data) for e in s.next_events(5)] == sent[1:]
+
+
+def test_graceful_restart_into_another_ring_layout(httpd, tmp_path):
+    """An upgrade reloads Apache gracefully into a build whose ring is laid
+    out differently: the new generation cannot read the kept ring, so it
+    starts a new one beside it (SSE00007) and serves from that; resuming
+    from an id of the old ring is a gap. Back to the first build, again."""
+    variant = tmp_path / "variant"
+    subprocess.run(["make", "-s", "-C", str(REPO), "variant", f"VARIANT_DIR={variant}",
+                    "CFLAGS_EXTRA=-Wc,-DSSE_RING_LAYOUT=999u"],
+                   check=True, stdout=subprocess.DEVNULL)
+    loaded = tmp_path / "mod_sse.so"
+    shutil.copy(MODULE_SO, loaded)
+
+    def switch_to(build):
+        # A new file renamed over the old, as dpkg does: the running
+        # processes keep the old mapping.
+        shutil.copy(build, tmp_path / "next.so")
+        os.rename(tmp_path / "next.so", loaded)
+
+    h = httpd(sse_module=loaded)
+    chan = uniq("layout")
+    with subscribe(h.port, chan) as s:
+        first = publish_ok(h.port, chan, "first")
+        assert s.next_event().raw == wire_event(first, b"first")
+        switch_to(variant / ".libs" / "mod_sse.so")
+        h.graceful(wait=False)
+        assert s.wait_eof(10), "stream still open 10s after SIGUSR1"
+        assert s.clean_end
+    second = publish_retry(h.port, chan, "second")
+    assert h.error_log().count("SSE00007") == 1, h.error_log()
+    with subscribe(h.port, chan, headers={"Last-Event-ID": first}) as s:
+        gap = s.next_event()
+        assert gap.event == "sse-gap"
+        assert json.loads(gap.data) == {"last_event_id": first, "oldest_id": second}
+        assert s.next_event().raw == wire_event(second, b"second")
+        third = publish_ok(h.port, chan, "third")
+        assert s.next_event().raw == wire_event(third, b"third")
+    info = channel_info(h.port, chan)
+    assert (info.json["messages"], info.json["last_id"]) == (2, third), info
+    switch_to(MODULE_SO)
+    h.graceful()
+    assert h.error_log().count("SSE00007") == 2
+    fourth = publish_retry(h.port, chan, "fourth")
+    with subscribe(h.port, chan, headers={"Last-Event-ID": third}) as s:
+        assert s.next_event().event == "sse-gap"
+        assert s.next_event().raw == wire_event(fourth, b"fourth")
+    log = h.error_log()
+    assert "Segmentation fault" not in log and "exit signal" not in log, log
 
 
 def test_node_eventsource_reconnects_across_graceful_restart(httpd):

@@ -154,7 +154,7 @@ class Httpd:
 
     def __init__(self, mpm="event", conf="", server_conf="", std_locations=True,
                  modules=None, mpm_conf=None, log_level="notice sse:debug",
-                 load_sse=True, name="httpd"):
+                 load_sse=True, sse_module=None, name="httpd"):
         assert mpm in MPMS, mpm
         self.mpm = mpm
         self.conf_extra = conf
@@ -166,6 +166,7 @@ class Httpd:
             log_level = " ".join(w for w in log_level.split() if not w.startswith("sse:"))
         self.log_level = log_level
         self.load_sse = load_sse
+        self.sse_module = Path(sse_module) if sse_module else MODULE_SO
         self.dir = Path(tempfile.mkdtemp(prefix=f"mod_sse-{name}-", dir="/tmp"))
         os.chmod(self.dir, 0o755)
         for sub in ("htdocs", "run", "logs"):
@@ -201,7 +202,7 @@ class Httpd:
                 continue
             lines.append(f'LoadModule {m}_module "{MODULES_DIR}/mod_{m}.so"')
         if self.load_sse:
-            lines.append(f'LoadModule sse_module "{MODULE_SO}"')
+            lines.append(f'LoadModule sse_module "{self.sse_module}"')
             if DETACH_ALL:
                 lines.append("SSEDetach on")
         lines.append(f"""{user}

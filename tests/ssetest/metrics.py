@@ -36,11 +36,16 @@ METRICS = {
     "sse_bytes_sent_total": "counter",
     "sse_stream_catchups_total": "counter",
     "sse_ring_evicted_events_total": "counter",
+    "sse_redis_up": "gauge",
+    "sse_redis_errors_total": "counter",
 }
+# Shown only by a server with SSERedis: the others leave them out.
+REDIS_METRICS = {"sse_redis_up", "sse_redis_errors_total"}
 REASONS = ("bad_request", "forbidden", "method_not_allowed", "too_large", "unavailable",
            "internal", "failed_response")
+REDIS_OPS = ("publish", "delete", "read", "follow")
 
-_SAMPLE = re.compile(r'^([a-z_]+)(?:\{reason="([a-z_]+)"\})? (\S+)$')
+_SAMPLE = re.compile(r'^([a-z_]+)(?:\{(?:reason|op)="([a-z_]+)"\})? (\S+)$')
 
 
 def status_json(port, path="/sse-status"):
@@ -51,17 +56,18 @@ def status_json(port, path="/sse-status"):
     return r.json
 
 
-def status_prometheus(port, path="/sse-status?format=prometheus", headers=None):
+def status_prometheus(port, path="/sse-status?format=prometheus", headers=None, redis=False):
     r = request(port, "GET", path, headers=headers)
     assert r.status == 200, r
     assert r.headers["content-type"] == PROMETHEUS_TYPE, r
-    return parse_prometheus(r.body.decode())
+    return parse_prometheus(r.body.decode(), redis)
 
 
-def parse_prometheus(text):
+def parse_prometheus(text, redis=False):
     """{name: value} with labelled samples as {name: {label: value}}; checks
     that each metric has exactly one HELP and one TYPE line before its
-    samples, and that nothing else is in the text."""
+    samples, and that nothing else is in the text. redis: the server has
+    SSERedis (the Redis metrics are there), else they must be absent."""
     out, helped, typed = {}, set(), {}
     assert text.endswith("\n"), text[-80:]
     for line in text.splitlines():
@@ -85,7 +91,8 @@ def parse_prometheus(text):
         else:
             assert name not in out, f"{name} twice"
             out[name] = v
-    assert typed == METRICS, typed
+    want = {k: v for k, v in METRICS.items() if redis or k not in REDIS_METRICS}
+    assert typed == want, typed
     return out
 
 
