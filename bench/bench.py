@@ -90,10 +90,10 @@ SCENARIOS = [
     # mercure` knows none). Subscribers hold a URI-template selector and a
     # subscriber token; updates are POSTed as Mercure forms with a JWT.
     dict(id=8, name="Mercure hub vs sse-stream", subs=1000, channels=1, rate=200, pub_conns=4,
-         servers=["mod_sse", "mercure"], rounds=1),
+         servers=["mod_sse", "mercure"]),
 ]
 
-ROUNDS = 3            # scenarios 1-4 and 7 run this many times, alternating the order;
+ROUNDS = 3            # scenarios 1-4, 7 and 8 run this many times, alternating the order;
                       # the table shows the median of each metric
 WARMUP = 2.0
 DURATION = 10.0
