@@ -99,13 +99,13 @@ SCENARIOS = [
     # mercure` knows none). Subscribers hold a URI-template selector and a
     # subscriber token; updates are POSTed as Mercure forms with a JWT.
     dict(id=8, name="Mercure hub vs sse-stream", subs=1000, channels=1, rate=200, pub_conns=4,
-         servers=["mod_sse", "mercure"], rounds=1),
+         servers=["mod_sse", "mercure"]),
     # Issue 11 (SSEDetach): scenarios 1 and 2 above run a third server,
     # "detached" (SSEDetach on, 2 event children of 64 threads). 9: 30,000
     # subscribers at 10 events/s, detached (4 children: each holds its
     # streams under the 20,000 descriptors a process may have here) against
-    # Nchan with 4 workers; the load generator runs as 2 processes
-    # (--procs) for the same reason.
+    # Nchan with 2 workers behind reuseport (15,000 each); the load
+    # generator runs as 2 processes (--procs) for the same reason.
     dict(id=9, name="30,000 subscribers", subs=30000, channels=1, rate=10, pub_conns=4,
          servers=["detached", "nchan"], rounds=1, procs=2, detached_children=4,
          nchan_workers=2, all_pss=True, ratios=[("detached", "nchan")]),
@@ -120,7 +120,7 @@ SCENARIOS = [
          all_pss=True, ratios=[("detached-prefork", "prefork")]),
 ]
 
-ROUNDS = 3            # scenarios 1-4 and 7 run this many times, alternating the order;
+ROUNDS = 3            # scenarios 1-4, 7 and 8 run this many times, alternating the order;
                       # the table shows the median of each metric
 WARMUP = 2.0
 DURATION = 10.0

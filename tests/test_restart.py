@@ -119,9 +119,16 @@ def test_graceful_restart_into_another_ring_layout(httpd, tmp_path):
         first = publish_ok(h.port, chan, "first")
         assert s.next_event().raw == wire_event(first, b"first")
         switch_to(variant / ".libs" / "mod_sse.so")
+        old_children = h.children()
         h.graceful(wait=False)
         assert s.wait_eof(10), "stream still open 10s after SIGUSR1"
         assert s.clean_end
+    # Until the old generation is gone, one of its children may still take
+    # a publish, into the old ring.
+    deadline = time.monotonic() + 15
+    while any(pid_alive(p) for p in old_children):
+        assert time.monotonic() < deadline, "old-generation children still alive"
+        time.sleep(0.1)
     second = publish_retry(h.port, chan, "second")
     assert h.error_log().count("SSE00007") == 1, h.error_log()
     with subscribe(h.port, chan, headers={"Last-Event-ID": first}) as s:
@@ -134,8 +141,13 @@ def test_graceful_restart_into_another_ring_layout(httpd, tmp_path):
     info = channel_info(h.port, chan)
     assert (info.json["messages"], info.json["last_id"]) == (2, third), info
     switch_to(MODULE_SO)
+    old_children = h.children()
     h.graceful()
     assert h.error_log().count("SSE00007") == 2
+    deadline = time.monotonic() + 15
+    while any(pid_alive(p) for p in old_children):
+        assert time.monotonic() < deadline, "old-generation children still alive"
+        time.sleep(0.1)
     fourth = publish_retry(h.port, chan, "fourth")
     with subscribe(h.port, chan, headers={"Last-Event-ID": third}) as s:
         assert s.next_event().event == "sse-gap"

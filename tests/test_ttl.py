@@ -190,16 +190,21 @@ def test_expiry_never_touches_live_events(h):
 
 
 def test_eventsource_resuming_after_the_ttl_sees_the_gap(h):
-    ch = uniq("es")
-    old = publish_ok(h.port, ch, "old")
-    wait_until_older_than(old, TTL * 1000 + 100)
-    new = publish_ok(h.port, ch, "new")
-    node = NodeClient(h.url("/ttl" + chan_query(ch)), 2, timeout=15, last_event_id=old)
-    try:
-        final, events = node.result()
-        served = now_ms()
-    finally:
-        node.close()
+    for _ in range(3):
+        ch = uniq("es")
+        old = publish_ok(h.port, ch, "old")
+        wait_until_older_than(old, TTL * 1000 + 100)
+        new = publish_ok(h.port, ch, "new")
+        node = NodeClient(h.url("/ttl" + chan_query(ch)), 2, timeout=10, last_event_id=old)
+        try:
+            final, events = node.result()
+            served = now_ms()
+        finally:
+            node.close()
+        # A loaded machine may start node more than the TTL after "new" was
+        # published: then "new" had expired too, and the run proves nothing.
+        if final == "done" or served - stamp_ms(new) <= TTL * 1000:
+            break
     assert final == "done", node.lines
     assert_still_inside(new, served)
     assert [(e["type"], e["lastEventId"]) for e in events] == [("sse-gap", old), ("message", new)]
