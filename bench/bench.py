@@ -111,7 +111,7 @@ SCENARIOS = [
          nchan_workers=2, all_pss=True, ratios=[("detached", "nchan")]),
     # 9p: a PHP site's server, prefork with mod_php loaded, 2,000 streams on
     # 4 processes (SSEDetach on) against SSEDetach off, which needs a
-    # process per stream: 500 streams on 500 processes here (2,000 processes
+    # process per stream: 500 streams on 502 processes here (2,000 processes
     # with mod_php do not fit beside the other work on this machine). One
     # publisher connection: a keep-alive connection holds a prefork process.
     dict(id="9p", part_of=9, name="prefork + mod_php", subs=2000, channels=1, rate=10,
