@@ -27,6 +27,13 @@ generator splits the subscribers between the two (--port2) and alternates
 the fixed-rate publishes; 7m is its publish-rate part (as fast as possible,
 like scenario 4), on fresh servers too. The CPU of both servers and of Redis
 counts as the server's (--server-pid three times).
+
+Issue 11 (SSEDetach): scenarios 1 and 2 run a third server, "detached"
+(SSEDetach on, few threads); scenario 9 holds 30,000 subscribers (mod_sse
+detached on 4 event children against Nchan, the load generator as 2
+processes: --procs) and 9p compares prefork + mod_php with SSEDetach on (4
+processes) and off (a process per stream). The thread-path servers set
+SSEMaxStreamsPerChild to their ThreadsPerChild.
 """
 import argparse
 import json
@@ -66,9 +73,11 @@ REDIS = "/usr/bin/redis-server"
 
 SCENARIOS = [
     dict(id=1, name="broadcast", subs=1000, channels=1, rate=200, pub_conns=4,
-         servers=["mod_sse", "nchan"]),
+         servers=["mod_sse", "nchan", "detached"],
+         ratios=[("detached", "nchan"), ("detached", "mod_sse")]),
     dict(id=2, name="scale", subs=10000, channels=1, rate=50, pub_conns=4,
-         servers=["nchan", "mod_sse"]),
+         servers=["nchan", "mod_sse", "detached"],
+         ratios=[("detached", "nchan"), ("detached", "mod_sse")]),
     dict(id=3, name="many channels", subs=10000, channels=1000, rate=1000, pub_conns=4,
          servers=["mod_sse", "nchan"]),
     dict(id=4, name="publish rate", subs=10, channels=1, rate="max", pub_conns=8,
@@ -90,10 +99,28 @@ SCENARIOS = [
     # mercure` knows none). Subscribers hold a URI-template selector and a
     # subscriber token; updates are POSTed as Mercure forms with a JWT.
     dict(id=8, name="Mercure hub vs sse-stream", subs=1000, channels=1, rate=200, pub_conns=4,
-         servers=["mod_sse", "mercure"], rounds=1),
+         servers=["mod_sse", "mercure"]),
+    # Issue 11 (SSEDetach): scenarios 1 and 2 above run a third server,
+    # "detached" (SSEDetach on, 2 event children of 64 threads). 9: 30,000
+    # subscribers at 10 events/s, detached (4 children: each holds its
+    # streams under the 20,000 descriptors a process may have here) against
+    # Nchan with 2 workers behind reuseport (15,000 each); the load
+    # generator runs as 2 processes (--procs) for the same reason.
+    dict(id=9, name="30,000 subscribers", subs=30000, channels=1, rate=10, pub_conns=4,
+         servers=["detached", "nchan"], rounds=1, procs=2, detached_children=4,
+         nchan_workers=2, all_pss=True, ratios=[("detached", "nchan")]),
+    # 9p: a PHP site's server, prefork with mod_php loaded, 2,000 streams on
+    # 4 processes (SSEDetach on) against SSEDetach off, which needs a
+    # process per stream: 500 streams on 502 processes here (2,000 processes
+    # with mod_php do not fit beside the other work on this machine). One
+    # publisher connection: a keep-alive connection holds a prefork process.
+    dict(id="9p", part_of=9, name="prefork + mod_php", subs=2000, channels=1, rate=10,
+         pub_conns=1, servers=["detached-prefork", "prefork"], rounds=1,
+         subs_by_server={"prefork": 500}, detached_prefork_procs=4, prefork_procs=502,
+         all_pss=True, ratios=[("detached-prefork", "prefork")]),
 ]
 
-ROUNDS = 3            # scenarios 1-4 and 7 run this many times, alternating the order;
+ROUNDS = 3            # scenarios 1-4, 7 and 8 run this many times, alternating the order;
                       # the table shows the median of each metric
 WARMUP = 2.0
 DURATION = 10.0
@@ -271,6 +298,7 @@ class ModSse(Server):
     # x 5250 threads, 500 of them for publishers and stragglers.
     CHILDREN = 2
     THREADS = 5250
+    EXTRA_PROCS = 0     # processes under the master that are not children (none)
 
     def cmd(self):
         return [APACHE, "-f", str(self.dir / "httpd.conf"), "-DFOREGROUND"]
@@ -283,7 +311,7 @@ ServerRoot "{d}"
 ServerName 127.0.0.1
 Listen 127.0.0.1:{self.port}
 ListenBacklog 4096
-LoadModule mpm_event_module  {APACHE_MODS}/mod_mpm_event.so
+{self.mpm_modules()}
 LoadModule authz_core_module {APACHE_MODS}/mod_authz_core.so
 LoadModule authz_host_module {APACHE_MODS}/mod_authz_host.so
 LoadModule sse_module        {MODULE_RUN}
@@ -303,18 +331,7 @@ DocumentRoot "{d}/htdocs"
     Options FollowSymLinks
 </Directory>
 
-# conf/mod_sse.conf's sizing for 10,000 streams
-<IfModule mpm_event_module>
-    ServerLimit             {2 * self.CHILDREN}
-    ThreadLimit             {self.THREADS}
-    ThreadsPerChild         {self.THREADS}
-    StartServers            {self.CHILDREN}
-    MaxRequestWorkers       {self.CHILDREN * self.THREADS}
-    MinSpareThreads         {self.THREADS}
-    MaxSpareThreads         {self.CHILDREN * self.THREADS}
-    MaxConnectionsPerChild  0
-    ThreadStackSize         262144
-</IfModule>
+{self.mpm_conf()}
 Timeout 60
 KeepAlive On
 MaxKeepAliveRequests 0
@@ -323,6 +340,9 @@ KeepAliveTimeout 30
 SSEBufferSize   16M
 SSEMaxChannels  8192
 Mutex default sse-ring
+# issue 11: streams hold a worker (off) or go to the child's detach thread (on)
+SSEDetach {"on" if self.DETACH else "off"}
+{self.max_streams_conf()}
 {self.redis_conf()}
 
 <Location /events>
@@ -342,6 +362,32 @@ Mutex default sse-ring
 </Location>
 """)
 
+    DETACH = False
+
+    def max_streams_conf(self):
+        # The thread path: a child holds at most ThreadsPerChild streams
+        # anyway. SSEMaxStreamsPerChild's default (RLIMIT_NOFILE less 128 +
+        # 4 x ThreadsPerChild) would be its floor with 5250 threads and
+        # 20,000 descriptors, and refuse all but a few streams.
+        return f"SSEMaxStreamsPerChild {self.THREADS}"
+
+    def mpm_modules(self):
+        return f"LoadModule mpm_event_module  {APACHE_MODS}/mod_mpm_event.so"
+
+    def mpm_conf(self):
+        return f"""# conf/mod_sse.conf's sizing for 10,000 streams
+<IfModule mpm_event_module>
+    ServerLimit             {2 * self.CHILDREN}
+    ThreadLimit             {self.THREADS}
+    ThreadsPerChild         {self.THREADS}
+    StartServers            {self.CHILDREN}
+    MaxRequestWorkers       {self.CHILDREN * self.THREADS}
+    MinSpareThreads         {self.THREADS}
+    MaxSpareThreads         {self.CHILDREN * self.THREADS}
+    MaxConnectionsPerChild  0
+    ThreadStackSize         262144
+</IfModule>"""
+
     def redis_conf(self):
         if not self.redis_port:
             return ""
@@ -354,7 +400,7 @@ Mutex default sse-ring
         t = time.time() + 20
         while time.time() < t:
             kids = [p for p, _ in descendants(self.proc.pid) if p != self.proc.pid]
-            if len(kids) >= self.CHILDREN:
+            if len(kids) >= self.CHILDREN + self.EXTRA_PROCS:
                 break
             time.sleep(0.2)
         time.sleep(2.0)
@@ -378,12 +424,12 @@ class Nchan(Server):
         (d / "nginx.conf").write_text(f"""# generated by bench/bench.py: Nchan
 load_module {NCHAN_SO};
 user www-data;
-worker_processes 2;                 # the machine's 2 cores
+worker_processes {self.workers()};                 # the machine's 2 cores (scenario 9: more, see workers())
 worker_rlimit_nofile 20000;         # the hard limit here
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{
-    worker_connections 16384;
+    worker_connections {self.worker_connections()};
 }}
 http {{
     access_log off;
@@ -399,7 +445,7 @@ http {{
     nchan_shared_memory_size 128M;
 {self.redis_upstream()}
     server {{
-        listen 127.0.0.1:{self.port} backlog=4096;
+        listen 127.0.0.1:{self.port} backlog=4096{self.reuseport()};
         location = /sub {{
             nchan_subscriber eventsource;
             nchan_channel_id $arg_channel;
@@ -418,6 +464,19 @@ http {{
 }}
 """)
 
+    # Scenario 9 (30,000 subscribers): as many workers as hold them under
+    # the 20,000 descriptors a process may have, and reuseport so that the
+    # kernel spreads the connections evenly over the workers (without it
+    # one worker may take more than it can hold).
+    def workers(self):
+        return getattr(self, "sc", {}).get("nchan_workers", 2)
+
+    def worker_connections(self):
+        return 19000 if "nchan_workers" in getattr(self, "sc", {}) else 16384
+
+    def reuseport(self):
+        return " reuseport" if "nchan_workers" in getattr(self, "sc", {}) else ""
+
     # Scenario 7: nchan_redis_pass to an upstream of nchan_redis_server (the
     # form Nchan's documentation gives since 1.2; nchan_use_redis with
     # nchan_redis_url is the older one), in Nchan's default storage mode
@@ -435,6 +494,94 @@ http {{
 
     sub_path = "/sub?channel=%s"
     pub_path = "/pub/%s"
+
+
+class ModSseDetached(ModSse):
+    """Issue 11: SSEDetach on under the event MPM. Workers only serve
+    requests (headers and replay of a new stream, publishes), so a few
+    threads per child do; streams are bounded by each child's descriptors
+    (SSEMaxStreamsPerChild's default: RLIMIT_NOFILE, 20,000 here, less a
+    margin). Children are never reaped (MaxSpareThreads = MaxRequestWorkers,
+    MaxConnectionsPerChild 0): a retired child ends its streams. The
+    scenario may ask for more children (detached_children) so that 30,000
+    streams fit under 20,000 descriptors per child."""
+    kind = "detached"
+    DETACH = True
+    CHILDREN = 2
+    THREADS = 64
+
+    def max_streams_conf(self):
+        return "# SSEMaxStreamsPerChild: its default, from the descriptor limit"
+
+    def write_config(self):
+        self.CHILDREN = getattr(self, "sc", {}).get("detached_children", type(self).CHILDREN)
+        super().write_config()
+
+    def mpm_conf(self):
+        return f"""# issue 11, detached streams: threads for requests only
+<IfModule mpm_event_module>
+    ServerLimit             {2 * self.CHILDREN}
+    ThreadLimit             {self.THREADS}
+    ThreadsPerChild         {self.THREADS}
+    StartServers            {self.CHILDREN}
+    MaxRequestWorkers       {self.CHILDREN * self.THREADS}
+    MinSpareThreads         {self.THREADS}
+    MaxSpareThreads         {self.CHILDREN * self.THREADS}
+    MaxConnectionsPerChild  0
+    ThreadStackSize         262144
+</IfModule>"""
+
+
+class ModSsePrefork(ModSse):
+    """Issue 11's PHP site: prefork with mod_php loaded (nothing of PHP
+    runs: the streams are mod_sse's), SSEDetach off, one process per
+    stream. Every process is started up front (StartServers = ServerLimit)
+    and none is reaped, so "all PSS / sub" counts the processes the streams
+    need; the scenario says how many (prefork_procs: 2,000 does not fit
+    this shared machine, see bench/README.md)."""
+    kind = "prefork"
+    DETACH = False
+    PROCS = 500
+
+    def max_streams_conf(self):
+        return "# SSEMaxStreamsPerChild: its default, from the descriptor limit"
+
+    def write_config(self):
+        self.CHILDREN = getattr(self, "sc", {}).get(self.kind.replace("-", "_") + "_procs",
+                                                   type(self).PROCS)
+        super().write_config()
+
+    def mpm_modules(self):
+        return (f"LoadModule mpm_prefork_module {APACHE_MODS}/mod_mpm_prefork.so\n"
+                f"LoadModule php_module         {APACHE_MODS}/libphp8.2.so")
+
+    def mpm_conf(self):
+        return f"""# prefork + mod_php, every process started up front, none reaped
+<IfModule mpm_prefork_module>
+    ServerLimit             {self.CHILDREN}
+    StartServers            {self.CHILDREN}
+    MinSpareServers         1
+    MaxSpareServers         {self.CHILDREN}
+    MaxRequestWorkers       {self.CHILDREN}
+    MaxConnectionsPerChild  0
+</IfModule>"""
+
+    def settle(self):
+        t = time.time() + 120
+        while time.time() < t:
+            kids = [p for p, _ in descendants(self.proc.pid) if p != self.proc.pid]
+            if len(kids) >= self.CHILDREN:
+                break
+            time.sleep(0.5)
+        time.sleep(3.0)
+
+
+class ModSsePreforkDetached(ModSsePrefork):
+    """The same prefork + mod_php server with SSEDetach on: 4 processes
+    hold every stream (each stream takes a process only for its headers)."""
+    kind = "detached-prefork"
+    DETACH = True
+    PROCS = 4
 
 
 class Redis(Server):
@@ -603,7 +750,9 @@ class ModSseMercure(ModSse):
                   "--mercure-topic", "https://bench.example/"]
 
 
-SERVERS = {"mod_sse": ModSse, "nchan": Nchan, "php": PhpApache, "mercure": ModSseMercure}
+SERVERS = {"mod_sse": ModSse, "nchan": Nchan, "php": PhpApache, "mercure": ModSseMercure,
+           "detached": ModSseDetached, "prefork": ModSsePrefork,
+           "detached-prefork": ModSsePreforkDetached}
 
 # ---------------------------------------------------------------------------
 # one run
@@ -623,8 +772,9 @@ def snapshot_module():
 def loadgen_args(sc, srv, kind, quick):
     warmup = 1.0 if quick else WARMUP
     duration = 3.0 if quick else DURATION
+    subs = sc.get("subs_by_server", {}).get(kind, sc["subs"])
     args = [str(LOADGEN), "--port", str(srv.port), "--sub-path", srv.sub_path,
-            "--pub-path", srv.pub_path, "--subs", str(sc["subs"]),
+            "--pub-path", srv.pub_path, "--subs", str(subs), "--procs", str(sc.get("procs", 1)),
             "--channels", str(sc["channels"]), "--pub-conns", str(sc["pub_conns"]),
             "--size", "64", "--scenario", str(sc["id"]), "--server", kind,
             "--drain", str(DRAIN), "--drain-idle", str(DRAIN_IDLE), "--connect-timeout", "90"]
@@ -646,6 +796,7 @@ def run_one(sc, kind, quick, rnd=1):
         redis = Redis(f"{tag}-redis")
         srv = SERVERS[kind](f"{tag}-a", redis.port)
         srv2 = SERVERS[kind](f"{tag}-b", redis.port)
+        srv2.sc = sc
         todo = [redis, srv, srv2]
         log(f"scenario {sc['id']} ({sc['name']}): {kind} on ports {srv.port} and {srv2.port},"
             f" Redis on {redis.port}")
@@ -653,6 +804,7 @@ def run_one(sc, kind, quick, rnd=1):
         srv, srv2 = SERVERS[kind](tag), None
         todo = [srv]
         log(f"scenario {sc['id']} ({sc['name']}): {kind} on port {srv.port}")
+    srv.sc = sc         # the scenario's sizing (workers, children, processes)
     args = loadgen_args(sc, srv, kind, quick)
     if srv2:
         args += ["--port2", str(srv2.port)]
@@ -872,32 +1024,17 @@ def write_report(runs_all, mach):
                                      f"{max(others, 0):.1f} of "
                                      f"{2 * r['window_s']:.0f}")
             mem = f"{r['pss_per_sub_kb']:.1f} ({r['rss_per_sub_kb']:.1f})"
-            if idle:
+            if idle or sc.get("all_pss"):
                 mem += f"; all PSS / sub: {r['pss_after_per_sub_kb']:.1f}"
             lines.append(f"| {label} | {kind} | {subs} | {pub} | {deliv} | {loss} | {od} | "
                          + " | ".join("–" if idle else fmt_lat(lat[k]) for k in ("p50", "p90", "p99"))
                          + f" | {'–' if idle else fmt_lat(lat['max'])} | {cpu} | {mem} | {cpus} |")
-        a = got.get("mod_sse")
-        b = got.get("nchan") or got.get("php")
-        if a and b and "error" not in a and "error" not in b:
-            other = "Nchan" if "nchan" in got else "PHP"
-            idle = sc["rate"] is None
-            cells = [f"**ratio mod_sse/{other}**", "", ratio(a["subs_connected"], b["subs_connected"])]
-            if idle:
-                cells += ["–"] * 9
-            else:
-                cells += [ratio(a["published_per_s"], b["published_per_s"]),
-                          ratio(a["delivered_per_s"], b["delivered_per_s"]),
-                          f"{a['loss']} vs {b['loss']}",
-                          "–"]
-                cells += [ratio(a["lat_us"][k], b["lat_us"][k]) for k in ("p50", "p90", "p99", "max")]
-                cells += [ratio(a["cpu_us_per_delivered"], b["cpu_us_per_delivered"])]
-            mem = ratio(a["pss_per_sub_kb"], b["pss_per_sub_kb"]) + \
-                f" ({ratio(a['rss_per_sub_kb'], b['rss_per_sub_kb'])})"
-            if idle:
-                mem += f"; all: {ratio(a['pss_after_per_sub_kb'], b['pss_after_per_sub_kb'])}"
-            cells += [mem, ""]
-            lines.append("| " + " | ".join(cells) + " |")
+        pairs = []
+        if got.get("mod_sse") and (got.get("nchan") or got.get("php")):
+            pairs.append(("mod_sse", "nchan" if "nchan" in got else "php"))
+        pairs += [p for p in sc.get("ratios", []) if p[0] in got and p[1] in got]
+        for ka, kb in pairs:
+            lines.append(ratio_row(sc, got[ka], got[kb], ka, kb))
     lines.append("")
     lines.append("Columns: *published* = events whose POST was answered 2xx in the measured window "
                  "(per second of the window); *delivered* = (event, subscriber) receipts of those "
@@ -950,6 +1087,10 @@ def write_report(runs_all, mach):
                          f"{r['subs_per_server'][1]:,}; publishes answered 2xx per server "
                          f"(warm-up included) {r['published_per_server'][0]:,} + "
                          f"{r['published_per_server'][1]:,}")
+        if r["server"] in ("prefork", "detached-prefork", "detached") or r.get("subs_target", 0) > 10000:
+            ma = r["mem_after"]
+            notes.append(f"after the subscribers connected: {ma['nproc']} server processes, "
+                         f"PSS {ma['pss_kb'] / 1024:.0f} MiB, RSS {ma['rss_kb'] / 1024:.0f} MiB")
         if r["server"] == "php":
             notes.append(f"PHP loop pauses with `{r.get('php_poll')}`; memory after "
                          f"{r['mem_after']['nproc']} processes: RSS {r['mem_after']['rss_kb'] / 1024:.0f} MiB, "
@@ -961,6 +1102,7 @@ def write_report(runs_all, mach):
         lines += extra
         lines.append("")
     lines += issue15_targets(by)
+    lines += issue11_targets(by)
     if nrounds > 1:
         lines.append("Per round (p99 latency · CPU µs per delivered event · published/s):\n")
         lines.append("| scenario | server | " + " | ".join(f"round {i + 1}" for i in range(nrounds)) + " |")
@@ -979,6 +1121,84 @@ def write_report(runs_all, mach):
     lines.append(f"![latency]({OUT['png']})\n")
     lines.append(f"Raw data: `{OUT['runs']}` (one loadgen JSON line per run); logs in `logs/`.")
     (RESULTS / OUT["md"]).write_text("\n".join(lines) + "\n")
+
+
+KIND_LABEL = {"nchan": "Nchan", "php": "PHP", "mod_sse": "mod_sse"}
+
+
+def ratio_row(sc, a, b, ka, kb):
+    """The table's ratio line of server ka against kb (same scenario)."""
+    if "error" in a or "error" in b:
+        return f"| **ratio {ka}/{kb}** | | – |" + " – |" * 11
+    idle = sc["rate"] is None
+    cells = [f"**ratio {KIND_LABEL.get(ka, ka)}/{KIND_LABEL.get(kb, kb)}**", "",
+             ratio(a["subs_connected"], b["subs_connected"])]
+    if idle:
+        cells += ["–"] * 9
+    else:
+        cells += [ratio(a["published_per_s"], b["published_per_s"]),
+                  ratio(a["delivered_per_s"], b["delivered_per_s"]),
+                  f"{a['loss']} vs {b['loss']}",
+                  "–"]
+        cells += [ratio(a["lat_us"][k], b["lat_us"][k]) for k in ("p50", "p90", "p99", "max")]
+        cells += [ratio(a["cpu_us_per_delivered"], b["cpu_us_per_delivered"])]
+    mem = ratio(a["pss_per_sub_kb"], b["pss_per_sub_kb"]) + \
+        f" ({ratio(a['rss_per_sub_kb'], b['rss_per_sub_kb'])})"
+    if idle or sc.get("all_pss"):
+        mem += f"; all: {ratio(a['pss_after_per_sub_kb'], b['pss_after_per_sub_kb'])}"
+    cells += [mem, ""]
+    return "| " + " | ".join(cells) + " |"
+
+
+def issue11_targets(by):
+    """The targets of issue 11 (SSEDetach) against scenarios 1, 9 and 9p of
+    this run, as lines of results.md."""
+    def ok(x):
+        return "yes" if x else "**no**"
+
+    def get(sid):
+        return {k: v for k, v in by.get(sid, {}).items() if "error" not in v}
+    s1, s2, s9, s9p = get("1"), get("2"), get("9"), get("9p")
+    out = []
+    d, n = s9.get("detached"), s9.get("nchan")
+    if d and n:
+        out.append(f"| 9: no loss | detached: {d['loss']:,} lost of {d['expected']:,} "
+                   f"({d['out_of_order']} out of order, {d['duplicates']} duplicates), "
+                   f"{d['subs_connected']:,} of {d['subs_target']:,} connected; Nchan: "
+                   f"{n['loss']:,} lost, {n['subs_connected']:,} connected: "
+                   f"{ok(d['loss'] == 0 and d['subs_connected'] == d['subs_target'])} |")
+        out.append(f"| 9: p99 ≤ Nchan's | {fmt_lat(d['lat_us']['p99'])} against "
+                   f"{fmt_lat(n['lat_us']['p99'])} ({ratio(d['lat_us']['p99'], n['lat_us']['p99'])}): "
+                   f"{ok(d['lat_us']['p99'] <= n['lat_us']['p99'])} |")
+        out.append(f"| 9: PSS / subscriber ≤ ½ Nchan's | added: {d['pss_per_sub_kb']:.2f} against "
+                   f"{n['pss_per_sub_kb']:.2f} KiB ({ratio(d['pss_per_sub_kb'], n['pss_per_sub_kb'])}): "
+                   f"{ok(d['pss_per_sub_kb'] <= 0.5 * n['pss_per_sub_kb'])}; whole server: "
+                   f"{d['pss_after_per_sub_kb']:.2f} against {n['pss_after_per_sub_kb']:.2f} KiB "
+                   f"({ratio(d['pss_after_per_sub_kb'], n['pss_after_per_sub_kb'])}) |")
+    for sid, s in (("1", s1), ("2", s2)):
+        d, n, m = s.get("detached"), s.get("nchan"), s.get("mod_sse")
+        if d and n:
+            lim = f" (target ≤ 0.75: {ok(d['lat_us']['p99'] <= 0.75 * n['lat_us']['p99'])})" \
+                if sid == "1" else ""
+            out.append(f"| {sid}: p99, detached / Nchan{' ≤ 0.75' if sid == '1' else ''} | "
+                       f"{fmt_lat(d['lat_us']['p99'])} against {fmt_lat(n['lat_us']['p99'])}: "
+                       f"{ratio(d['lat_us']['p99'], n['lat_us']['p99'])}{lim}"
+                       + (f"; SSEDetach off: {fmt_lat(m['lat_us']['p99'])} "
+                          f"({ratio(m['lat_us']['p99'], n['lat_us']['p99'])} of Nchan's)" if m else "")
+                       + f"; loss {d['loss']:,} |")
+    d, p = s9p.get("detached-prefork"), s9p.get("prefork")
+    if d and p:
+        out.append(f"| 9p: prefork + mod_php memory | SSEDetach on: {d['subs_connected']:,} streams "
+                   f"on {d['mem_after']['nproc']} processes, whole server PSS "
+                   f"{d['mem_after']['pss_kb'] / 1024:.0f} MiB, {d['pss_after_per_sub_kb']:.1f} KiB "
+                   f"per stream; off: {p['subs_connected']:,} streams on {p['mem_after']['nproc']} "
+                   f"processes, {p['mem_after']['pss_kb'] / 1024:.0f} MiB, "
+                   f"{p['pss_after_per_sub_kb']:.1f} KiB per stream (ratio on/off "
+                   f"{ratio(d['pss_after_per_sub_kb'], p['pss_after_per_sub_kb'])}) |")
+    if not out:
+        return []
+    return ["Targets of issue 11 (SSEDetach), in this run:\n", "| target | result |", "|---|---|"] \
+        + out + [""]
 
 
 def issue15_targets(by):
@@ -1074,7 +1294,8 @@ plot "{dat}" using 2:xtic(1) title "p50", '' using 3 title "p90", '' using 4 tit
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", help="comma-separated scenario ids")
-    ap.add_argument("--servers", help="comma-separated: mod_sse,nchan,php")
+    ap.add_argument("--servers", help="comma-separated: mod_sse,nchan,php,mercure,detached,"
+                                        "prefork,detached-prefork")
     ap.add_argument("--quick", action="store_true", help="1 s warm-up, 3 s measured")
     ap.add_argument("--report", action="store_true", help="only rebuild the report")
     ap.add_argument("--name", default="results",

@@ -36,6 +36,21 @@
  * connection publishes to its own server as fast as that one answers. Every
  * event is expected by every subscriber of its channel on both servers.
  *
+ * Several processes (--procs N, issue 11's 30,000 subscribers: each process
+ * stays under RLIMIT_NOFILE): the first process (the one started) forks N-1
+ * helpers before it opens anything. Subscriber i belongs to process i % N,
+ * so the channels split evenly; only the first one publishes and measures
+ * the server. A helper opens its subscribers, says so on its pipe, reads
+ * until the first process sends it, once every measured publish has been
+ * answered, how many were published on each channel; it then drains with
+ * the same rules (all its expected deliveries, --drain-idle, --drain),
+ * sends its counters and its whole latency histogram, and holds its streams
+ * like the first one. The first process adds them up: loss, duplicates,
+ * out-of-order and the percentiles are those of all subscribers (merged
+ * histograms, not merged percentiles). A helper's expected count is its
+ * connected subscribers per channel at the end of its drain times the
+ * measured publishes of that channel.
+ *
  * Build: cc -O2 -Wall -o loadgen loadgen.c
  */
 #define _GNU_SOURCE
@@ -56,6 +71,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -89,14 +105,18 @@ static struct {
      * with topic (mercure_topic and the channel name) and data, and this
      * token as Bearer; the event's text is the same, so is the reading. */
     const char *mercure_token, *mercure_topic;
+    int procs;              /* --procs: processes sharing the subscribers (1) */
 } opt = {
     .host = "127.0.0.1", .port = 8080, .nsrv = 1,
     .sub_path = "/events?channel=%s", .pub_path = "/publish/%s",
     .chan_prefix = "c", .subs = 100, .channels = 1, .pub_conns = 1,
     .rate = 100, .size = 64, .warmup = 2, .duration = 10, .idle = 1,
     .drain = 30, .drain_idle = 3, .connect_timeout = 60, .nsrc = 8, .inflight = 200,
-    .scenario = "", .server = "", .mercure_topic = "https://bench.example/",
+    .scenario = "", .server = "", .mercure_topic = "https://bench.example/", .procs = 1,
 };
+
+/* --procs: this process's index (0: the first one, which publishes) */
+static int me;
 
 /* ------------------------------------------------------------------ */
 /* time, logging                                                      */
@@ -115,7 +135,10 @@ static void logf_(const char *fmt, ...)
     va_list ap;
     if (opt.quiet)
         return;
-    fprintf(stderr, "[loadgen %6.2fs] ", (now_ns() - t_start) / 1e9);
+    if (opt.procs > 1)
+        fprintf(stderr, "[loadgen.%d %6.2fs] ", me, (now_ns() - t_start) / 1e9);
+    else
+        fprintf(stderr, "[loadgen %6.2fs] ", (now_ns() - t_start) / 1e9);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -234,6 +257,7 @@ static conn *subs, *pubs;
 static char **chan_names;
 static int *subs_on_chan;
 static uint64_t *chan_seq;       /* [channel * pub_conns + publisher] */
+static uint64_t *pub_m_chan;     /* measured publishes answered 2xx, per channel */
 
 /* counters */
 static struct {
@@ -787,6 +811,7 @@ static void pub_send(conn *c, int chan, char phase)
      * should get it (a failed publish is taken back below) */
     if (phase == 'm') {
         st.published_m++;
+        pub_m_chan[chan]++;
         st.expected_m += subs_on_chan[chan];
     }
     else
@@ -800,6 +825,7 @@ static void pub_response_done(conn *c)
         st.pub_errors++;
         if (c->phase == 'm') {
             st.published_m--;
+            pub_m_chan[c->cur_chan]--;
             st.expected_m -= subs_on_chan[c->cur_chan];
         }
         else
@@ -867,6 +893,7 @@ static void read_once(conn *c)
                 st.pub_errors++;
                 if (c->phase == 'm') {
                     st.published_m--;
+                    pub_m_chan[c->cur_chan]--;
                     st.expected_m -= subs_on_chan[c->cur_chan];
                 }
             }
@@ -1206,6 +1233,8 @@ static void usage(void)
         "  --http10                   subscribe with HTTP/1.0 (close-delimited body)\n"
         "  --scenario S --server S    labels for the JSON line\n"
         "  --chan-prefix P            channel names P0, P1, ... (c)\n"
+        "  --procs N                  N processes share the subscribers (i %% N), each under\n"
+        "                             RLIMIT_NOFILE; the first publishes, results merged (1)\n"
         "  --quiet\n");
     exit(2);
 }
@@ -1214,6 +1243,208 @@ static void print_mem(const char *name, memv m, int comma)
 {
     printf("\"%s\":{\"rss_kb\":%ld,\"pss_kb\":%ld,\"nproc\":%d}%s", name, m.rss_kb, m.pss_kb,
            m.nproc, comma ? "," : "");
+}
+
+/* ------------------------------------------------------------------ */
+/* --procs: helper processes holding part of the subscribers          */
+
+/* What a helper sends up when its drain is over (then its histogram). */
+struct helper_report {
+    int sub_connected, sub_failed, sub_closed, sub_bad_status, first_bad_status;
+    int sub_connected_srv[2];
+    uint64_t expected_m, delivered_w, delivered_m, delivered_other, dup, ooo, bad_data;
+    uint64_t events_total, bytes_in, last_deliv_ns, hist_n, hist_max_us;
+};
+
+static int up_fd[64], down_fd[64];    /* [helper]: helper -> first, first -> helper */
+static int helper_pid[64];
+
+static void xwrite(int fd, const void *p, size_t n)
+{
+    const char *b = p;
+    while (n) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            die("pipe write: %s", strerror(errno));
+        b += w;
+        n -= (size_t)w;
+    }
+}
+
+static int xread(int fd, void *p, size_t n)
+{
+    char *b = p;
+    while (n) {
+        ssize_t r = read(fd, b, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        b += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* Subscribers of this process (i % procs == me), opened --inflight at a
+ * time; returns when all are connected or failed, or at the timeout. */
+static int my_subs_count(void)
+{
+    return opt.subs / opt.procs + (me < opt.subs % opt.procs);
+}
+
+static void open_subscribers(void)
+{
+    int i, mine = my_subs_count();
+    uint64_t t_conn0 = now_ns(), last_log = t_conn0;
+    for (i = 0; i < opt.subs; i++) {
+        subs[i].kind = K_SUB;
+        subs[i].idx = i;
+        subs[i].chan = i % opt.channels;
+        subs[i].srv = i % opt.nsrv;
+        subs[i].fd = -1;
+        subs[i].state = S_CLOSED;
+    }
+    while (st.sub_connected + st.sub_failed + st.sub_closed < mine) {
+        uint64_t n = now_ns();
+        while (st.sub_next < opt.subs && st.sub_connecting < opt.inflight) {
+            if (st.sub_next % opt.procs == me)
+                sub_start(&subs[st.sub_next]);
+            st.sub_next++;
+        }
+        if (n - t_conn0 > (uint64_t)(opt.connect_timeout * 1e9)) {
+            logf_("connect timeout: %d of %d subscribers connected", st.sub_connected, mine);
+            break;
+        }
+        if (n - last_log > 2000000000ull) {
+            logf_("%d/%d subscribers connected (%d connecting, %d failed)", st.sub_connected,
+                  mine, st.sub_connecting, st.sub_failed);
+            last_log = n;
+        }
+        poll_once(n + 50000000ull);
+    }
+}
+
+static void hold_streams(void)
+{
+    uint64_t until = now_ns() + (uint64_t)(opt.hold * 1e9);
+    int open_at_start = st.sub_connected;
+    while (now_ns() < until && st.sub_connected > 0)
+        poll_once(now_ns() + 50000000ull);
+    logf_("hold: %d of %d streams ended by the server", open_at_start - st.sub_connected,
+          open_at_start);
+}
+
+/* A helper's life: subscribers, "connected", wait for the publish counts,
+ * drain, report, hold. Never returns. */
+static void helper_main(int k)
+{
+    uint64_t *counts = calloc(opt.channels, sizeof(uint64_t));
+    struct helper_report r;
+    int c, got = 0;
+    uint64_t until, last_n, last_t;
+    open_subscribers();
+    xwrite(up_fd[k], &st.sub_connected, sizeof(int));
+    fcntl(down_fd[k], F_SETFL, O_NONBLOCK);
+    while (!got) {
+        ssize_t n;
+        poll_once(now_ns() + 20000000ull);
+        n = read(down_fd[k], counts, opt.channels * sizeof(uint64_t));
+        if (n == 0)
+            die("helper %d: the first process is gone", k);
+        if (n > 0) {
+            fcntl(down_fd[k], F_SETFL, 0);
+            if ((size_t)n < opt.channels * sizeof(uint64_t) &&
+                xread(down_fd[k], (char *)counts + n, opt.channels * sizeof(uint64_t) - n) < 0)
+                die("helper %d: short publish counts", k);
+            got = 1;
+        }
+    }
+    /* the drain, with the first process's rules, on this helper's share */
+    until = now_ns() + (uint64_t)(opt.drain * 1e9);
+    last_n = st.delivered_m + st.delivered_w;
+    last_t = now_ns();
+    for (;;) {
+        uint64_t n = now_ns();
+        st.expected_m = 0;
+        for (c = 0; c < opt.channels; c++)
+            st.expected_m += (uint64_t)subs_on_chan[c] * counts[c];
+        if (st.delivered_m >= st.expected_m || n >= until)
+            break;
+        if (st.delivered_m + st.delivered_w != last_n) {
+            last_n = st.delivered_m + st.delivered_w;
+            last_t = n;
+        }
+        else if (n - last_t > (uint64_t)(opt.drain_idle * 1e9))
+            break;
+        poll_once(n + 5000000ull);
+    }
+    memset(&r, 0, sizeof(r));
+    r.sub_connected = st.sub_connected; r.sub_failed = st.sub_failed;
+    r.sub_closed = st.sub_closed; r.sub_bad_status = st.sub_bad_status;
+    r.first_bad_status = st.first_bad_status; r.expected_m = st.expected_m;
+    r.sub_connected_srv[0] = st.sub_connected_srv[0];
+    r.sub_connected_srv[1] = st.sub_connected_srv[1];
+    r.delivered_w = st.delivered_w; r.delivered_m = st.delivered_m;
+    r.delivered_other = st.delivered_other; r.dup = st.dup; r.ooo = st.ooo;
+    r.bad_data = st.bad_data; r.events_total = st.events_total; r.bytes_in = st.bytes_in;
+    r.last_deliv_ns = st.last_deliv_ns; r.hist_n = hist_n; r.hist_max_us = hist_max_us;
+    xwrite(up_fd[k], &r, sizeof(r));
+    xwrite(up_fd[k], hist, sizeof(hist));
+    if (opt.hold > 0)
+        hold_streams();
+    exit(0);
+}
+
+/* The first process: every helper's counters added to its own. */
+static uint64_t helpers_hist[H0 + H1 + H2];
+static int helpers_open;        /* the helpers' streams open when they reported */
+
+static void helpers_collect(void)
+{
+    static int done;
+    int k;
+    size_t b;
+    if (done)
+        return;
+    done = 1;
+    for (k = 1; k < opt.procs; k++) {
+        struct helper_report r;
+        if (xread(up_fd[k], &r, sizeof(r)) < 0 || xread(up_fd[k], helpers_hist, sizeof(hist)) < 0)
+            die("helper %d sent no report", k);
+        st.sub_connected += r.sub_connected; st.sub_failed += r.sub_failed;
+        helpers_open += r.sub_connected;
+        st.sub_connected_srv[0] += r.sub_connected_srv[0];
+        st.sub_connected_srv[1] += r.sub_connected_srv[1];
+        st.sub_closed += r.sub_closed; st.sub_bad_status += r.sub_bad_status;
+        if (!st.first_bad_status)
+            st.first_bad_status = r.first_bad_status;
+        st.expected_m += r.expected_m; st.delivered_w += r.delivered_w;
+        st.delivered_m += r.delivered_m; st.delivered_other += r.delivered_other;
+        st.dup += r.dup; st.ooo += r.ooo; st.bad_data += r.bad_data;
+        st.events_total += r.events_total; st.bytes_in += r.bytes_in;
+        if (r.last_deliv_ns > st.last_deliv_ns)
+            st.last_deliv_ns = r.last_deliv_ns;
+        for (b = 0; b < H0 + H1 + H2; b++)
+            hist[b] += helpers_hist[b];
+        hist_n += r.hist_n;
+        if (r.hist_max_us > hist_max_us)
+            hist_max_us = r.hist_max_us;
+    }
+}
+
+/* The first process: every measured publish answered; the helpers drain. */
+static void helpers_release(void)
+{
+    static int done;
+    int k;
+    if (done)
+        return;
+    done = 1;
+    for (k = 1; k < opt.procs; k++)
+        xwrite(down_fd[k], pub_m_chan, opt.channels * sizeof(uint64_t));
 }
 
 int main(int argc, char **argv)
@@ -1227,13 +1458,15 @@ int main(int argc, char **argv)
         {"nsrc", 1, 0, 'a'}, {"inflight", 1, 0, 'f'}, {"http10", 0, 0, '0'},
         {"scenario", 1, 0, 'N'}, {"server", 1, 0, 'V'}, {"chan-prefix", 1, 0, 'C'},
         {"connect-timeout", 1, 0, 'T'}, {"drain-idle", 1, 0, 'I'}, {"hold", 1, 0, 'H'}, {"quiet", 0, 0, 'q'},
-        {"mercure-token", 1, 0, 'J'}, {"mercure-topic", 1, 0, 'U'}, {0, 0, 0, 0}};
+        {"mercure-token", 1, 0, 'J'}, {"mercure-topic", 1, 0, 'U'}, {"procs", 1, 0, 'Q'},
+        {0, 0, 0, 0}};
     int ch, i;
     struct rlimit rl;
     memv mem_before = {0}, mem_after = {0}, mem_end = {0};
     double cpu0 = 0, cpu1 = 0, cpu0_parts[8] = {0}, cpu1_parts[8] = {0}, lg_cpu, busy0 = 0, busy1 = 0, self0 = 0, self1 = 0, irq0 = 0, irq1 = 0;
     uint64_t tw0 = 0, tw1 = 0;
     uint64_t t0, t_meas, t_meas_end, t_end, next_ns, period_ns = 0, rr = 0, t_conn0, t_conn;
+    int helpers_connected = 0;      /* --procs: the helpers' subscribers, once connected */
     int next_srv = 0;               /* --port2, fixed rate: the server of the next publish */
     struct rusage ru;
     unsigned seed = 12345;
@@ -1273,11 +1506,14 @@ int main(int argc, char **argv)
         case 'q': opt.quiet = 1; break;
         case 'J': opt.mercure_token = optarg; break;
         case 'U': opt.mercure_topic = optarg; break;
+        case 'Q': opt.procs = atoi(optarg); break;
         default: usage();
         }
     }
     if (opt.channels < 1 || opt.subs < 0 || opt.pub_conns < 1 || opt.size < 40 || opt.size > 65536)
         usage();
+    if (opt.procs < 1 || opt.procs > 64)
+        die("--procs: 1 to 64");
     if (opt.port2 > 0 && opt.pub_conns < 2)
         die("--port2 needs --pub-conns 2 or more: one publisher connection per server at least");
     signal(SIGPIPE, SIG_IGN);
@@ -1287,7 +1523,7 @@ int main(int argc, char **argv)
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     getrlimit(RLIMIT_NOFILE, &rl);
-    if ((rlim_t)opt.subs + opt.pub_conns + 64 > rl.rlim_cur)
+    if ((rlim_t)(opt.subs / opt.procs + 1) + opt.pub_conns + 64 > rl.rlim_cur)
         die("%d subscribers need more file descriptors than RLIMIT_NOFILE (%lu)", opt.subs,
             (unsigned long)rl.rlim_cur);
 
@@ -1299,16 +1535,41 @@ int main(int argc, char **argv)
         if (inet_pton(AF_INET, opt.host, &srv_addr[i].sin_addr) != 1)
             die("bad --host");
     }
+    /* helpers first, before any socket: each gets only its subscribers */
+    for (i = 1; i < opt.procs; i++) {
+        int u[2], d[2];
+        if (pipe(u) < 0 || pipe(d) < 0)
+            die("pipe: %s", strerror(errno));
+        fflush(NULL);
+        helper_pid[i] = fork();
+        if (helper_pid[i] < 0)
+            die("fork: %s", strerror(errno));
+        if (helper_pid[i] == 0) {
+            me = i;
+            up_fd[i] = u[1];
+            down_fd[i] = d[0];
+            close(u[0]);
+            close(d[1]);
+            break;
+        }
+        up_fd[i] = u[0];
+        down_fd[i] = d[1];
+        close(u[1]);
+        close(d[0]);
+    }
     ep = epoll_create1(EPOLL_CLOEXEC);
 
     chan_names = calloc(opt.channels, sizeof(char *));
     subs_on_chan = calloc(opt.channels, sizeof(int));
     chan_seq = calloc((size_t)opt.channels * opt.pub_conns, sizeof(uint64_t));
+    pub_m_chan = calloc(opt.channels, sizeof(uint64_t));
     for (i = 0; i < opt.channels; i++)
         if (asprintf(&chan_names[i], "%s%d", opt.chan_prefix, i) < 0)
             die("oom");
     subs = calloc(opt.subs ? opt.subs : 1, sizeof(conn));
     pubs = calloc(opt.pub_conns, sizeof(conn));
+    if (me > 0)
+        helper_main(me);
 
     /* publishers first: they are keep-alive and idle until publishing */
     for (i = 0; i < opt.pub_conns; i++) {
@@ -1327,37 +1588,18 @@ int main(int argc, char **argv)
     if (opt.nserver_pid)
         mem_before = servers_mem();
 
-    /* subscribers, paced */
-    for (i = 0; i < opt.subs; i++) {
-        subs[i].kind = K_SUB;
-        subs[i].idx = i;
-        subs[i].chan = i % opt.channels;
-        subs[i].srv = i % opt.nsrv;
-        subs[i].fd = -1;
-        subs[i].state = S_CLOSED;
-    }
+    /* subscribers, paced; then the helpers' (they connected meanwhile) */
     t_conn0 = now_ns();
-    {
-        uint64_t last_log = t_conn0;
-        while (st.sub_connected + st.sub_failed + st.sub_closed < opt.subs) {
-            uint64_t n = now_ns();
-            while (st.sub_next < opt.subs && st.sub_connecting < opt.inflight)
-                sub_start(&subs[st.sub_next++]);
-            if (n - t_conn0 > (uint64_t)(opt.connect_timeout * 1e9)) {
-                logf_("connect timeout: %d of %d subscribers connected", st.sub_connected, opt.subs);
-                break;
-            }
-            if (n - last_log > 2000000000ull) {
-                logf_("%d/%d subscribers connected (%d connecting, %d failed)", st.sub_connected,
-                      opt.subs, st.sub_connecting, st.sub_failed);
-                last_log = n;
-            }
-            poll_once(n + 50000000ull);
-        }
+    open_subscribers();
+    for (i = 1; i < opt.procs; i++) {
+        int n;
+        if (xread(up_fd[i], &n, sizeof(n)) < 0)
+            die("helper %d did not open its subscribers", i);
+        helpers_connected += n;
     }
     t_conn = now_ns();
-    logf_("%d/%d subscribers connected in %.2f s (%d failed, %d bad status %d)", st.sub_connected,
-          opt.subs, (t_conn - t_conn0) / 1e9, st.sub_failed, st.sub_bad_status, st.first_bad_status);
+    logf_("%d/%d subscribers connected in %.2f s (%d failed, %d bad status %d)",
+          st.sub_connected + helpers_connected, opt.subs, (t_conn - t_conn0) / 1e9, st.sub_failed, st.sub_bad_status, st.first_bad_status);
 
     /* idle, then memory "after" */
     {
@@ -1434,6 +1676,8 @@ int main(int argc, char **argv)
                 uint64_t n = now_ns();
                 for (i = 0; i < opt.pub_conns; i++)
                     busy |= pubs[i].busy;
+                if (!busy)
+                    helpers_release();
                 if (!busy && st.delivered_m >= st.expected_m)
                     break;
                 if (n >= until)
@@ -1447,6 +1691,8 @@ int main(int argc, char **argv)
                 poll_once(now_ns() + 5000000ull);
             }
         }
+        helpers_release();
+        helpers_collect();
         if (opt.nserver_pid)
             cpu1 = servers_cpu(cpu1_parts);
         busy1 = machine_busy(&irq1);
@@ -1458,6 +1704,8 @@ int main(int argc, char **argv)
         uint64_t until = now_ns() + (uint64_t)(opt.warmup * 1e9);
         while (now_ns() < until)
             poll_once(until);
+        helpers_release();
+        helpers_collect();
     }
     t_end = now_ns();
     publishing_done = 1;
@@ -1557,15 +1805,11 @@ int main(int argc, char **argv)
                (unsigned long long)st.events_total);
         fflush(stdout);
     }
-    if (opt.hold > 0) {
-        /* the driver stops the server now: see whether streams end */
-        uint64_t until = now_ns() + (uint64_t)(opt.hold * 1e9);
-        int open_at_start = st.sub_connected;
-        while (now_ns() < until && st.sub_connected > 0)
-            poll_once(now_ns() + 50000000ull);
-        logf_("hold: %d of %d streams ended by the server", open_at_start - st.sub_connected,
-              open_at_start);
-    }
+    st.sub_connected -= helpers_open;   /* the helpers hold theirs themselves */
+    if (opt.hold > 0)
+        hold_streams();     /* the driver stops the server now: see whether streams end */
+    for (i = 1; i < opt.procs; i++)
+        waitpid(helper_pid[i], NULL, 0);
     for (i = 0; i < opt.subs; i++)
         if (subs[i].fd >= 0)
             close(subs[i].fd);

@@ -13,6 +13,12 @@ Redis do). Each socket counts its streams and publishes: the subscribers
 must split evenly and the fixed-rate publishes alternate (counts differ by
 at most one), and each `--server-pid` tree gets its own CPU figure.
 
+Several processes (`--procs 3`): 12 subscribers split 4 + 4 + 4, only the
+first process publishes; the merged result must count every subscriber's
+expected events (4 per channel: expected == 4 x published), their
+deliveries and latencies, and the anomalies of subscribers 0 and 1
+wherever they landed.
+
     python3 bench/test_loadgen.py [path/to/loadgen]
 """
 import json
@@ -224,6 +230,33 @@ def two_servers():
     return ok
 
 
+def procs():
+    srv = Server()
+    r = run(srv.port, ["--procs", "3"])
+    checks = {
+        "subs_connected == 12": r["subs_connected"] == 12,
+        "12 streams on the socket": srv.streams == 12,
+        "published > 100": r["published"] > 100,
+        # 3 channels of 4 subscribers each, 3 processes: the helpers'
+        # shares are counted (each process alone would expect a third)
+        "expected == 4 x published": r["expected"] == 4 * r["published"],
+        "bad_events == 0": r["bad_events"] == 0,
+        "loss <= 1 (held odd event of subscriber 1)": 0 <= r["loss"] <= 1,
+        "latency histograms merged": r["lat_us"]["n"] == r["delivered"],
+        "duplicates > 0": r["duplicates"] > 0,
+        "out_of_order > 0": r["out_of_order"] > 0,
+    }
+    print("loadgen self-test --procs 3",
+          {k: r[k] for k in ("published", "expected", "delivered", "loss", "duplicates",
+                             "out_of_order")}, {"streams": srv.streams})
+    ok = True
+    for k, v in checks.items():
+        if not v:
+            print("  FAIL:", k)
+            ok = False
+    return ok
+
+
 def main():
     ok = True
     for extra in ([], ["--http10"], ["--pub-conns", "3"]):
@@ -249,6 +282,7 @@ def main():
                 print("  FAIL:", k)
                 ok = False
     ok = two_servers() and ok
+    ok = procs() and ok
     print("OK" if ok else "FAILED")
     sys.exit(0 if ok else 1)
 

@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.parse
 
 import pytest
 
@@ -20,6 +21,7 @@ from ssetest.channels import chan_query, uniq
 from ssetest.clients import NodeClient, SSEClient, request, subscribe
 from ssetest.httpd import BASE_MODULES
 from ssetest.many import ManyStreams, raise_nofile
+from ssetest.mercure import hmac_key, mint
 from ssetest.metrics import STATUS_LOCATION, status_json, wait_figure
 from ssetest.procs import child_pids, pid_alive
 from ssetest.publish import pub_json, pub_raw
@@ -608,3 +610,40 @@ def test_stalled_detached_client_gets_everything_later(httpd):
     finally:
         stalled.close()
         fast.close()
+
+
+# ---------------------------------------------------------------- a Mercure hub
+
+HUB_KEY = "detach-hub-key-of-the-tests-0123456789"
+
+
+def test_a_mercure_hubs_stream_keeps_its_thread(httpd):
+    """A hub's stream filters what it is sent with a filter in its request's
+    pool and is ended by its own thread (sse_stream.h): under SSEDetach on
+    it is not detached, and a private update still reaches only the
+    subscriber whose token allows it."""
+    h = httpd(conf=STATUS_LOCATION + f"""
+<Location /.well-known/mercure>
+    SetHandler sse-mercure
+    SSEDetach on
+    SSEMercurePublisherJWT {HUB_KEY}
+    SSEMercureAnonymous on
+</Location>
+""", log_level="notice sse:debug")
+    key = hmac_key(HUB_KEY)
+    topic = "https://example.com/detach/" + uniq("hub")
+    path = "/.well-known/mercure?" + urllib.parse.urlencode([("topic", topic)])
+    allowed = {"Authorization": "Bearer " + mint(key, {"mercure": {"subscribe": [topic]}})}
+    with SSEClient(h.port, path, headers=allowed) as s, SSEClient(h.port, path) as anon:
+        assert s.status == 200 and anon.status == 200
+        wait_figure(h.port, "sse_subscribers", 2)
+        assert status_json(h.port)["sse_streams_detached"] == 0
+        r = request(h.port, "POST", "/.well-known/mercure",
+                    body=urllib.parse.urlencode([("topic", topic), ("data", "for one"),
+                                                 ("private", "on")]).encode(),
+                    headers={"Content-Type": "application/x-www-form-urlencoded",
+                             "Authorization": "Bearer " + mint(key, {"mercure": {"publish": ["*"]}})})
+        assert r.status == 200, r
+        assert s.next_event().raw == wire_event(r.body.decode(), b"for one")
+        anon.assert_no_event(0.5)
+        assert status_json(h.port)["sse_streams_detached"] == 0
