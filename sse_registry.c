@@ -58,7 +58,6 @@ struct sse_sub {
     pthread_mutex_t mu;         /* plain pthread objects, not pool-owned: */
     pthread_cond_t  cv;         /* see unsubscribe_cleanup */
     sse_store_channels chans;
-    sse_node      nodes[SSE_STORE_MAX_CHANNELS];
     sse_frame    *q[SSE_REGISTRY_QUEUE];
     int           qhead, qlen;
     apr_uint64_t  queued;       /* stamp of the newest event queued or sent */
@@ -84,6 +83,9 @@ struct sse_sub {
     void         *detached;     /* the detach thread's record, or NULL */
     apr_time_t    direct_at;    /* when a direct write last sent bytes */
     apr_pool_t   *pool;         /* whose cleanup frees it (NULL once detached) */
+    /* One per channel named, allocated with the record: most streams name
+     * one channel, and a detached stream's record is all it costs. */
+    sse_node      nodes[];
 };
 APR_RING_HEAD(sse_sub_list, sse_sub);
 
@@ -557,7 +559,8 @@ int sse_registry_w_subscribe_filtered(request_rec *r, const apr_array_header_t *
                             " streams (SSEMaxStreamsPerChild)", reg.max_streams);
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    if (!(sub = calloc(1, sizeof(*sub)))) {
+    /* chans.n, the distinct channels, is at most what was named. */
+    if (!(sub = calloc(1, sizeof(*sub) + (apr_size_t)channels->nelts * sizeof(sse_node)))) {
         *why = "out of memory";
         return HTTP_SERVICE_UNAVAILABLE;
     }
@@ -567,6 +570,7 @@ int sse_registry_w_subscribe_filtered(request_rec *r, const apr_array_header_t *
         free(sub);
         return status;
     }
+    SSE_ASSERT(sub->chans.n <= channels->nelts);
     pthread_mutex_init(&sub->mu, NULL);
     cond_init_monotonic(&sub->cv);
     sub->pool = r->pool;
