@@ -236,6 +236,7 @@ static token_state find_token(request_rec *r, const sse_dir_conf *dc,
                               const apr_array_header_t *pairs, const char **tok,
                               apr_size_t *len, const char **why)
 {
+    apr_size_t ignored;
     const char *h = apr_table_get(r->headers_in, "Authorization");
     apr_array_header_t *q;
 
@@ -256,20 +257,34 @@ static token_state find_token(request_rec *r, const sse_dir_conf *dc,
         *len = ((sse_bytes *)q->elts)[0].len;
         return TOKEN_OK;
     }
+    /* Never for publishing: a browser sends the cookie with any cross-site
+     * form POST, so taking it there is CSRF unless Origin is checked
+     * against a list of publishing origins, which this hub does not have. */
+    if (r->method_number == M_POST) {
+        if (cookie_value(r, SSE_DIR_MERCURE_COOKIE(dc), &ignored))
+            *why = "publishing takes the token from the Authorization header or the "
+                   "authorization parameter, not the cookie";
+        return TOKEN_NONE;
+    }
     if ((*tok = cookie_value(r, SSE_DIR_MERCURE_COOKIE(dc), len)))
         return TOKEN_OK;
     return TOKEN_NONE;
 }
 
-/* 401: why NULL for a request without a token (no error code, RFC 6750
- * 3.1), else the reason the token was refused. */
+/* 401 to a request without a token: no error code (RFC 6750 3.1). */
+static int token_missing(request_rec *r, const char *message)
+{
+    apr_table_setn(r->headers_out, "WWW-Authenticate", "Bearer realm=\"" REALM "\"");
+    return sse_http_error(r, HTTP_UNAUTHORIZED, message);
+}
+
+/* 401: why NULL for a request without a token, else the reason the token
+ * was refused. */
 static int unauthorized(request_rec *r, const char *why)
 {
-    if (!why) {
-        apr_table_setn(r->headers_out, "WWW-Authenticate", "Bearer realm=\"" REALM "\"");
-        return sse_http_error(r, HTTP_UNAUTHORIZED, "a token is required (Authorization: "
-                              "Bearer, the authorization parameter, or the cookie)");
-    }
+    if (!why)
+        return token_missing(r, "a token is required (Authorization: Bearer, the "
+                                "authorization parameter, or the cookie)");
     apr_table_setn(r->headers_out, "WWW-Authenticate",
                    apr_psprintf(r->pool, "Bearer realm=\"" REALM "\", error=\"invalid_token\", "
                                 "error_description=\"%s\"", why));
@@ -289,6 +304,10 @@ static int authenticate(request_rec *r, const sse_dir_conf *dc, const sse_jwt_ke
     *done = 0;
     switch (find_token(r, dc, pairs, &tok, &len, &why)) {
     case TOKEN_NONE:
+        if (why) {      /* a publish with the cookie only: say so */
+            *done = 1;
+            return token_missing(r, why);
+        }
         return OK;
     case TOKEN_BAD:
         *done = 1;
@@ -376,6 +395,22 @@ static const char *check_topic(apr_pool_t *p, const sse_bytes *t)
     return NULL;
 }
 
+/* Whether a topic holds the hub's namespace anywhere, as the Go hub tests
+ * it: subscription updates live there, and a publisher that could post
+ * one would forge presence. A substring, not a path comparison, so that
+ * no spelling of an absolute or relative URL slips through. */
+static int reserved_topic(const sse_bytes *t)
+{
+    static const char ns[] = "/.well-known/mercure";
+    apr_size_t n = sizeof(ns) - 1, i;
+
+    for (i = 0; i + n <= t->len; i++) {
+        if (t->s[i] == '/' && memcmp(t->s + i, ns, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int publish(request_rec *r, const sse_dir_conf *dc)
 {
     const sse_jwt_key *key = dc->mercure_publisher;
@@ -443,12 +478,20 @@ static int publish(request_rec *r, const sse_dir_conf *dc)
                                                                    NULL));
         ev.event = *v;
     }
-    if ((v = first(r->pool, pairs, "retry"))) {
+    if ((v = first(r->pool, pairs, "retry")) && v->len) {      /* empty: absent, as id */
         apr_uint32_t ms;
         if ((why = sse_wire_parse_retry(v->s, v->len, &ms)))
             return sse_http_error(r, HTTP_BAD_REQUEST, apr_pstrcat(r->pool, "retry: ", why,
                                                                    NULL));
         ev.retry = (long)ms;
+    }
+
+    for (i = 0; i < topics->nelts; i++) {
+        if (reserved_topic(&t[i]))
+            return sse_http_error(r, HTTP_FORBIDDEN, apr_psprintf(r->pool,
+                                  "topic '%.*s' is in the hub's reserved namespace "
+                                  "(/.well-known/mercure): only the hub publishes there",
+                                  (int)(t[i].len > 200 ? 200 : t[i].len), t[i].s));
     }
 
     /* Every topic must be allowed, or nothing is published. */

@@ -320,6 +320,61 @@ def test_publish_must_be_form_encoded(hub):
     assert r.status == 415, r
 
 
+def test_publish_refuses_the_hubs_reserved_namespace(hub):
+    # Topics under /.well-known/mercure are the hub's own (subscription
+    # updates): a publisher that could post there would forge presence for
+    # every subscriber of those topics. The Go hub refuses any topic holding
+    # the path (403), canonical or alternate; so does this one.
+    forged = "/.well-known/mercure/subscriptions/a/urn%3Auuid%3A1"
+    with sub(hub.port, ["*"], tok=sub_token()) as s:
+        for topics in ([forged], ["https://example.com/x", "https://example.com"
+                                  "/.well-known/mercure/subscriptions/b/c"]):
+            r = publish(hub.port, [("topic", t) for t in topics] + [("data", "f")])
+            assert r.status == 403, r
+            assert r.json == {"error": f"topic '{topics[-1]}' is in the hub's reserved "
+                                       "namespace (/.well-known/mercure): only the hub "
+                                       "publishes there"}
+        s.assert_no_event(0.3)
+        # Near misses are ordinary topics.
+        id_ = publish_ok(hub.port, [("topic", "https://example.com/.well-known/mercur"),
+                                    ("data", "ok")])
+        assert s.next_event().raw == wire_event(id_, b"ok")
+
+
+def test_publish_does_not_take_the_cookie(hub):
+    # A browser sends the cookie with any cross-site form POST: taking it
+    # for publishing is CSRF (the protocol: a hub reading it there MUST
+    # check Origin; this one does not read it there at all).
+    tok = pub_token()
+    with sub(hub.port, ["*"]) as s:
+        r = request(hub.port, "POST", HUB, body=b"topic=a&data=csrf",
+                    headers={"Content-Type": "application/x-www-form-urlencoded",
+                             "Cookie": "mercureAuthorization=" + tok,
+                             "Origin": "https://evil.example"})
+        assert r.status == 401, r
+        assert r.headers.get("www-authenticate") == www_auth()
+        assert r.json == {"error": "publishing takes the token from the Authorization "
+                                   "header or the authorization parameter, not the cookie"}
+        s.assert_no_event(0.3)
+        # The same token in the header or the query publishes.
+        id_ = publish_ok(hub.port, [("topic", "a"), ("data", "h")], tok)
+        assert s.next_event().raw == wire_event(id_, b"h")
+        r = request(hub.port, "POST", HUB + "?authorization=" + tok, body=b"topic=a&data=q",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status == 200, r
+        assert s.next_event().raw == wire_event(r.body.decode(), b"q")
+
+
+def test_publish_empty_optional_fields_are_absent(hub):
+    # A form posts every field it has, empty or not: an empty id, type or
+    # retry is an absent one (the Go hub's reading), not a 400.
+    topic = uniq("empty")
+    with sub(hub.port, [topic]) as s:
+        id_ = publish_ok(hub.port, [("topic", topic), ("data", "x"), ("id", ""),
+                                    ("type", ""), ("retry", "")])
+        assert s.next_event().raw == wire_event(id_, b"x")
+
+
 # ---------------------------------------------------------------- token sources
 
 def test_token_precedence_header_query_cookie(httpd):
