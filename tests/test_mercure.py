@@ -434,6 +434,20 @@ def test_replay_last_event_id_and_earliest(hub):
         s.assert_no_event(0.3)
 
 
+def test_replay_from_a_publisher_chosen_id(hub):
+    # EventSource reconnects with the last id it saw, which is the
+    # publisher's when it chose one: the hub must resume after it too.
+    topic = "https://example.com/pid/" + uniq("r")
+    mine = [f"urn:uuid:{uniq('p')}-{i}" for i in range(3)]
+    for n, i in enumerate(mine):
+        assert publish_ok(hub.port, [("topic", topic), ("data", f"e{n}"), ("id", i)]) == i
+    with sub(hub.port, [topic], headers={"Last-Event-ID": mine[0]}) as s:
+        assert s.headers["last-event-id"] == mine[0]
+        assert [e.raw for e in s.next_events(2)] == [wire_event(mine[1], b"e1"),
+                                                     wire_event(mine[2], b"e2")]
+        s.assert_no_event(0.3)
+
+
 def test_private_updates_are_not_replayed_to_anonymous(hub):
     topic = "https://example.com/pr/" + uniq("r")
     secret = publish_ok(hub.port, [("topic", topic), ("data", "s"), ("private", "on")])
