@@ -383,6 +383,27 @@ static const sse_bytes *first(apr_pool_t *p, const apr_array_header_t *pairs, co
     return v->nelts ? (const sse_bytes *)v->elts : NULL;
 }
 
+/* A topic for an error message: CR, LF and NUL written as backslash and r, n
+ * or 0, so that the message shows the byte that is wrong instead of ending at it. */
+static const char *shown(apr_pool_t *p, const char *s, apr_size_t len)
+{
+    char *out = apr_palloc(p, len * 2 + 1), *o = out;
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '\n' || c == '\r' || c == '\0') {
+            *o++ = '\\';
+            *o++ = c == '\n' ? 'n' : c == '\r' ? 'r' : '0';
+        }
+        else {
+            *o++ = c;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 static const char *check_topic(apr_pool_t *p, const sse_bytes *t)
 {
     if (t->len == 0)
@@ -390,8 +411,8 @@ static const char *check_topic(apr_pool_t *p, const sse_bytes *t)
     if (t->len > SSE_MERCURE_TOPIC_MAX)
         return "topic longer than " SSE_STR(SSE_MERCURE_TOPIC_MAX) " bytes";
     if (memchr(t->s, '\n', t->len) || memchr(t->s, '\r', t->len) || memchr(t->s, '\0', t->len))
-        return apr_psprintf(p, "topic '%.*s' contains a line break or a NUL byte",
-                            (int)(t->len > 64 ? 64 : t->len), t->s);
+        return apr_psprintf(p, "topic '%s' contains a line break or a NUL byte",
+                            shown(p, t->s, t->len > 64 ? 64 : t->len));
     return NULL;
 }
 

@@ -293,7 +293,7 @@ def test_publish_needs_a_token_covering_every_topic(hub):
      "id: ids of the form <digits>-<digits> are reserved for server-assigned ids"),
     ([("topic", "a"), ("retry", "soon")], 400, "retry: retry must be all digits (milliseconds)"),
     ([("topic", "a"), ("type", "x\ny")], 400, "type: event type contains a line break"),
-    ([("topic", "a\nb")], 400, "topic 'a\nb' contains a line break or a NUL byte"),
+    ([("topic", "a\nb")], 400, "topic 'a\\nb' contains a line break or a NUL byte"),
     ([("topic", "")], 400, "topic is empty"),
     ([("topic", f"t{i}") for i in range(65)], 400, "topic: more than 64 topics in one update"),
 ])
@@ -373,6 +373,66 @@ def test_publish_empty_optional_fields_are_absent(hub):
         id_ = publish_ok(hub.port, [("topic", topic), ("data", "x"), ("id", ""),
                                     ("type", ""), ("retry", "")])
         assert s.next_event().raw == wire_event(id_, b"x")
+
+
+def test_hostile_input_gets_a_clear_4xx(hub):
+    """Every hostile request is refused with a status and a message naming
+    what is wrong, and the child that refused it goes on serving."""
+    form = {"Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": "Bearer " + pub_token()}
+    cases = [
+        # A form over SSEMaxMessageSize (64K by default).
+        ("POST", HUB, b"topic=a&data=" + b"x" * 70000, 413, None),
+        # 1,000 topics in one update.
+        ("POST", HUB, "&".join(f"topic=t{i}" for i in range(1000)).encode(), 400,
+         "topic: more than 64 topics in one update"),
+        # Malformed percent-encoding, in the body and in the query.
+        ("POST", HUB, b"topic=%zz&data=x", 400, "malformed %-escape in urlencoded data"),
+        ("POST", HUB, b"topic=a&data=%4", 400, "malformed %-escape in urlencoded data"),
+        ("GET", HUB + "?topic=%zz", None, 400, "malformed %-escape in urlencoded data"),
+        # NUL bytes in every field that ends up in a header line of a frame.
+        ("POST", HUB, b"topic=a%00b", 400, "topic 'a\\0b' contains a line break or a NUL byte"),
+        ("POST", HUB, b"topic=a&id=x%00y", 400, "id: id contains a NUL byte"),
+        ("POST", HUB, b"topic=a&type=x%00y", 400, "type: event type contains a NUL byte"),
+        ("POST", HUB, b"topic=a&retry=1%002", 400,
+         "retry: retry must be all digits (milliseconds)"),
+        # Too many selectors, and one too long.
+        ("GET", hub_path([f"s{i}" for i in range(33)]), None, 400,
+         "topic: more than 32 selectors"),
+        ("GET", hub_path(["x" * 1025]), None, 400,
+         "topic: a selector is empty or longer than 1024 bytes"),
+        ("GET", hub_path([""]), None, 400,
+         "topic: a selector is empty or longer than 1024 bytes"),
+        # A topic over the limit.
+        ("POST", HUB, b"topic=" + b"t" * 4097, 400, "topic longer than 4096 bytes"),
+    ]
+    for method, path, body, status, why in cases:
+        r = request(hub.port, method, path, body=body,
+                    headers=form if method == "POST" else {})
+        assert r.status == status, (path[:80], body and body[:80], r)
+        if why is not None:
+            assert r.json == {"error": why}, (path[:80], body and body[:80])
+    # Still serving, every child (several connections).
+    for _ in range(4):
+        assert publish(hub.port, [("topic", "t")]).status == 200
+
+
+def test_pathological_templates_match_in_bounded_time(hub):
+    # Selectors that make a backtracking matcher explode (nested, adjacent
+    # expressions over a long topic that almost matches): the matcher runs
+    # in O(topic x program), so the hub delivers, refuses and goes on.
+    nasty = ["{+a}" * 200 + "!", "{a,b,c,d,e,f,g,h,i,j,k,l}" * 35 + "!",
+             "x{/a*}{/b*}{/c*}{/d*}{/e*}{/f*}{/g*}{/h*}!", "{;a*}{;b*}{;c*}{?d*}{&e*}!"]
+    long_topic = "x" + "/a" * 2000
+    with sub(hub.port, nasty) as bad, sub(hub.port, ["{+a}" * 200]) as good:
+        assert bad.status == 200 and good.status == 200
+        for _ in range(5):
+            publish_ok(hub.port, [("topic", long_topic), ("data", "d")])
+        id_ = publish_ok(hub.port, [("topic", long_topic + "!"), ("data", "hit")])
+        # {+a}*200 then '!' matches the topic ending in '!'; the others do not.
+        assert bad.next_event().raw == wire_event(id_, b"hit")
+        assert [e.raw for e in good.next_events(5)][-1].endswith(b"data: d\n\n")
+        bad.assert_no_event(0.3)
 
 
 # ---------------------------------------------------------------- token sources
