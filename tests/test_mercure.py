@@ -621,6 +621,34 @@ def test_subscription_updates_and_api(httpd):
     assert r.status == 404, r
 
 
+def test_subscriptions_api_by_topic(httpd):
+    # /subscriptions/{topic}: the collection of one selector's subscriptions,
+    # its id the URL asked; a malformed escape in the URL is httpd's 400.
+    h = httpd(conf=HUB_CONF.format(extra=SUBS_CONF)
+              + "AllowEncodedSlashes NoDecode\n", name="mercure-subs-topic")
+    api_tok = sub_token(["/.well-known/mercure/subscriptions{/topic}{/subscriber}"])
+    watch = "/.well-known/mercure/subscriptions{/topic}{/subscriber}"
+    mine, other = "https://example.com/t/" + uniq("a") + "/{id}", "urn:x:" + uniq("b")
+    with sub(h.port, [watch], api_tok) as w:
+        with sub(h.port, [mine], sub_token()) as a, sub(h.port, [other], sub_token()) as b:
+            docs = {}
+            for _ in range(2):
+                d = json.loads(w.next_event().data)
+                docs[d["topic"]] = d
+            url = "/.well-known/mercure/subscriptions/" + urllib.parse.quote(mine, safe="")
+            r = request(h.port, "GET", url, headers={"Authorization": "Bearer " + api_tok})
+            assert r.status == 200, r
+            assert r.headers.get("content-type") == "application/ld+json"
+            body = json.loads(r.body)
+            assert body == {"@context": "https://mercure.rocks/", "id": url,
+                            "type": "Subscriptions", "lastEventID": body["lastEventID"],
+                            "subscriptions": [docs[mine]]}
+            r = request(h.port, "GET", "/.well-known/mercure/subscriptions/%zz",
+                        headers={"Authorization": "Bearer " + api_tok})
+            assert r.status == 400, r       # httpd's own, before the hub: never a crash
+            assert b"Bad Request" in r.body
+
+
 def test_subscriptions_off_has_no_api(hub):
     r = request(hub.port, "GET", "/.well-known/mercure/subscriptions",
                 headers={"Authorization": "Bearer " + sub_token()})
