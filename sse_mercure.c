@@ -32,6 +32,10 @@
  * thread on replay and catch-up; the metadata never reaches the client. The
  * plain sse-stream path pays one NULL pointer test.
  *
+ * Reserved topics. A topic holding "/.well-known/mercure" is refused (403)
+ * as the Go hub refuses it: subscription updates live there, and a
+ * publisher posting one would forge presence.
+ *
  * Ids. A publisher's id is kept as given (one beginning with '#' is
  * refused, as the protocol says; so are ids sse-publish refuses: line
  * breaks, "<digits>-<digits>", ...). Otherwise the update's id is the ring's
@@ -42,7 +46,9 @@
  *
  * Tokens (sse_jwt.h): the Authorization header (Bearer) first, then the
  * authorization query parameter, then the cookie (SSEMercureCookieName),
- * the first present being the only one read. A missing token is 401 with
+ * the first present being the only one read. The cookie is never read for
+ * a publish: a browser sends it with any cross-site form POST (CSRF), and
+ * this hub has no list of publishing origins to check Origin against. A missing token is 401 with
  * WWW-Authenticate: Bearer realm="mercure" (no error code: RFC 6750, 3.1);
  * a bad one (signature, algorithm, expiry, form, size) 401 with
  * error="invalid_token" and the verifier's short reason. Publishing needs
