@@ -253,6 +253,24 @@ def test_bad_tokens_are_401(hub, kind):
     assert publish(hub.port, [("topic", "t")]).status == 200
 
 
+def test_namespaced_mercure_claim(hub):
+    # Identity providers that require namespaced custom claims (Auth0, ...)
+    # issue the claim as "https://mercure.rocks/"; the Go hub reads it, in
+    # place of "mercure" when both are there.
+    topic = "https://example.com/ns/" + uniq("n")
+    ns = "https://mercure.rocks/"
+    sub_tok = token({ns: {"subscribe": [topic]}, "mercure": {"subscribe": ["other"]}})
+    pub_tok = token({ns: {"publish": [topic]}}, key=PUB_KEY)
+    with sub(hub.port, [topic], sub_tok) as s:
+        id_ = publish_ok(hub.port, [("topic", topic), ("data", "p"), ("private", "on")],
+                         pub_tok)
+        assert s.next_event().raw == wire_event(id_, b"p")
+    r = publish(hub.port, [("topic", "elsewhere")], pub_tok)
+    assert r.status == 403, r
+    r = publish(hub.port, [("topic", topic)], token({ns: ["x"]}, key=PUB_KEY))
+    assert r.status == 401 and r.headers.get("www-authenticate") == www_auth("malformed claims")
+
+
 def test_authorization_header_must_be_bearer(hub):
     r = request(hub.port, "GET", hub_path(["*"]), headers={"Authorization": "Basic eDp5"})
     assert r.status == 401

@@ -1864,6 +1864,20 @@ static void test_jwt_claims(apr_pool_t *p)
     CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"publish\":null,\"subscribe\":null,"
                                "\"payload\":null}}"), &c) == NULL
           && !c.publish && !c.subscribe && !c.payload);
+    /* The namespaced claim replaces "mercure" (the Go hub's fallback); a
+     * null one counts as absent, a malformed one is malformed. */
+    CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"publish\":[\"m\"]},"
+                               "\"https://mercure.rocks/\":{\"publish\":[\"n\"],"
+                               "\"payload\":1}}"), &c) == NULL
+          && c.publish && c.publish->nelts == 1
+          && strcmp(APR_ARRAY_IDX(c.publish, 0, const char *), "n") == 0
+          && !c.subscribe && c.payload && strcmp(c.payload, "1") == 0);
+    CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"publish\":[\"m\"]},"
+                               "\"https://mercure.rocks/\":null}"), &c) == NULL
+          && c.publish && strcmp(APR_ARRAY_IDX(c.publish, 0, const char *), "m") == 0);
+    CHECK(jt_verify(p, hs, TOK("{\"https://mercure.rocks/\":[1]}"), &c) != NULL
+          && strcmp(jt_verify(p, hs, TOK("{\"https://mercure.rocks/\":[1]}"), &c),
+                    "malformed claims") == 0);
     /* Empty is not absent: a token that may publish nothing. */
     CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"publish\":[],\"subscribe\":[\"\"]}}"), &c)
           == NULL && c.publish && c.publish->nelts == 0 && c.subscribe
