@@ -512,6 +512,27 @@ def test_replay_last_event_id_and_earliest(hub):
         s.assert_no_event(0.3)
 
 
+def test_replay_after_overwritten_updates_says_earliest(httpd):
+    # The header must be the id of the event preceding the first one sent:
+    # when what followed the asked id was overwritten, that is not the
+    # asked id, and only "earliest" lets the client see it lost updates.
+    h = httpd(conf=HUB_CONF.format(extra=""), server_conf="SSEBufferSize 64K")
+    topic = uniq("gap")
+    first = publish_ok(h.port, [("topic", topic), ("data", "first")])
+    publish_ok(h.port, [("topic", topic), ("data", "lost")])
+    for i in range(60):    # 60 x 2K through a 64K ring: "lost" is overwritten
+        publish_ok(h.port, [("topic", "filler"), ("data", "f" * 2000)])
+    last = publish_ok(h.port, [("topic", topic), ("data", "last")])
+    with sub(h.port, [topic], headers={"Last-Event-ID": first}) as s:
+        assert s.headers["last-event-id"] == "earliest"
+        assert s.next_event().raw == wire_event(last, b"last")
+        s.assert_no_event(0.3)
+    # Nothing lost after the newest: the asked id, as before.
+    with sub(h.port, [topic], headers={"Last-Event-ID": last}) as s:
+        assert s.headers["last-event-id"] == last
+        s.assert_no_event(0.3)
+
+
 def test_replay_from_a_publisher_chosen_id(hub):
     # EventSource reconnects with the last id it saw, which is the
     # publisher's when it chose one: the hub must resume after it too.
