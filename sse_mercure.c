@@ -675,6 +675,7 @@ static int subscribe(request_rec *r, const sse_dir_conf *dc, const apr_array_hea
     sse_stream_hub hub;
     sse_jwt_claims *claims = NULL;
     const char *why, *subscriber = NULL;
+    apr_size_t cost = 0;
     int i, status, done;
 
     if (selectors->nelts == 0)
@@ -697,7 +698,13 @@ static int subscribe(request_rec *r, const sse_dir_conf *dc, const apr_array_hea
                           (int)sel[i].len, sel[i].s, why);
             hs->sel[i] = sse_topic_exact(r->pool, sel[i].s, sel[i].len);
         }
+        cost += sse_topic_cost(hs->sel[i]);
     }
+    if (cost > SSE_MERCURE_COST_MAX)
+        return sse_http_error(r, HTTP_BAD_REQUEST, apr_psprintf(r->pool, "topic: the "
+                              "selectors' templates are too complex to match (cost %"
+                              APR_SIZE_T_FMT ", at most " SSE_STR(SSE_MERCURE_COST_MAX)
+                              "): use fewer or shorter expressions", cost));
 
     if (key) {
         if ((status = authenticate(r, dc, key, pairs, &claims, &done)) != OK || done)

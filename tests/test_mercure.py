@@ -453,6 +453,31 @@ def test_pathological_templates_match_in_bounded_time(hub):
         bad.assert_no_event(0.3)
 
 
+def test_selectors_too_costly_to_match_are_400(httpd):
+    # Each selector is matched against every update of the hub in the
+    # dispatcher: a subscription whose templates together cost more than
+    # SSE_MERCURE_COST_MAX per topic byte is refused, naming the cost.
+    # (A request line long enough for 32 selectors of 1K: httpd's own limit
+    # would answer 414 first otherwise.)
+    hub = httpd(conf=HUB_CONF.format(extra=""), server_conf="LimitRequestLine 400000",
+                name="mercure-cost")
+    heavy = "{+a}" * 255                       # 1,020 bytes, hundreds of positions
+    r = request(hub.port, "GET", hub_path([heavy + str(i) for i in range(32)]))
+    assert r.status == 400, r
+    why = r.json["error"]
+    assert why.startswith("topic: the selectors' templates are too complex to match (cost ")
+    assert why.endswith(", at most 4096): use fewer or shorter expressions")
+    assert int(why.split("(cost ")[1].split(",")[0]) > 4096
+    # Ordinary templates cost 1 each: 32 of them subscribe, and so does one
+    # heavy template alone.
+    cheap = [f"https://example.com/books{i}/{{id}}{{?page}}" for i in range(32)]
+    with sub(hub.port, cheap) as s, sub(hub.port, [heavy]) as t:
+        assert s.status == 200 and t.status == 200
+        id_ = publish_ok(hub.port, [("topic", "https://example.com/books7/1?page=2"),
+                                    ("data", "c")])
+        assert s.next_event().raw == wire_event(id_, b"c")
+
+
 # ---------------------------------------------------------------- token sources
 
 def test_token_precedence_header_query_cookie(httpd):

@@ -2328,6 +2328,13 @@ static void test_topic_hostile(apr_pool_t *p)
     n += 4;
     s = sse_topic_compile(p, tmpl, n, &why);
     CHECK(s != NULL);
+    /* Its cost is its program's size, hundreds of positions; ordinary
+     * selectors cost 1 (sse_topic_cost: the hub's budget, per subscription). */
+    CHECK(s && sse_topic_cost(s) > 600);
+    CHECK(sse_topic_cost(sse_topic_compile(p, "*", 1, &why)) == 1);
+    CHECK(sse_topic_cost(sse_topic_compile(p, "https://e.com/b", 15, &why)) == 1);
+    CHECK(sse_topic_cost(sse_topic_compile(p, "https://e.com/b/{id}{?p}", 24, &why)) == 1);
+    CHECK(sse_topic_cost(sse_topic_exact(p, "{x}", 3)) == 1);
     memset(topic, 'a', TOPIC);
     CHECK(s && sse_topic_match(s, topic, TOPIC) == 1);
     topic[TOPIC - 2] = '/';
