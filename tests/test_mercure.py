@@ -18,7 +18,12 @@ mercure.publish (403) and bad fields (400 naming them), token precedence
 lastEventID and earliest and the Last-Event-ID response header, a stream
 ending at its token's exp, subscription updates and the subscriptions API,
 CORS on the hub, and with SSERedis an update published on server A's hub
-reaching a subscriber of server B's.
+reaching a subscriber of server B's. From the protocol review: the reserved
+/.well-known/mercure namespace (403), no publishing with the cookie (CSRF),
+empty optional fields, the namespaced claim, resumption after a publisher's
+id and after overwritten updates (Last-Event-ID: earliest), the API by
+topic, hostile input (4xx naming the problem) and selectors too costly to
+match.
 
 Tokens are minted by tests/ssetest/mercure.py (HS256 here; the other
 algorithms are the verifier's unit tests' and test_mercure_php.py's)."""
