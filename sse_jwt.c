@@ -336,7 +336,14 @@ static const char *claims(apr_pool_t *p, const json_t *body, apr_int64_t now,
 {
     const json_t *exp = json_object_get(body, "exp"), *nbf = json_object_get(body, "nbf");
     const json_t *mercure = json_object_get(body, "mercure"), *payload = NULL;
+    const json_t *namespaced = json_object_get(body, "https://mercure.rocks/");
     apr_int64_t exp_v = 0, nbf_v = 0;
+
+    /* The namespaced claim, for identity providers that allow only
+     * namespaced custom claims (Auth0, ...): it replaces "mercure" when
+     * present, as in the Go hub. */
+    if (namespaced && !json_is_null(namespaced))
+        mercure = namespaced;
 
     if ((exp && !numeric_date(exp, &exp_v)) || (nbf && !numeric_date(nbf, &nbf_v)))
         return "malformed claims";

@@ -22,7 +22,9 @@
  *    nbf; no leeway); "mercure", when present, an object whose "publish"
  *    and "subscribe", when present, are arrays of strings. A null
  *    "mercure", "publish", "subscribe" or "payload" counts as absent (as
- *    the Go hub reads it).
+ *    the Go hub reads it). A non-null "https://mercure.rocks/" claim
+ *    (namespaced, for identity providers that require it) replaces
+ *    "mercure", under the same rules, as in the Go hub.
  * Other claims (iat, sub, aud, ...) are not checked.
  *
  * Pure: no httpd, no logging; allocates from the pool it is given and,

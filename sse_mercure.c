@@ -32,6 +32,10 @@
  * thread on replay and catch-up; the metadata never reaches the client. The
  * plain sse-stream path pays one NULL pointer test.
  *
+ * Reserved topics. A topic holding "/.well-known/mercure" is refused (403)
+ * as the Go hub refuses it: subscription updates live there, and a
+ * publisher posting one would forge presence.
+ *
  * Ids. A publisher's id is kept as given (one beginning with '#' is
  * refused, as the protocol says; so are ids sse-publish refuses: line
  * breaks, "<digits>-<digits>", ...). Otherwise the update's id is the ring's
@@ -42,7 +46,9 @@
  *
  * Tokens (sse_jwt.h): the Authorization header (Bearer) first, then the
  * authorization query parameter, then the cookie (SSEMercureCookieName),
- * the first present being the only one read. A missing token is 401 with
+ * the first present being the only one read. The cookie is never read for
+ * a publish: a browser sends it with any cross-site form POST (CSRF), and
+ * this hub has no list of publishing origins to check Origin against. A missing token is 401 with
  * WWW-Authenticate: Bearer realm="mercure" (no error code: RFC 6750, 3.1);
  * a bad one (signature, algorithm, expiry, form, size) 401 with
  * error="invalid_token" and the verifier's short reason. Publishing needs
@@ -236,6 +242,7 @@ static token_state find_token(request_rec *r, const sse_dir_conf *dc,
                               const apr_array_header_t *pairs, const char **tok,
                               apr_size_t *len, const char **why)
 {
+    apr_size_t ignored;
     const char *h = apr_table_get(r->headers_in, "Authorization");
     apr_array_header_t *q;
 
@@ -256,20 +263,34 @@ static token_state find_token(request_rec *r, const sse_dir_conf *dc,
         *len = ((sse_bytes *)q->elts)[0].len;
         return TOKEN_OK;
     }
+    /* Never for publishing: a browser sends the cookie with any cross-site
+     * form POST, so taking it there is CSRF unless Origin is checked
+     * against a list of publishing origins, which this hub does not have. */
+    if (r->method_number == M_POST) {
+        if (cookie_value(r, SSE_DIR_MERCURE_COOKIE(dc), &ignored))
+            *why = "publishing takes the token from the Authorization header or the "
+                   "authorization parameter, not the cookie";
+        return TOKEN_NONE;
+    }
     if ((*tok = cookie_value(r, SSE_DIR_MERCURE_COOKIE(dc), len)))
         return TOKEN_OK;
     return TOKEN_NONE;
 }
 
-/* 401: why NULL for a request without a token (no error code, RFC 6750
- * 3.1), else the reason the token was refused. */
+/* 401 to a request without a token: no error code (RFC 6750 3.1). */
+static int token_missing(request_rec *r, const char *message)
+{
+    apr_table_setn(r->headers_out, "WWW-Authenticate", "Bearer realm=\"" REALM "\"");
+    return sse_http_error(r, HTTP_UNAUTHORIZED, message);
+}
+
+/* 401: why NULL for a request without a token, else the reason the token
+ * was refused. */
 static int unauthorized(request_rec *r, const char *why)
 {
-    if (!why) {
-        apr_table_setn(r->headers_out, "WWW-Authenticate", "Bearer realm=\"" REALM "\"");
-        return sse_http_error(r, HTTP_UNAUTHORIZED, "a token is required (Authorization: "
-                              "Bearer, the authorization parameter, or the cookie)");
-    }
+    if (!why)
+        return token_missing(r, "a token is required (Authorization: Bearer, the "
+                                "authorization parameter, or the cookie)");
     apr_table_setn(r->headers_out, "WWW-Authenticate",
                    apr_psprintf(r->pool, "Bearer realm=\"" REALM "\", error=\"invalid_token\", "
                                 "error_description=\"%s\"", why));
@@ -289,6 +310,10 @@ static int authenticate(request_rec *r, const sse_dir_conf *dc, const sse_jwt_ke
     *done = 0;
     switch (find_token(r, dc, pairs, &tok, &len, &why)) {
     case TOKEN_NONE:
+        if (why) {      /* a publish with the cookie only: say so */
+            *done = 1;
+            return token_missing(r, why);
+        }
         return OK;
     case TOKEN_BAD:
         *done = 1;
@@ -364,6 +389,27 @@ static const sse_bytes *first(apr_pool_t *p, const apr_array_header_t *pairs, co
     return v->nelts ? (const sse_bytes *)v->elts : NULL;
 }
 
+/* A topic for an error message: CR, LF and NUL written as backslash and r, n
+ * or 0, so that the message shows the byte that is wrong instead of ending at it. */
+static const char *shown(apr_pool_t *p, const char *s, apr_size_t len)
+{
+    char *out = apr_palloc(p, len * 2 + 1), *o = out;
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '\n' || c == '\r' || c == '\0') {
+            *o++ = '\\';
+            *o++ = c == '\n' ? 'n' : c == '\r' ? 'r' : '0';
+        }
+        else {
+            *o++ = c;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 static const char *check_topic(apr_pool_t *p, const sse_bytes *t)
 {
     if (t->len == 0)
@@ -371,9 +417,25 @@ static const char *check_topic(apr_pool_t *p, const sse_bytes *t)
     if (t->len > SSE_MERCURE_TOPIC_MAX)
         return "topic longer than " SSE_STR(SSE_MERCURE_TOPIC_MAX) " bytes";
     if (memchr(t->s, '\n', t->len) || memchr(t->s, '\r', t->len) || memchr(t->s, '\0', t->len))
-        return apr_psprintf(p, "topic '%.*s' contains a line break or a NUL byte",
-                            (int)(t->len > 64 ? 64 : t->len), t->s);
+        return apr_psprintf(p, "topic '%s' contains a line break or a NUL byte",
+                            shown(p, t->s, t->len > 64 ? 64 : t->len));
     return NULL;
+}
+
+/* Whether a topic holds the hub's namespace anywhere, as the Go hub tests
+ * it: subscription updates live there, and a publisher that could post
+ * one would forge presence. A substring, not a path comparison, so that
+ * no spelling of an absolute or relative URL slips through. */
+static int reserved_topic(const sse_bytes *t)
+{
+    static const char ns[] = "/.well-known/mercure";
+    apr_size_t n = sizeof(ns) - 1, i;
+
+    for (i = 0; i + n <= t->len; i++) {
+        if (t->s[i] == '/' && memcmp(t->s + i, ns, n) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 static int publish(request_rec *r, const sse_dir_conf *dc)
@@ -443,12 +505,20 @@ static int publish(request_rec *r, const sse_dir_conf *dc)
                                                                    NULL));
         ev.event = *v;
     }
-    if ((v = first(r->pool, pairs, "retry"))) {
+    if ((v = first(r->pool, pairs, "retry")) && v->len) {      /* empty: absent, as id */
         apr_uint32_t ms;
         if ((why = sse_wire_parse_retry(v->s, v->len, &ms)))
             return sse_http_error(r, HTTP_BAD_REQUEST, apr_pstrcat(r->pool, "retry: ", why,
                                                                    NULL));
         ev.retry = (long)ms;
+    }
+
+    for (i = 0; i < topics->nelts; i++) {
+        if (reserved_topic(&t[i]))
+            return sse_http_error(r, HTTP_FORBIDDEN, apr_psprintf(r->pool,
+                                  "topic '%.*s' is in the hub's reserved namespace "
+                                  "(/.well-known/mercure): only the hub publishes there",
+                                  (int)(t[i].len > 200 ? 200 : t[i].len), t[i].s));
     }
 
     /* Every topic must be allowed, or nothing is published. */
@@ -605,6 +675,7 @@ static int subscribe(request_rec *r, const sse_dir_conf *dc, const apr_array_hea
     sse_stream_hub hub;
     sse_jwt_claims *claims = NULL;
     const char *why, *subscriber = NULL;
+    apr_size_t cost = 0;
     int i, status, done;
 
     if (selectors->nelts == 0)
@@ -627,7 +698,13 @@ static int subscribe(request_rec *r, const sse_dir_conf *dc, const apr_array_hea
                           (int)sel[i].len, sel[i].s, why);
             hs->sel[i] = sse_topic_exact(r->pool, sel[i].s, sel[i].len);
         }
+        cost += sse_topic_cost(hs->sel[i]);
     }
+    if (cost > SSE_MERCURE_COST_MAX)
+        return sse_http_error(r, HTTP_BAD_REQUEST, apr_psprintf(r->pool, "topic: the "
+                              "selectors' templates are too complex to match (cost %"
+                              APR_SIZE_T_FMT ", at most " SSE_STR(SSE_MERCURE_COST_MAX)
+                              "): use fewer or shorter expressions", cost));
 
     if (key) {
         if ((status = authenticate(r, dc, key, pairs, &claims, &done)) != OK || done)

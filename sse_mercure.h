@@ -21,6 +21,11 @@
 #define SSE_MERCURE_TOPIC_MAX     4096  /* bytes of one topic */
 #define SSE_MERCURE_MAX_SELECTORS 32    /* topic parameters of a subscription */
 #define SSE_MERCURE_SELECTOR_MAX  1024  /* bytes of one of them */
+/* The summed sse_topic_cost of a subscription's selectors: every update of
+ * the hub is matched against them in the dispatcher, so a subscriber must
+ * not make that arbitrarily slow. Ordinary templates cost 1 each; one of
+ * 1,024 bytes about 3,000. */
+#define SSE_MERCURE_COST_MAX      4096
 
 int sse_mercure_handler(request_rec *r);
 

@@ -594,11 +594,16 @@ static int serve(request_rec *r, const sse_stream_hub *hub)
     expired = ttl_floor ? ttl_floor - 1 : 0;
     if (hub && asked) {
         /* "earliest", or an id the hub does not know (any more): all that
-         * is retained, and the header says so; else what followed the id. */
+         * is retained, and the header says so; else what followed the id.
+         * An id whose successors were overwritten is not known either: the
+         * header must name the event preceding the first one sent (the
+         * protocol), which is then not the id, and "earliest" is what tells
+         * the client it lost updates. */
         known = !(asked_len == 8 && memcmp(asked, "earliest", 8) == 0)
                 && sse_replay_resolve(sse_registry_channels(st.sub), scratch, asked,
                                       asked_len, &from)
-                && from >= ttl_floor;
+                && from >= ttl_floor
+                && !sse_replay_gap(sse_registry_channels(st.sub), from);
         apr_table_setn(r->headers_out, "Last-Event-ID", known ? asked : "earliest");
         rv = replay(&st, scratch, known ? from : expired, upto, 0, asked, asked_len, 0);
         if (known && from > st.last)

@@ -632,6 +632,13 @@ int sse_topic_test_general;
 #define sse_topic_test_general 0
 #endif
 
+apr_size_t sse_topic_cost(const sse_topic_selector *sel)
+{
+    if (sel->kind != SEL_TEMPLATE || (sel->eps && !sse_topic_test_general))
+        return 1;
+    return sel->nops > 0 ? (apr_size_t)sel->nops : 1;
+}
+
 int sse_topic_match(const sse_topic_selector *sel, const char *topic, apr_size_t len)
 {
     if (sel->kind == SEL_ALL)

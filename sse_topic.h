@@ -51,6 +51,13 @@ sse_topic_selector *sse_topic_compile(apr_pool_t *p, const char *selector,
  * when sse_topic_compile refused them. */
 sse_topic_selector *sse_topic_exact(apr_pool_t *p, const char *selector, apr_size_t len);
 
+/* What matching sel costs per topic byte, in program positions the
+ * matcher may visit: 1 for "*", an exact selector or a template of at most
+ * 64 positions (one machine word), else its program's size (up to 3 per
+ * template byte). A hub sums it over a subscription's selectors to refuse
+ * those that would make every delivery expensive (SSE_MERCURE_COST_MAX). */
+apr_size_t sse_topic_cost(const sse_topic_selector *sel);
+
 /* 1 when topic (len bytes) matches, 0 when not. Thread-safe, no
  * allocation, bounded time: see above. */
 int sse_topic_match(const sse_topic_selector *sel, const char *topic, apr_size_t len);

@@ -18,7 +18,12 @@ mercure.publish (403) and bad fields (400 naming them), token precedence
 lastEventID and earliest and the Last-Event-ID response header, a stream
 ending at its token's exp, subscription updates and the subscriptions API,
 CORS on the hub, and with SSERedis an update published on server A's hub
-reaching a subscriber of server B's.
+reaching a subscriber of server B's. From the protocol review: the reserved
+/.well-known/mercure namespace (403), no publishing with the cookie (CSRF),
+empty optional fields, the namespaced claim, resumption after a publisher's
+id and after overwritten updates (Last-Event-ID: earliest), the API by
+topic, hostile input (4xx naming the problem) and selectors too costly to
+match.
 
 Tokens are minted by tests/ssetest/mercure.py (HS256 here; the other
 algorithms are the verifier's unit tests' and test_mercure_php.py's)."""
@@ -259,6 +264,24 @@ def test_bad_tokens_are_401(hub, kind):
     assert publish(hub.port, [("topic", "t")]).status == 200
 
 
+def test_namespaced_mercure_claim(hub):
+    # Identity providers that require namespaced custom claims (Auth0, ...)
+    # issue the claim as "https://mercure.rocks/"; the Go hub reads it, in
+    # place of "mercure" when both are there.
+    topic = "https://example.com/ns/" + uniq("n")
+    ns = "https://mercure.rocks/"
+    sub_tok = token({ns: {"subscribe": [topic]}, "mercure": {"subscribe": ["other"]}})
+    pub_tok = token({ns: {"publish": [topic]}}, key=PUB_KEY)
+    with sub(hub.port, [topic], sub_tok) as s:
+        id_ = publish_ok(hub.port, [("topic", topic), ("data", "p"), ("private", "on")],
+                         pub_tok)
+        assert s.next_event().raw == wire_event(id_, b"p")
+    r = publish(hub.port, [("topic", "elsewhere")], pub_tok)
+    assert r.status == 403, r
+    r = publish(hub.port, [("topic", topic)], token({ns: ["x"]}, key=PUB_KEY))
+    assert r.status == 401 and r.headers.get("www-authenticate") == www_auth("malformed claims")
+
+
 def test_authorization_header_must_be_bearer(hub):
     r = request(hub.port, "GET", hub_path(["*"]), headers={"Authorization": "Basic eDp5"})
     assert r.status == 401
@@ -299,7 +322,7 @@ def test_publish_needs_a_token_covering_every_topic(hub):
      "id: ids of the form <digits>-<digits> are reserved for server-assigned ids"),
     ([("topic", "a"), ("retry", "soon")], 400, "retry: retry must be all digits (milliseconds)"),
     ([("topic", "a"), ("type", "x\ny")], 400, "type: event type contains a line break"),
-    ([("topic", "a\nb")], 400, "topic 'a\nb' contains a line break or a NUL byte"),
+    ([("topic", "a\nb")], 400, "topic 'a\\nb' contains a line break or a NUL byte"),
     ([("topic", "")], 400, "topic is empty"),
     ([("topic", f"t{i}") for i in range(65)], 400, "topic: more than 64 topics in one update"),
 ])
@@ -324,6 +347,146 @@ def test_update_larger_than_the_ring_is_413(httpd):
 def test_publish_must_be_form_encoded(hub):
     r = publish(hub.port, [("topic", "a")], headers={"Content-Type": "application/json"})
     assert r.status == 415, r
+
+
+def test_publish_refuses_the_hubs_reserved_namespace(hub):
+    # Topics under /.well-known/mercure are the hub's own (subscription
+    # updates): a publisher that could post there would forge presence for
+    # every subscriber of those topics. The Go hub refuses any topic holding
+    # the path (403), canonical or alternate; so does this one.
+    forged = "/.well-known/mercure/subscriptions/a/urn%3Auuid%3A1"
+    with sub(hub.port, ["*"], tok=sub_token()) as s:
+        for topics in ([forged], ["https://example.com/x", "https://example.com"
+                                  "/.well-known/mercure/subscriptions/b/c"]):
+            r = publish(hub.port, [("topic", t) for t in topics] + [("data", "f")])
+            assert r.status == 403, r
+            assert r.json == {"error": f"topic '{topics[-1]}' is in the hub's reserved "
+                                       "namespace (/.well-known/mercure): only the hub "
+                                       "publishes there"}
+        s.assert_no_event(0.3)
+        # Near misses are ordinary topics.
+        id_ = publish_ok(hub.port, [("topic", "https://example.com/.well-known/mercur"),
+                                    ("data", "ok")])
+        assert s.next_event().raw == wire_event(id_, b"ok")
+
+
+def test_publish_does_not_take_the_cookie(hub):
+    # A browser sends the cookie with any cross-site form POST: taking it
+    # for publishing is CSRF (the protocol: a hub reading it there MUST
+    # check Origin; this one does not read it there at all).
+    tok = pub_token()
+    with sub(hub.port, ["*"]) as s:
+        r = request(hub.port, "POST", HUB, body=b"topic=a&data=csrf",
+                    headers={"Content-Type": "application/x-www-form-urlencoded",
+                             "Cookie": "mercureAuthorization=" + tok,
+                             "Origin": "https://evil.example"})
+        assert r.status == 401, r
+        assert r.headers.get("www-authenticate") == www_auth()
+        assert r.json == {"error": "publishing takes the token from the Authorization "
+                                   "header or the authorization parameter, not the cookie"}
+        s.assert_no_event(0.3)
+        # The same token in the header or the query publishes.
+        id_ = publish_ok(hub.port, [("topic", "a"), ("data", "h")], tok)
+        assert s.next_event().raw == wire_event(id_, b"h")
+        r = request(hub.port, "POST", HUB + "?authorization=" + tok, body=b"topic=a&data=q",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status == 200, r
+        assert s.next_event().raw == wire_event(r.body.decode(), b"q")
+
+
+def test_publish_empty_optional_fields_are_absent(hub):
+    # A form posts every field it has, empty or not: an empty id, type or
+    # retry is an absent one (the Go hub's reading), not a 400.
+    topic = uniq("empty")
+    with sub(hub.port, [topic]) as s:
+        id_ = publish_ok(hub.port, [("topic", topic), ("data", "x"), ("id", ""),
+                                    ("type", ""), ("retry", "")])
+        assert s.next_event().raw == wire_event(id_, b"x")
+
+
+def test_hostile_input_gets_a_clear_4xx(hub):
+    """Every hostile request is refused with a status and a message naming
+    what is wrong, and the child that refused it goes on serving."""
+    form = {"Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": "Bearer " + pub_token()}
+    cases = [
+        # A form over SSEMaxMessageSize (64K by default).
+        ("POST", HUB, b"topic=a&data=" + b"x" * 70000, 413, None),
+        # 1,000 topics in one update.
+        ("POST", HUB, "&".join(f"topic=t{i}" for i in range(1000)).encode(), 400,
+         "topic: more than 64 topics in one update"),
+        # Malformed percent-encoding, in the body and in the query.
+        ("POST", HUB, b"topic=%zz&data=x", 400, "malformed %-escape in urlencoded data"),
+        ("POST", HUB, b"topic=a&data=%4", 400, "malformed %-escape in urlencoded data"),
+        ("GET", HUB + "?topic=%zz", None, 400, "malformed %-escape in urlencoded data"),
+        # NUL bytes in every field that ends up in a header line of a frame.
+        ("POST", HUB, b"topic=a%00b", 400, "topic 'a\\0b' contains a line break or a NUL byte"),
+        ("POST", HUB, b"topic=a&id=x%00y", 400, "id: id contains a NUL byte"),
+        ("POST", HUB, b"topic=a&type=x%00y", 400, "type: event type contains a NUL byte"),
+        ("POST", HUB, b"topic=a&retry=1%002", 400,
+         "retry: retry must be all digits (milliseconds)"),
+        # Too many selectors, and one too long.
+        ("GET", hub_path([f"s{i}" for i in range(33)]), None, 400,
+         "topic: more than 32 selectors"),
+        ("GET", hub_path(["x" * 1025]), None, 400,
+         "topic: a selector is empty or longer than 1024 bytes"),
+        ("GET", hub_path([""]), None, 400,
+         "topic: a selector is empty or longer than 1024 bytes"),
+        # A topic over the limit.
+        ("POST", HUB, b"topic=" + b"t" * 4097, 400, "topic longer than 4096 bytes"),
+    ]
+    for method, path, body, status, why in cases:
+        r = request(hub.port, method, path, body=body,
+                    headers=form if method == "POST" else {})
+        assert r.status == status, (path[:80], body and body[:80], r)
+        if why is not None:
+            assert r.json == {"error": why}, (path[:80], body and body[:80])
+    # Still serving, every child (several connections).
+    for _ in range(4):
+        assert publish(hub.port, [("topic", "t")]).status == 200
+
+
+def test_pathological_templates_match_in_bounded_time(hub):
+    # Selectors that make a backtracking matcher explode (nested, adjacent
+    # expressions over a long topic that almost matches): the matcher runs
+    # in O(topic x program), so the hub delivers, refuses and goes on.
+    nasty = ["{+a}" * 200 + "!", "{a,b,c,d,e,f,g,h,i,j,k,l}" * 35 + "!",
+             "x{/a*}{/b*}{/c*}{/d*}{/e*}{/f*}{/g*}{/h*}!", "{;a*}{;b*}{;c*}{?d*}{&e*}!"]
+    long_topic = "x" + "/a" * 2000
+    with sub(hub.port, nasty) as bad, sub(hub.port, ["{+a}" * 200]) as good:
+        assert bad.status == 200 and good.status == 200
+        for _ in range(5):
+            publish_ok(hub.port, [("topic", long_topic), ("data", "d")])
+        id_ = publish_ok(hub.port, [("topic", long_topic + "!"), ("data", "hit")])
+        # {+a}*200 then '!' matches the topic ending in '!'; the others do not.
+        assert bad.next_event().raw == wire_event(id_, b"hit")
+        assert [e.raw for e in good.next_events(5)][-1].endswith(b"data: d\n\n")
+        bad.assert_no_event(0.3)
+
+
+def test_selectors_too_costly_to_match_are_400(httpd):
+    # Each selector is matched against every update of the hub in the
+    # dispatcher: a subscription whose templates together cost more than
+    # SSE_MERCURE_COST_MAX per topic byte is refused, naming the cost.
+    # (A request line long enough for 32 selectors of 1K: httpd's own limit
+    # would answer 414 first otherwise.)
+    hub = httpd(conf=HUB_CONF.format(extra=""), server_conf="LimitRequestLine 400000",
+                name="mercure-cost")
+    heavy = "{+a}" * 255                       # 1,020 bytes, hundreds of positions
+    r = request(hub.port, "GET", hub_path([heavy + str(i) for i in range(32)]))
+    assert r.status == 400, r
+    why = r.json["error"]
+    assert why.startswith("topic: the selectors' templates are too complex to match (cost ")
+    assert why.endswith(", at most 4096): use fewer or shorter expressions")
+    assert int(why.split("(cost ")[1].split(",")[0]) > 4096
+    # Ordinary templates cost 1 each: 32 of them subscribe, and so does one
+    # heavy template alone.
+    cheap = [f"https://example.com/books{i}/{{id}}{{?page}}" for i in range(32)]
+    with sub(hub.port, cheap) as s, sub(hub.port, [heavy]) as t:
+        assert s.status == 200 and t.status == 200
+        id_ = publish_ok(hub.port, [("topic", "https://example.com/books7/1?page=2"),
+                                    ("data", "c")])
+        assert s.next_event().raw == wire_event(id_, b"c")
 
 
 # ---------------------------------------------------------------- token sources
@@ -382,6 +545,41 @@ def test_replay_last_event_id_and_earliest(hub):
     # No id asked: no history, no header.
     with sub(hub.port, [topic]) as s:
         assert "last-event-id" not in s.headers
+        s.assert_no_event(0.3)
+
+
+def test_replay_after_overwritten_updates_says_earliest(httpd):
+    # The header must be the id of the event preceding the first one sent:
+    # when what followed the asked id was overwritten, that is not the
+    # asked id, and only "earliest" lets the client see it lost updates.
+    h = httpd(conf=HUB_CONF.format(extra=""), server_conf="SSEBufferSize 64K")
+    topic = uniq("gap")
+    first = publish_ok(h.port, [("topic", topic), ("data", "first")])
+    publish_ok(h.port, [("topic", topic), ("data", "lost")])
+    for i in range(60):    # 60 x 2K through a 64K ring: "lost" is overwritten
+        publish_ok(h.port, [("topic", "filler"), ("data", "f" * 2000)])
+    last = publish_ok(h.port, [("topic", topic), ("data", "last")])
+    with sub(h.port, [topic], headers={"Last-Event-ID": first}) as s:
+        assert s.headers["last-event-id"] == "earliest"
+        assert s.next_event().raw == wire_event(last, b"last")
+        s.assert_no_event(0.3)
+    # Nothing lost after the newest: the asked id, as before.
+    with sub(h.port, [topic], headers={"Last-Event-ID": last}) as s:
+        assert s.headers["last-event-id"] == last
+        s.assert_no_event(0.3)
+
+
+def test_replay_from_a_publisher_chosen_id(hub):
+    # EventSource reconnects with the last id it saw, which is the
+    # publisher's when it chose one: the hub must resume after it too.
+    topic = "https://example.com/pid/" + uniq("r")
+    mine = [f"urn:uuid:{uniq('p')}-{i}" for i in range(3)]
+    for n, i in enumerate(mine):
+        assert publish_ok(hub.port, [("topic", topic), ("data", f"e{n}"), ("id", i)]) == i
+    with sub(hub.port, [topic], headers={"Last-Event-ID": mine[0]}) as s:
+        assert s.headers["last-event-id"] == mine[0]
+        assert [e.raw for e in s.next_events(2)] == [wire_event(mine[1], b"e1"),
+                                                     wire_event(mine[2], b"e2")]
         s.assert_no_event(0.3)
 
 
@@ -496,6 +694,34 @@ def test_subscription_updates_and_api(httpd):
             break
         time.sleep(0.1)
     assert r.status == 404, r
+
+
+def test_subscriptions_api_by_topic(httpd):
+    # /subscriptions/{topic}: the collection of one selector's subscriptions,
+    # its id the URL asked; a malformed escape in the URL is httpd's 400.
+    h = httpd(conf=HUB_CONF.format(extra=SUBS_CONF)
+              + "AllowEncodedSlashes NoDecode\n", name="mercure-subs-topic")
+    api_tok = sub_token(["/.well-known/mercure/subscriptions{/topic}{/subscriber}"])
+    watch = "/.well-known/mercure/subscriptions{/topic}{/subscriber}"
+    mine, other = "https://example.com/t/" + uniq("a") + "/{id}", "urn:x:" + uniq("b")
+    with sub(h.port, [watch], api_tok) as w:
+        with sub(h.port, [mine], sub_token()) as a, sub(h.port, [other], sub_token()) as b:
+            docs = {}
+            for _ in range(2):
+                d = json.loads(w.next_event().data)
+                docs[d["topic"]] = d
+            url = "/.well-known/mercure/subscriptions/" + urllib.parse.quote(mine, safe="")
+            r = request(h.port, "GET", url, headers={"Authorization": "Bearer " + api_tok})
+            assert r.status == 200, r
+            assert r.headers.get("content-type") == "application/ld+json"
+            body = json.loads(r.body)
+            assert body == {"@context": "https://mercure.rocks/", "id": url,
+                            "type": "Subscriptions", "lastEventID": body["lastEventID"],
+                            "subscriptions": [docs[mine]]}
+            r = request(h.port, "GET", "/.well-known/mercure/subscriptions/%zz",
+                        headers={"Authorization": "Bearer " + api_tok})
+            assert r.status == 400, r       # httpd's own, before the hub: never a crash
+            assert b"Bad Request" in r.body
 
 
 def test_subscriptions_off_has_no_api(hub):

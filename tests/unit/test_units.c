@@ -1864,6 +1864,20 @@ static void test_jwt_claims(apr_pool_t *p)
     CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"publish\":null,\"subscribe\":null,"
                                "\"payload\":null}}"), &c) == NULL
           && !c.publish && !c.subscribe && !c.payload);
+    /* The namespaced claim replaces "mercure" (the Go hub's fallback); a
+     * null one counts as absent, a malformed one is malformed. */
+    CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"publish\":[\"m\"]},"
+                               "\"https://mercure.rocks/\":{\"publish\":[\"n\"],"
+                               "\"payload\":1}}"), &c) == NULL
+          && c.publish && c.publish->nelts == 1
+          && strcmp(APR_ARRAY_IDX(c.publish, 0, const char *), "n") == 0
+          && !c.subscribe && c.payload && strcmp(c.payload, "1") == 0);
+    CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"publish\":[\"m\"]},"
+                               "\"https://mercure.rocks/\":null}"), &c) == NULL
+          && c.publish && strcmp(APR_ARRAY_IDX(c.publish, 0, const char *), "m") == 0);
+    CHECK(jt_verify(p, hs, TOK("{\"https://mercure.rocks/\":[1]}"), &c) != NULL
+          && strcmp(jt_verify(p, hs, TOK("{\"https://mercure.rocks/\":[1]}"), &c),
+                    "malformed claims") == 0);
     /* Empty is not absent: a token that may publish nothing. */
     CHECK(jt_verify(p, hs, TOK("{\"mercure\":{\"publish\":[],\"subscribe\":[\"\"]}}"), &c)
           == NULL && c.publish && c.publish->nelts == 0 && c.subscribe
@@ -2314,6 +2328,13 @@ static void test_topic_hostile(apr_pool_t *p)
     n += 4;
     s = sse_topic_compile(p, tmpl, n, &why);
     CHECK(s != NULL);
+    /* Its cost is its program's size, hundreds of positions; ordinary
+     * selectors cost 1 (sse_topic_cost: the hub's budget, per subscription). */
+    CHECK(s && sse_topic_cost(s) > 600);
+    CHECK(sse_topic_cost(sse_topic_compile(p, "*", 1, &why)) == 1);
+    CHECK(sse_topic_cost(sse_topic_compile(p, "https://e.com/b", 15, &why)) == 1);
+    CHECK(sse_topic_cost(sse_topic_compile(p, "https://e.com/b/{id}{?p}", 24, &why)) == 1);
+    CHECK(sse_topic_cost(sse_topic_exact(p, "{x}", 3)) == 1);
     memset(topic, 'a', TOPIC);
     CHECK(s && sse_topic_match(s, topic, TOPIC) == 1);
     topic[TOPIC - 2] = '/';
