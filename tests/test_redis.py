@@ -479,6 +479,29 @@ MaxConnectionsPerChild 0
     assert "a connection failed" not in h.error_log()
 
 
+def test_detached_streams_get_every_servers_publishes(httpd, redis):
+    """SSEDetach on with SSERedis: each server's follower writes its ring
+    and its dispatcher writes the detached streams, whichever server took
+    the publish."""
+    conf = redis_conf(redis, uniq("dt") + ":") + "SSEDetach on\n"
+    a = httpd(server_conf=conf, conf=STATUS_LOCATION, name="redis-a")
+    b = httpd(server_conf=conf, conf=STATUS_LOCATION, name="redis-b")
+    chan = uniq("dt")
+    wait_following(a, b)
+    with subscribe(a.port, chan) as sa, subscribe(b.port, chan) as sb:
+        for h in (a, b):
+            wait_figure(h.port, "sse_streams_detached", 1)
+        sent = []
+        for i, h in enumerate((a, b, a)):
+            r = pub_raw(h.port, chan, f"d{i}")
+            assert r.status == 200, r
+            sent.append(wire_event(r.json["id"], f"d{i}".encode()))
+        assert [e.raw for e in sa.next_events(3)] == sent
+        assert [e.raw for e in sb.next_events(3)] == sent
+        sa.assert_no_event(0.3)
+        sb.assert_no_event(0.3)
+
+
 def test_publish_with_redis_never_up_is_503(httpd, redis):
     port = redis.port
     redis.kill()
