@@ -285,8 +285,10 @@ MaxRequestWorkers 64
 MaxConnectionsPerChild 0
 """
     h = httpd(mpm="event", mpm_conf=one_child, nofile=256, conf=STATUS_LOCATION)
-    assert h.error_log().count("SSE01702: this child holds at most 64 streams "
-                               "(from the descriptor limit)") == 1, h.error_log()
+    line = "SSE01702: this child holds at most 64 streams (from the descriptor limit)"
+    # The child logs it in child_init, which may come after the port answers.
+    wait_for(lambda: "SSE01702" in h.error_log(), what="SSE01702 logged")
+    assert h.error_log().count(line) == 1, h.error_log()
     ch = uniq("least")
     subs = [subscribe(h.port, ch) for _ in range(40)]
     try:
