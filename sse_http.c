@@ -6,6 +6,7 @@
 #include "sse_buf.h"
 #include "sse_cors.h"
 #include "sse_log.h"
+#include "sse_store.h"
 
 #include <string.h>
 #include <jansson.h>
@@ -79,6 +80,17 @@ int sse_http_error(request_rec *r, int status, const char *why)
 int sse_http_error_quiet(request_rec *r, int status, const char *why)
 {
     return refuse(r, status, why, 1);
+}
+
+int sse_http_store_error(request_rec *r, int status, const char *why)
+{
+    int after = sse_store_retry_after(sse_store_get());
+
+    if (status == HTTP_SERVICE_UNAVAILABLE && after > 0) {
+        apr_table_setn(r->headers_out, "Retry-After", apr_itoa(r->pool, after));
+        return sse_http_error_quiet(r, status, why);
+    }
+    return sse_http_error(r, status, why);
 }
 
 int sse_http_not_allowed(request_rec *r, const char *allow, const char *what)

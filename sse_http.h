@@ -30,6 +30,10 @@ int sse_http_error(request_rec *r, int status, const char *why);
 /* The same, logged at debug level: a refusal whose cause is logged once
  * elsewhere, not once per request. */
 int sse_http_error_quiet(request_rec *r, int status, const char *why);
+/* A store's refusal (sse_store.h statuses). A store whose server is away
+ * says when to come back (Retry-After on its 503s) and logs the outage
+ * itself, once: each request refused meanwhile is logged at debug level. */
+int sse_http_store_error(request_rec *r, int status, const char *why);
 
 /* Answers 405 with an Allow header; returns OK. */
 int sse_http_not_allowed(request_rec *r, const char *allow, const char *what);

@@ -351,17 +351,6 @@ static sse_topic_selector **claim_selectors(apr_pool_t *p, const apr_array_heade
 
 /* ---- publishing ---- */
 
-static int store_error(request_rec *r, int status, const char *why)
-{
-    int after = sse_store_retry_after(sse_store_get());
-
-    if (status == HTTP_SERVICE_UNAVAILABLE && after > 0) {
-        apr_table_setn(r->headers_out, "Retry-After", apr_itoa(r->pool, after));
-        return sse_http_error_quiet(r, status, why);
-    }
-    return sse_http_error(r, status, why);
-}
-
 /* Publishes one update on the hub's channel; OK with *id, or a store
  * status with *why. */
 static int put_update(request_rec *r, const apr_array_header_t *hub, const sse_bytes *topics,
@@ -533,7 +522,7 @@ static int publish(request_rec *r, const sse_dir_conf *dc)
     if ((status = put_update(r, hub_channel(r), t, topics->nelts,
                              first(r->pool, pairs, "private") != NULL, 0, &ev, &id, &why))
         != OK)
-        return store_error(r, status, why);
+        return sse_http_store_error(r, status, why);
 
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(01301)
                   "update %s published on %d topic(s), first '%.*s'", id, topics->nelts,
@@ -839,7 +828,7 @@ static int subscriptions_api(request_rec *r, const sse_dir_conf *dc,
      * of no events would. */
     if ((status = sse_registry_w_subscribe_filtered(r, hub_channel(r), 0, &none, &sub,
                                                     &upto, &why)) != OK)
-        return store_error(r, status, why);
+        return sse_http_store_error(r, status, why);
     refs = sse_replay_collect(sse_registry_channels(sub), r->pool, 0, upto, 0);
     ref = (const sse_replay_ref *)refs->elts;
     sse_replay_reader_init(&rd, r->pool);

@@ -93,20 +93,6 @@ static const char *answer_json(apr_pool_t *p, const sse_store_receipt *res, int 
     return text;
 }
 
-/* A store's refusal; a store whose server is away says when to come back
- * (Retry-After on its 503s), and logs the outage itself, once: each
- * request refused meanwhile is logged at debug level only. */
-static int store_error(request_rec *r, int status, const char *why)
-{
-    int after = sse_store_retry_after(sse_store_get());
-
-    if (status == HTTP_SERVICE_UNAVAILABLE && after > 0) {
-        apr_table_setn(r->headers_out, "Retry-After", apr_itoa(r->pool, after));
-        return sse_http_error_quiet(r, status, why);
-    }
-    return sse_http_error(r, status, why);
-}
-
 static int publish(request_rec *r, const sse_dir_conf *dc, const apr_array_header_t *pairs)
 {
     const char *ct = apr_table_get(r->headers_in, "Content-Type");
@@ -156,7 +142,7 @@ static int publish(request_rec *r, const sse_dir_conf *dc, const apr_array_heade
         }
     }
     if ((status = sse_store_publish(sse_store_get(), r->pool, events, &res, &why)) != OK)
-        return store_error(r, status, why);
+        return sse_http_store_error(r, status, why);
 
     status = sse_http_json(r, HTTP_OK, answer_json(r->pool, res, events->nelts, is_array));
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00401)
@@ -201,7 +187,7 @@ static int describe_or_delete(request_rec *r, const sse_dir_conf *dc,
                               "channel '%.*s' has no events and no subscribers",
                               (int)c->len, c->s));
     if (status != OK)
-        return store_error(r, status, why);
+        return sse_http_store_error(r, status, why);
     o = json_object();
     json_object_set_new(o, "channel", json_stringn(c->s, c->len));
     if (delete) {
