@@ -50,7 +50,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -749,15 +748,11 @@ int sse_detach_stream(sse_sub *sub, const sse_detach_info *info)
  * dispatcher's: under prefork this may run in a signal handler. */
 static apr_status_t detach_cleanup(void *unused)
 {
-    struct timespec limit;
-
     if (!dt.started)
         return APR_SUCCESS;
     __atomic_store_n(&dt.quit, 1, __ATOMIC_RELEASE);
     poke();
-    clock_gettime(CLOCK_REALTIME, &limit);
-    limit.tv_sec += JOIN_WAIT;
-    if (pthread_timedjoin_np(dt.thread, NULL, &limit) == 0)
+    if (sse_dispatch_thread_join(dt.thread, JOIN_WAIT))
         dt.started = 0;
     return APR_SUCCESS;
 }

@@ -136,8 +136,6 @@ static void *dispatcher(void *unused)
  * destroyed, so the dispatcher is gone before the streams it points to. */
 static apr_status_t dispatch_cleanup(void *unused)
 {
-    struct timespec limit;
-
     if (!disp.started || pthread_equal(disp.thread, pthread_self()))
         return APR_SUCCESS;
     sse_registry_stop();
@@ -145,9 +143,7 @@ static apr_status_t dispatch_cleanup(void *unused)
      * interrupted a stream holding a lock the dispatcher then waits for.
      * The process exits right after; a dispatcher stuck on that lock never
      * runs again. */
-    clock_gettime(CLOCK_REALTIME, &limit);
-    limit.tv_sec += JOIN_WAIT;
-    if (pthread_timedjoin_np(disp.thread, NULL, &limit) == 0) {
+    if (sse_dispatch_thread_join(disp.thread, JOIN_WAIT)) {
         disp.started = 0;
         sse_registry_dispatcher_running(0);
     }
@@ -194,6 +190,15 @@ int sse_dispatch_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     return rv;
+}
+
+int sse_dispatch_thread_join(pthread_t thread, int seconds)
+{
+    struct timespec limit;
+
+    clock_gettime(CLOCK_REALTIME, &limit);
+    limit.tv_sec += seconds;
+    return pthread_timedjoin_np(thread, NULL, &limit) == 0;
 }
 
 void sse_dispatch_child_init(apr_pool_t *pchild, server_rec *s)

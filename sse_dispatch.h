@@ -22,4 +22,10 @@ void sse_dispatch_child_init(apr_pool_t *pchild, server_rec *s);
  * the threads that expect them. Returns pthread_create's result. */
 int sse_dispatch_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
+/* Joins such a thread, waiting at most `seconds`: 1 when it was joined, 0
+ * when it did not end in time. Bounded because under prefork a child's
+ * cleanups may run in a signal handler, and the process exits right after
+ * whether or not the thread has ended. */
+int sse_dispatch_thread_join(pthread_t thread, int seconds);
+
 #endif

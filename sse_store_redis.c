@@ -1243,16 +1243,13 @@ int sse_store_redis_fill(sse_store *st)
 static apr_status_t follower_cleanup(void *data)
 {
     redis_store *rs = data;
-    struct timespec limit;
 
     __atomic_store_n(&rs->stop, 1, __ATOMIC_RELEASE);
     if (!rs->started || pthread_equal(rs->thread, pthread_self()))
         return APR_SUCCESS;
     /* Bounded, as the dispatcher's (sse_dispatch.c): the process exits
      * right after, and the word is then taken over as a dead pid's. */
-    clock_gettime(CLOCK_REALTIME, &limit);
-    limit.tv_sec += JOIN_WAIT_S;
-    if (pthread_timedjoin_np(rs->thread, NULL, &limit) == 0)
+    if (sse_dispatch_thread_join(rs->thread, JOIN_WAIT_S))
         rs->started = 0;
     /* Under prefork this runs in a signal handler that may have interrupted
      * this very thread inside a publish: never wait for the lock. */
