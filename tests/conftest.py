@@ -18,6 +18,7 @@ Fixtures:
 Hook: pytest_runtest_makereport appends the error log of every server a
 failed test used to its report (see ssetest.servers).
 """
+import os
 import shutil
 import subprocess
 import tempfile
@@ -31,6 +32,7 @@ pytest.register_assert_rewrite("ssetest")
 from ssetest.channels import uniq  # noqa: E402
 from ssetest.env import MPMS, REPO  # noqa: E402
 from ssetest.httpd import Httpd  # noqa: E402
+from ssetest.redis import REDIS_SERVER, RedisServer  # noqa: E402
 from ssetest.servers import ServerPool, _track, server_factory  # noqa: E402
 
 from browser import Browser, Server  # noqa: E402
@@ -57,6 +59,17 @@ def pytest_runtest_makereport(item, call):
 def httpd(request):
     """Factory: httpd(mpm=..., conf=..., server_conf=..., start=True) -> Httpd."""
     yield from server_factory(request, Httpd, lambda h, kw: h.mpm)
+
+
+@pytest.fixture
+def redis():
+    """A redis-server of the test's own on a free loopback port, stopped by pid."""
+    if not os.path.exists(REDIS_SERVER):
+        pytest.fail(f"{REDIS_SERVER} is missing: run scripts/deps.sh (Debian's redis-server)")
+    r = RedisServer()
+    r.start()
+    yield r
+    r.cleanup()
 
 
 @pytest.fixture(scope="session")

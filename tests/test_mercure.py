@@ -28,7 +28,6 @@ match.
 Tokens are minted by tests/ssetest/mercure.py (HS256 here; the other
 algorithms are the verifier's unit tests' and test_mercure_php.py's)."""
 import json
-import os
 import socket
 import time
 import urllib.parse
@@ -38,7 +37,6 @@ import pytest
 from ssetest.channels import uniq
 from ssetest.clients import SSEClient, request
 from ssetest.mercure import b64url, hmac_key, mint
-from ssetest.redis import REDIS_SERVER, RedisServer
 from ssetest.wire import wire_event
 
 HUB = "/.well-known/mercure"
@@ -752,16 +750,6 @@ def test_cors_on_the_hub(httpd):
 
 
 # ---------------------------------------------------------------- across servers
-
-@pytest.fixture
-def redis():
-    if not os.path.exists(REDIS_SERVER):
-        pytest.fail(f"{REDIS_SERVER} is missing: run scripts/deps.sh (Debian's redis-server)")
-    r = RedisServer()
-    r.start()
-    yield r
-    r.cleanup()
-
 
 def test_update_published_on_a_reaches_subscriber_on_b(httpd, redis):
     prefix = uniq("m") + ":"

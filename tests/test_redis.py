@@ -36,20 +36,10 @@ from ssetest.httpd import BASE_MODULES
 from ssetest.metrics import (REDIS_OPS, STATUS_LOCATION, parse_prometheus, status_json,
                              status_prometheus, wait_figure)
 from ssetest.publish import pub_json, pub_raw, publish_ok, wait_subscribers
-from ssetest.redis import REDIS_SERVER, RedisServer
+from ssetest.redis import RedisServer
 from ssetest.wire import (HEARTBEAT, SERVER_ID_RE, assert_strictly_increasing, server_id_key,
                           wire_event)
 from testmod import sse_testmod_conf
-
-
-@pytest.fixture
-def redis():
-    if not os.path.exists(REDIS_SERVER):
-        pytest.fail(f"{REDIS_SERVER} is missing: run scripts/deps.sh (Debian's redis-server)")
-    r = RedisServer()
-    r.start()
-    yield r
-    r.cleanup()
 
 
 def redis_conf(r, prefix):
