@@ -298,6 +298,7 @@ class ModSse(Server):
     # x 5250 threads, 500 of them for publishers and stragglers.
     CHILDREN = 2
     THREADS = 5250
+    MPM_NOTE = "conf/mod_sse.conf's sizing for 10,000 streams"
     EXTRA_PROCS = 0     # processes under the master that are not children (none)
 
     def cmd(self):
@@ -375,7 +376,7 @@ SSEDetach {"on" if self.DETACH else "off"}
         return f"LoadModule mpm_event_module  {APACHE_MODS}/mod_mpm_event.so"
 
     def mpm_conf(self):
-        return f"""# conf/mod_sse.conf's sizing for 10,000 streams
+        return f"""# {self.MPM_NOTE}
 <IfModule mpm_event_module>
     ServerLimit             {2 * self.CHILDREN}
     ThreadLimit             {self.THREADS}
@@ -509,6 +510,7 @@ class ModSseDetached(ModSse):
     DETACH = True
     CHILDREN = 2
     THREADS = 64
+    MPM_NOTE = "issue 11, detached streams: threads for requests only"
 
     def max_streams_conf(self):
         return "# SSEMaxStreamsPerChild: its default, from the descriptor limit"
@@ -516,20 +518,6 @@ class ModSseDetached(ModSse):
     def write_config(self):
         self.CHILDREN = getattr(self, "sc", {}).get("detached_children", type(self).CHILDREN)
         super().write_config()
-
-    def mpm_conf(self):
-        return f"""# issue 11, detached streams: threads for requests only
-<IfModule mpm_event_module>
-    ServerLimit             {2 * self.CHILDREN}
-    ThreadLimit             {self.THREADS}
-    ThreadsPerChild         {self.THREADS}
-    StartServers            {self.CHILDREN}
-    MaxRequestWorkers       {self.CHILDREN * self.THREADS}
-    MinSpareThreads         {self.THREADS}
-    MaxSpareThreads         {self.CHILDREN * self.THREADS}
-    MaxConnectionsPerChild  0
-    ThreadStackSize         262144
-</IfModule>"""
 
 
 class ModSsePrefork(ModSse):
